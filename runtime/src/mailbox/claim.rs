@@ -1,0 +1,147 @@
+//! Claiming: atomically hand due messages to one claimer under a lease.
+
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::row::get_u32;
+use super::{Mailbox, MailboxError};
+use crate::clock::{Millis, duration_ms};
+use crate::message::{MessageId, Priority};
+use crate::state_machine::MessageState;
+
+/// Proof of a claim: the message id and the token of this claim. Acks and
+/// failures are refused once the lease is no longer held.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The claimed message.
+    pub id: MessageId,
+    /// Unique to this claim of this message.
+    pub token: String,
+}
+
+/// A message handed to a claimer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The lease to ack or fail with.
+    pub lease: Lease,
+    /// The event type it was routed by.
+    pub event_type: String,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+    /// The idempotency key, if any.
+    pub key: Option<String>,
+    /// Where it came from, if known.
+    pub source: Option<String>,
+    /// Its correlation id.
+    pub correlation_id: String,
+    /// Its priority.
+    pub priority: Priority,
+    /// Attempts so far, this one included (1 on the first delivery).
+    pub attempts: u32,
+    /// The attempt budget.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub created_at: Millis,
+    /// When the lease runs out.
+    pub lease_expires_at: Millis,
+}
+
+impl Claimed {
+    /// The message id.
+    pub fn id(&self) -> MessageId {
+        self.lease.id
+    }
+}
+
+impl Mailbox {
+    /// Claims up to `limit` due messages whose event type is in
+    /// `event_types`, highest priority first, then oldest; each gets
+    /// `attempts + 1` and a lease of `lease` from now. Messages of other types
+    /// wait without spending attempts. One transaction; a message is handed to
+    /// exactly one claimer, whichever process it is in.
+    ///
+    /// # Errors
+    ///
+    /// A store failure ([`MailboxError::Locked`] when another process kept the
+    /// write lock past the busy timeout).
+    pub fn claim<S: AsRef<str>>(
+        &mut self,
+        limit: usize,
+        lease: Duration,
+        event_types: &[S],
+    ) -> Result<Vec<Claimed>, MailboxError> {
+        if limit == 0 || event_types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types = serde_json::to_string(
+            &event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
+        )
+        .unwrap_or_else(|_| "[]".to_owned());
+        let now = self.now();
+        let expires = now.saturating_add(duration_ms(lease));
+        let token = uuid::Uuid::now_v7().to_string();
+        let first_claim = !self.registered;
+        let owner = self.owner.clone();
+        let ctx = self.ctx.clone();
+        let tx = self.tx()?;
+        let result = (|| {
+            if first_claim {
+                super::registry::register_owner(&tx, &owner, now)?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "UPDATE messages
+                    SET state = ?1, attempts = attempts + 1, lease_owner = ?2, lease_token = ?3,
+                        lease_expires_at = ?4, updated_at = ?5
+                  WHERE seq IN (
+                        SELECT seq FROM messages
+                         WHERE state = ?6 AND available_at <= ?5
+                           AND event_type IN (SELECT value FROM json_each(?7))
+                         ORDER BY priority DESC, seq
+                         LIMIT ?8)
+                 RETURNING id, event_type, payload, key, source, correlation_id, priority,
+                           attempts, max_attempts, created_at, seq",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    MessageState::Inflight,
+                    owner.id,
+                    token,
+                    expires,
+                    now,
+                    MessageState::Queued,
+                    types,
+                    super::row::sql_int(limit),
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(10)?,
+                        Claimed {
+                            lease: Lease {
+                                id: row.get(0)?,
+                                token: token.clone(),
+                            },
+                            event_type: row.get(1)?,
+                            payload: row.get(2)?,
+                            key: row.get(3)?,
+                            source: row.get(4)?,
+                            correlation_id: row.get(5)?,
+                            priority: row.get(6)?,
+                            attempts: get_u32(row, 7)?,
+                            max_attempts: get_u32(row, 8)?,
+                            created_at: row.get(9)?,
+                            lease_expires_at: expires,
+                        },
+                    ))
+                },
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })();
+        let mut claimed = result.map_err(|e| ctx.err(e))?;
+        tx.commit().map_err(|e| ctx.err(e))?;
+        self.registered = true;
+        // RETURNING gives no order guarantee: restore the claim order.
+        claimed.sort_by(|(seq_a, a), (seq_b, b)| b.priority.cmp(&a.priority).then(seq_a.cmp(seq_b)));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+}

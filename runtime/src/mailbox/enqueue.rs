@@ -1,0 +1,113 @@
+//! Enqueueing: validated inserts, single or batched, with key dedupe.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Mailbox, MailboxError};
+use crate::clock::{Millis, duration_ms};
+use crate::message::{MessageId, NewMessage};
+use crate::state_machine::{MessageState, Policies};
+
+/// The result of enqueueing one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    /// The message's id: new, or the existing message's when `duplicate`.
+    pub id: MessageId,
+    /// A message with the same key was already stored; nothing new was.
+    pub duplicate: bool,
+}
+
+impl Mailbox {
+    /// Enqueues one message. It is durable (per the store's durability
+    /// setting) when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Invalid`] when the message breaks a rule (nothing is
+    /// stored), or a store failure.
+    pub fn enqueue(&mut self, message: NewMessage) -> Result<Enqueued, MailboxError> {
+        let mut out = self.enqueue_batch(vec![message])?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueues many messages in one transaction: all are stored or none.
+    /// Returns one [`Enqueued`] per message, in order. A key repeated within
+    /// the batch resolves to the first message that carried it.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Invalid`] naming the first invalid message (by its
+    /// index in the batch; nothing is stored), or a store failure.
+    pub fn enqueue_batch(&mut self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, MailboxError> {
+        for (index, message) in messages.iter().enumerate() {
+            message.validate(self.max_payload_bytes).map_err(|source| {
+                if messages.len() == 1 {
+                    MailboxError::Invalid(source)
+                } else {
+                    MailboxError::InvalidInBatch { index, source }
+                }
+            })?;
+        }
+        let now = self.now();
+        let policies = self.policies.clone();
+        let ctx = self.ctx.clone();
+        let tx = self.tx()?;
+        let out = messages
+            .iter()
+            .map(|m| insert(&tx, m, &policies, now, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ctx.err(e))?;
+        tx.commit().map_err(|e| ctx.err(e))?;
+        Ok(out)
+    }
+}
+
+/// Inserts one validated message inside `tx`. `inherited_correlation` is the
+/// correlation id of the message whose handler emitted this one.
+pub(crate) fn insert(
+    tx: &Connection,
+    message: &NewMessage,
+    policies: &Policies,
+    now: Millis,
+    inherited_correlation: Option<&str>,
+) -> rusqlite::Result<Enqueued> {
+    let id = MessageId::new();
+    let correlation_id = message
+        .correlation_id
+        .clone()
+        .or_else(|| inherited_correlation.map(str::to_owned))
+        .unwrap_or_else(|| id.to_string());
+    let max_attempts = message
+        .max_attempts
+        .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, event_type, payload, key, source, correlation_id, priority,
+                                   state, attempts, max_attempts, available_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11)
+             ON CONFLICT (key) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            message.event_type,
+            message.payload,
+            message.key,
+            message.source,
+            correlation_id,
+            message.priority,
+            MessageState::Queued,
+            max_attempts,
+            now.saturating_add(duration_ms(message.delay)),
+            now,
+        ])?;
+    if inserted == 1 {
+        return Ok(Enqueued { id, duplicate: false });
+    }
+    // Only the key can conflict (ids are fresh UUIDs), so the key is set.
+    let existing = tx
+        .prepare_cached("SELECT id FROM messages WHERE key = ?1")?
+        .query_row([&message.key], |row| row.get(0))
+        .optional()?;
+    existing
+        .map(|id| Enqueued { id, duplicate: true })
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)
+}

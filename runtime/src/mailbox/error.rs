@@ -1,0 +1,117 @@
+//! What can go wrong in the mailbox, as one enum callers can match.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::message::{InvalidInput, MessageId};
+use crate::state_machine::MessageState;
+
+/// An error from the mailbox. Each message names what went wrong and, where
+/// there is one, what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    /// The directory that should hold the store does not exist.
+    #[error(
+        "cannot open the store {path}: the directory {dir} does not exist (create it, or choose another store path)"
+    )]
+    MissingDirectory {
+        /// The store's path.
+        path: PathBuf,
+        /// The missing directory.
+        dir: PathBuf,
+    },
+    /// The store file does not exist and was not to be created.
+    #[error(
+        "no store at {path}: start `mailroom run` there first, or pass the path of an existing store with --db"
+    )]
+    NotFound {
+        /// The store's path.
+        path: PathBuf,
+    },
+    /// The file exists but is not an SQLite database.
+    #[error("{path} is not a Mailroom store (not an SQLite database): check the path")]
+    NotADatabase {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// Another process held the write lock for longer than the busy timeout.
+    #[error(
+        "the store {path} stayed locked by another process for {waited:?}: retry, or raise the busy timeout"
+    )]
+    Locked {
+        /// The store's path.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// The file was written by a newer Mailroom.
+    #[error(
+        "the store {path} has schema version {found}, newer than this mailroom understands ({supported}): upgrade mailroom"
+    )]
+    SchemaTooNew {
+        /// The store's path.
+        path: PathBuf,
+        /// The file's schema version.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A message broke a rule of the message contract.
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidInput),
+    /// One message of a batch broke a rule; nothing of the batch was stored.
+    #[error("invalid message at index {index} of the batch: {source}")]
+    InvalidInBatch {
+        /// The message's position in the batch, from 0.
+        index: usize,
+        /// What is wrong with it.
+        source: InvalidInput,
+    },
+    /// The lease on a claimed message is no longer held: it expired and the
+    /// message was reclaimed (and maybe claimed again). Nothing was committed.
+    #[error("the lease on message {id} is no longer held (it expired or was reclaimed); nothing was committed")]
+    LeaseLost {
+        /// The message.
+        id: MessageId,
+    },
+    /// No message has this id.
+    #[error("no message with id {id}")]
+    NoSuchMessage {
+        /// The id asked for.
+        id: MessageId,
+    },
+    /// The message exists but is not in the state the operation needs.
+    #[error("message {id} is {actual}, not {expected}")]
+    WrongState {
+        /// The message.
+        id: MessageId,
+        /// The state the operation needs.
+        expected: MessageState,
+        /// The state it is in.
+        actual: MessageState,
+    },
+    /// A stored row could not be read back (a corrupt or hand-edited store).
+    #[error("the store {path} holds a row this mailroom cannot read: {reason}")]
+    Corrupt {
+        /// The store's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other SQLite failure.
+    #[error("SQLite failed on the store {path}: {source}")]
+    Sqlite {
+        /// The store's path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl MailboxError {
+    /// Whether this error means the store was busy (worth retrying later).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Locked { .. })
+    }
+}

@@ -1,0 +1,214 @@
+//! Settling claimed messages: acks (with the events the handler emitted) and
+//! failures, one at a time or many in one transaction (group commit).
+
+use rusqlite::{Connection, params};
+
+use super::claim::Claimed;
+use super::enqueue::insert;
+use super::{Mailbox, MailboxError};
+use crate::clock::Millis;
+use crate::message::NewMessage;
+use crate::state_machine::{self, Failure, MessageState, Policies, Transition};
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The handler succeeded: remove the message and enqueue its follow-ups,
+    /// atomically. Follow-ups without a correlation id inherit the message's.
+    Ack {
+        /// Events the handler emitted.
+        follow_ups: Vec<NewMessage>,
+    },
+    /// The handler failed; [`crate::state_machine::after_failure`] decides
+    /// whether the message is requeued or dead.
+    Fail(Failure),
+}
+
+/// What settling one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Removed; its follow-ups were enqueued.
+    Acked,
+    /// Back in the queue, due at `available_at`.
+    Requeued {
+        /// When the next attempt may start.
+        available_at: Millis,
+    },
+    /// Dead-lettered.
+    Dead,
+}
+
+impl Mailbox {
+    /// Acks one claimed message, enqueueing `follow_ups` in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::LeaseLost`] (nothing committed) when the lease is no
+    /// longer held; [`MailboxError::Invalid`] for an invalid follow-up
+    /// (nothing committed); or a store failure.
+    pub fn ack(&mut self, claimed: &Claimed, follow_ups: Vec<NewMessage>) -> Result<(), MailboxError> {
+        self.settle_one(claimed, Settlement::Ack { follow_ups }, None)
+            .map(|_| ())
+    }
+
+    /// Records a failed attempt of one claimed message.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::LeaseLost`] (nothing committed) when the lease is no
+    /// longer held, or a store failure.
+    pub fn fail(&mut self, claimed: &Claimed, failure: Failure) -> Result<Settled, MailboxError> {
+        self.settle_one(claimed, Settlement::Fail(failure), None)
+    }
+
+    /// Settles one message; `plugin_digest` stamps the attempt with the
+    /// plugin build that ran it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mailbox::ack`] and [`Mailbox::fail`].
+    pub fn settle_one(
+        &mut self,
+        claimed: &Claimed,
+        settlement: Settlement,
+        plugin_digest: Option<&str>,
+    ) -> Result<Settled, MailboxError> {
+        let mut results = self.settle(vec![(claimed, settlement, plugin_digest)])?;
+        results.remove(0)
+    }
+
+    /// Settles many messages in one transaction. Each entry succeeds or fails
+    /// on its own: a lost lease or an invalid follow-up rolls back only that
+    /// entry (to a savepoint) and is reported in its slot.
+    ///
+    /// # Errors
+    ///
+    /// The outer error is a store failure that rolled back the whole batch.
+    pub fn settle(
+        &mut self,
+        batch: Vec<(&Claimed, Settlement, Option<&str>)>,
+    ) -> Result<Vec<Result<Settled, MailboxError>>, MailboxError> {
+        let now = self.now();
+        let policies = self.policies.clone();
+        let max_payload = self.max_payload_bytes;
+        let ctx = self.ctx.clone();
+        let mut tx = self.tx()?;
+        let mut results = Vec::with_capacity(batch.len());
+        for (claimed, settlement, digest) in batch {
+            if let Settlement::Ack { follow_ups } = &settlement {
+                if let Some(invalid) = follow_ups
+                    .iter()
+                    .find_map(|m| m.validate(max_payload).err())
+                {
+                    results.push(Err(MailboxError::Invalid(invalid)));
+                    continue;
+                }
+            }
+            let mut sp = tx.savepoint().map_err(|e| ctx.err(e))?;
+            match settle_in(&sp, claimed, &settlement, digest, &policies, now) {
+                Ok(Some(settled)) => {
+                    sp.commit().map_err(|e| ctx.err(e))?;
+                    results.push(Ok(settled));
+                }
+                Ok(None) => {
+                    sp.rollback().map_err(|e| ctx.err(e))?;
+                    results.push(Err(MailboxError::LeaseLost { id: claimed.id() }));
+                }
+                Err(e) => {
+                    // Anything but a lost lease is a store failure: the whole
+                    // batch rolls back when `tx` drops.
+                    drop(sp);
+                    return Err(ctx.err(e));
+                }
+            }
+        }
+        tx.commit().map_err(|e| ctx.err(e))?;
+        Ok(results)
+    }
+}
+
+/// Applies one settlement; `Ok(None)` when the lease is no longer held.
+fn settle_in(
+    tx: &Connection,
+    claimed: &Claimed,
+    settlement: &Settlement,
+    digest: Option<&str>,
+    policies: &Policies,
+    now: Millis,
+) -> rusqlite::Result<Option<Settled>> {
+    let lease = &claimed.lease;
+    match settlement {
+        Settlement::Ack { follow_ups } => {
+            let removed = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id = ?1 AND state = ?2 AND lease_token = ?3",
+                )?
+                .execute(params![lease.id, MessageState::Inflight, lease.token])?;
+            if removed == 0 {
+                return Ok(None);
+            }
+            for follow_up in follow_ups {
+                insert(tx, follow_up, policies, now, Some(&claimed.correlation_id))?;
+            }
+            Ok(Some(Settled::Acked))
+        }
+        Settlement::Fail(failure) => {
+            let policy = policies.for_event_type(&claimed.event_type);
+            let transition = state_machine::after_failure(
+                failure,
+                claimed.attempts,
+                claimed.max_attempts,
+                policy,
+                now,
+                rand::random::<f64>(),
+            );
+            apply_failure(tx, lease, &transition, digest, now)
+        }
+    }
+}
+
+/// Moves an in-flight message per `transition`, guarded by its lease token.
+/// `Ok(None)` when the lease is no longer held.
+pub(crate) fn apply_failure(
+    tx: &Connection,
+    lease: &super::Lease,
+    transition: &Transition,
+    digest: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<Option<Settled>> {
+    let (state, available_at, last_error, dead_at, settled) = match transition {
+        Transition::Requeue {
+            available_at,
+            last_error,
+        } => (
+            MessageState::Queued,
+            Some(*available_at),
+            last_error,
+            None,
+            Settled::Requeued {
+                available_at: *available_at,
+            },
+        ),
+        Transition::Dead { last_error } => (MessageState::Dead, None, last_error, Some(now), Settled::Dead),
+    };
+    let changed = tx
+        .prepare_cached(
+            "UPDATE messages
+                SET state = ?1, available_at = COALESCE(?2, available_at), last_error = ?3,
+                    dead_at = ?4, last_plugin_digest = COALESCE(?5, last_plugin_digest),
+                    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?6
+              WHERE id = ?7 AND state = ?8 AND lease_token = ?9",
+        )?
+        .execute(params![
+            state,
+            available_at,
+            last_error,
+            dead_at,
+            digest,
+            now,
+            lease.id,
+            MessageState::Inflight,
+            lease.token,
+        ])?;
+    Ok((changed == 1).then_some(settled))
+}

@@ -1,0 +1,18 @@
+//! The one `bindgen!` of the host, generated from the `handler` world in
+//! `wit/`. Private to the plugin module: nothing outside it names these types.
+//!
+//! Exports are async so a call can be cut off while the guest waits in a
+//! WASI host call; the host's own imports (`logging`, `emitter`) are
+//! synchronous and `trappable`, so they can fail the call (a trap) apart from
+//! the errors a guest can handle (`emit-error`).
+
+wasmtime::component::bindgen!({
+    world: "handler",
+    path: "../wit",
+    imports: { default: trappable },
+    exports: { default: async },
+});
+
+pub(crate) use exports::mailroom::plugin::plugin::{Event, HandlerError, PluginInfo};
+pub(crate) use self::mailroom::plugin::logging::Level;
+pub(crate) use self::mailroom::plugin::types::{EmitError, OutgoingEvent};

@@ -1,0 +1,111 @@
+//! Why the host could not start, or why a plugin file was rejected. Failures
+//! of a delivery are not errors: they are [`Outcome`](super::Outcome)s.
+
+use std::path::PathBuf;
+
+/// A host that could not be set up, or a plugin file that was rejected. Each
+/// message names the file and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The wasm engine or the host's linker could not be set up.
+    #[error("could not set up the wasm engine: {reason}")]
+    Engine {
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// The compiled-code cache directory could not be created.
+    #[error(
+        "could not create the compiled-code cache directory {}: {source}; make it writable or run without a cache",
+        path.display()
+    )]
+    CacheDir {
+        /// The cache directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The plugin file could not be read.
+    #[error("could not read plugin {}: {source}", path.display())]
+    Read {
+        /// The plugin file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The plugin file is empty.
+    #[error(
+        "plugin {} is empty: it may still be being written; deploy by writing `name.wasm.tmp` and renaming it into place",
+        path.display()
+    )]
+    Empty {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// The file does not start with the WebAssembly magic bytes.
+    #[error(
+        "plugin {} is not a WebAssembly file (no `\\0asm` header): build the plugin with `cargo build --target wasm32-wasip2`",
+        path.display()
+    )]
+    NotWasm {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// The file is a core wasm module rather than a component.
+    #[error(
+        "plugin {} is a core wasm module, not a component: build with --target wasm32-wasip2",
+        path.display()
+    )]
+    NotAComponent {
+        /// The plugin file.
+        path: PathBuf,
+    },
+    /// The file has a component header but does not compile (truncated or corrupt).
+    #[error(
+        "plugin {} is not a valid WebAssembly component ({reason}): the file may be truncated or corrupt; rebuild it and deploy it again",
+        path.display()
+    )]
+    Compile {
+        /// The plugin file.
+        path: PathBuf,
+        /// What the compiler reported.
+        reason: String,
+    },
+    /// The component does not fit the `handler` world: an export is missing or
+    /// an import is one the host does not offer.
+    #[error(
+        "plugin {} does not target the `mailroom:plugin/handler` world: {reason}; build it with mailroom-sdk against the host's `wit/`",
+        path.display()
+    )]
+    WrongWorld {
+        /// The plugin file.
+        path: PathBuf,
+        /// The missing export or unsatisfied import.
+        reason: String,
+    },
+    /// The component could not be instantiated (for example its initial memory
+    /// is larger than the memory cap).
+    #[error("plugin {} could not be instantiated: {reason}", path.display())]
+    Instantiate {
+        /// The plugin file.
+        path: PathBuf,
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// The plugin's `info` call trapped, timed out or ran out of memory.
+    #[error("plugin {}: its `info` call failed: {reason}; fix the plugin's `info` function", path.display())]
+    InfoTrapped {
+        /// The plugin file.
+        path: PathBuf,
+        /// What happened (as for a failed delivery).
+        reason: String,
+    },
+    /// The plugin's `info` describes it wrongly: no name, no event types, or an
+    /// invalid event type.
+    #[error("plugin {} describes itself wrongly: {reason}; fix the plugin's `info` function", path.display())]
+    InvalidInfo {
+        /// The plugin file.
+        path: PathBuf,
+        /// The rule broken.
+        reason: String,
+    },
+}

@@ -1,0 +1,182 @@
+//! The process-wide part of the wasm host: the `Engine` (with its instance
+//! pool), the `Linker` with WASI and the host's imports, the epoch ticker
+//! that enforces time limits, and the compiled-code cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, EngineWeak};
+
+use super::bindings::Handler;
+use super::cache::CodeCache;
+use super::error::PluginError;
+use super::loaded::{self, Plugin};
+use super::sandbox::{self, EPOCH_TICK, SandboxLimits};
+use super::store::StoreState;
+
+/// How a [`PluginHost`] is set up.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// The limits every plugin call runs under.
+    pub limits: SandboxLimits,
+    /// Where compiled plugins are cached, so a restart does not recompile.
+    /// Keep it outside the plugin folder, writable only by the host: the host
+    /// loads code from it. `None` compiles every plugin on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The wasm host: loads plugins and runs them in the sandbox. Cheap to clone;
+/// clones share the engine, linker and instance pool.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("limits", &self.inner.limits)
+            .field("cache", &self.inner.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every plugin of a host shares.
+pub(crate) struct HostInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreState>,
+    pub(crate) limits: SandboxLimits,
+    pub(crate) cache: Option<CodeCache>,
+    /// Instances running at once (deliveries and `info` calls): the pool is
+    /// sized for this many, and a call waits for a permit before it starts.
+    pub(crate) running: Arc<Semaphore>,
+    /// Warm instances kept for reuse across all plugins, at most
+    /// `limits.max_warm_instances()`.
+    pub(crate) warm: AtomicU32,
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    /// Sets up the engine (with the pooling allocator, or on-demand
+    /// allocation if the pool cannot reserve its address space), the linker
+    /// and the epoch ticker, and creates the cache directory.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::Engine`] if wasmtime or the epoch ticker thread cannot
+    /// be set up,
+    /// [`PluginError::CacheDir`] if the cache directory cannot be created.
+    pub fn new(config: HostConfig) -> Result<Self, PluginError> {
+        let HostConfig { limits, cache_dir } = config;
+        let engine = new_engine(&limits)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        Handler::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        let cache = match cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(|source| PluginError::CacheDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(CodeCache::new(dir, &engine))
+            }
+            None => None,
+        };
+        let permits = usize::try_from(limits.max_instances.max(1)).unwrap_or(usize::MAX);
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                _ticker: EpochTicker::start(&engine)?,
+                engine,
+                linker,
+                limits,
+                cache,
+                running: Arc::new(Semaphore::new(permits)),
+                warm: AtomicU32::new(0),
+            }),
+        })
+    }
+
+    /// Loads a plugin: reads the file, checks it is a component, compiles it
+    /// (or loads it from the cache), checks it against the `handler` world,
+    /// pre-instantiates it and asks it for its info (under the same limits
+    /// as a delivery).
+    ///
+    /// Blocking: call it from `tokio::task::spawn_blocking` (or outside an
+    /// async runtime), never directly from async code.
+    ///
+    /// # Errors
+    ///
+    /// A [`PluginError`] variant per way a file can be wrong: unreadable,
+    /// empty, not wasm, a core module, not compilable, the wrong world, an
+    /// `info` call that fails, or info that breaks the rules.
+    pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
+        loaded::load(&self.inner, path)
+    }
+
+    /// The limits plugin calls run under.
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.inner.limits
+    }
+}
+
+fn engine_error(e: wasmtime::Error) -> PluginError {
+    PluginError::Engine {
+        reason: format!("{e:#}"),
+    }
+}
+
+/// The engine, pooled if the pool can reserve its address space (it may not
+/// under a tight `ulimit -v` or on a small 32-bit address space).
+fn new_engine(limits: &SandboxLimits) -> Result<Engine, PluginError> {
+    match Engine::new(&sandbox::engine_config(limits, true)) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(
+                "the pooling instance allocator could not be set up ({e:#}); using on-demand allocation: instantiation is slower but limits are the same"
+            );
+            Engine::new(&sandbox::engine_config(limits, false)).map_err(engine_error)
+        }
+    }
+}
+
+/// A thread advancing the engine's epoch every [`EPOCH_TICK`]; running wasm
+/// traps once its store's deadline (a number of ticks) has passed. It stops
+/// when the host is dropped, or when the engine is gone.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Result<Self, PluginError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak: EngineWeak = engine.weak();
+        let flag = stop.clone();
+        // Without the ticker a guest spinning in wasm would never be stopped:
+        // no ticker, no host.
+        std::thread::Builder::new()
+            .name("mailroom-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Engine {
+                reason: format!("could not start the epoch ticker thread: {e}"),
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

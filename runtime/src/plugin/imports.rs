@@ -1,0 +1,108 @@
+//! The host's own imports: `logging.log` and `emitter.emit`.
+//!
+//! They return `wasmtime::Result<..>`: an `Err` traps the guest, an inner
+//! `Err` (the WIT `emit-error`) is handed to the guest to handle. Everything
+//! a guest can get wrong by mistake is an `emit-error`; an emitted key the
+//! store could never accept traps with [`InvalidEmit`], which fails the
+//! delivery as fatal because retrying cannot fix it.
+
+use std::time::Duration;
+
+use crate::message::{self, MAX_LABEL_LEN, Priority};
+
+use super::bindings::mailroom::plugin::{emitter, logging, types};
+use super::bindings::{EmitError, Level, OutgoingEvent};
+use super::delivery::{Emitted, truncate_reason};
+use super::guest_io::GUEST_TARGET;
+use super::sandbox::MAX_LINE_BYTES;
+use super::store::StoreState;
+
+/// An emitted event the host refuses in a way the WIT `emit-error` cannot
+/// express. It traps the call, and the delivery fails as fatal.
+#[derive(Debug, thiserror::Error)]
+#[error("emitted event #{index} has an invalid key: {reason}")]
+pub(crate) struct InvalidEmit {
+    index: usize,
+    reason: String,
+}
+
+impl types::Host for StoreState {}
+
+impl logging::Host for StoreState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let call = &mut self.call;
+        call.log_lines = call.log_lines.saturating_add(1);
+        if call.log_lines > call.max_log_lines {
+            if call.log_lines == call.max_log_lines.saturating_add(1) {
+                tracing::warn!(
+                    target: GUEST_TARGET,
+                    plugin = %call.plugin,
+                    message_id = %call.id,
+                    "more than {} log lines for this call: the rest are dropped",
+                    call.max_log_lines,
+                );
+            }
+            return Ok(());
+        }
+        let message = truncate_reason(message, MAX_LINE_BYTES);
+        let (plugin, id) = (&call.plugin, &call.id);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: GUEST_TARGET, plugin = %plugin, message_id = %id, "{message}");
+            }
+            Level::Debug => {
+                tracing::debug!(target: GUEST_TARGET, plugin = %plugin, message_id = %id, "{message}");
+            }
+            Level::Info => {
+                tracing::info!(target: GUEST_TARGET, plugin = %plugin, message_id = %id, "{message}");
+            }
+            Level::Warn => {
+                tracing::warn!(target: GUEST_TARGET, plugin = %plugin, message_id = %id, "{message}");
+            }
+            Level::Error => {
+                tracing::error!(target: GUEST_TARGET, plugin = %plugin, message_id = %id, "{message}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl emitter::Host for StoreState {
+    fn emit(&mut self, event: OutgoingEvent) -> wasmtime::Result<Result<(), EmitError>> {
+        let call = &mut self.call;
+        let max_emits = call.max_emits;
+        if call.emitted.len() >= usize::try_from(max_emits).unwrap_or(usize::MAX) {
+            return Ok(Err(EmitError::TooManyEvents(max_emits)));
+        }
+        if let Err(e) = message::validate_event_type(&event.event_type) {
+            return Ok(Err(EmitError::InvalidEventType(e.to_string())));
+        }
+        if event.payload.len() > call.max_payload_bytes {
+            let limit = u64::try_from(call.max_payload_bytes).unwrap_or(u64::MAX);
+            return Ok(Err(EmitError::PayloadTooLarge(limit)));
+        }
+        if let Some(key) = &event.key
+            && (key.is_empty() || key.len() > MAX_LABEL_LEN)
+        {
+            return Err(wasmtime::Error::new(InvalidEmit {
+                index: call.emitted.len() + 1,
+                reason: format!(
+                    "a key must be 1 to {MAX_LABEL_LEN} bytes long, this one is {} bytes",
+                    key.len()
+                ),
+            }));
+        }
+        call.emitted.push(Emitted {
+            event_type: event.event_type,
+            payload: event.payload,
+            key: event.key,
+            priority: match event.priority {
+                types::Priority::Low => Priority::Low,
+                types::Priority::Normal => Priority::Normal,
+                types::Priority::High => Priority::High,
+            },
+            delay: Duration::from_millis(event.delay_ms),
+        });
+        Ok(Ok(()))
+    }
+}

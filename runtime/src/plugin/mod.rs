@@ -1,0 +1,59 @@
+//! The sandboxed wasm plugin host: the only module that knows wasmtime.
+//!
+//! Three lifetimes, made explicit:
+//!
+//! - per process, a [`PluginHost`]: the `Engine` (with its instance pool), the
+//!   `Linker` holding WASI and the host's imports, and the epoch ticker that
+//!   enforces time limits;
+//! - per plugin version, a [`Plugin`]: the compiled component, pre-instantiated
+//!   against the linker, with the info it gave at load time;
+//! - per delivery, a fresh `Store` and instance (unless
+//!   [`SandboxLimits::instance_reuse`] says otherwise), dropped afterwards.
+//!
+//! Reading order:
+//!
+//! - `sandbox`: the policy, every limit and knob in one place, with reasons;
+//! - `host`: engine, linker, ticker; `cache`: compiled code on disk;
+//! - `loaded`: a file becomes a [`Plugin`] (or a [`PluginError`]), and
+//!   [`Plugin::handle`] runs a delivery;
+//! - `invoke`: one guarded call and how a failure is named;
+//! - `store`, `imports`, `guest_io`: what a store holds, the `logging` and
+//!   `emitter` imports, and guest stdout/stderr going to the log;
+//! - `bindings`: the generated code, private.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mailroom::plugin::PluginError> {
+//! use mailroom::plugin::{Delivery, HostConfig, Outcome, PluginHost};
+//!
+//! let host = PluginHost::new(HostConfig::default())?;
+//! let plugin = tokio::task::spawn_blocking(move || host.load("plugins/shop.wasm".as_ref()))
+//!     .await
+//!     .expect("load does not panic")?;
+//! # let delivery: Delivery = todo!();
+//! match plugin.handle(delivery).await {
+//!     Outcome::Success { emitted } => { /* ack, commit `emitted` */ }
+//!     Outcome::Retry { reason, after } => { /* back off */ }
+//!     Outcome::Fatal { reason } => { /* dead-letter */ }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod bindings;
+mod cache;
+mod delivery;
+mod error;
+mod guest_io;
+mod host;
+mod imports;
+mod invoke;
+mod loaded;
+mod sandbox;
+mod store;
+
+pub use delivery::{Delivery, Emitted, Outcome};
+pub use error::PluginError;
+pub use guest_io::GUEST_TARGET;
+pub use host::{HostConfig, PluginHost};
+pub use loaded::Plugin;
+pub use sandbox::SandboxLimits;

@@ -1,0 +1,99 @@
+//! The state of one store (one plugin instance): its WASI context, resource
+//! table and limiter, the guest's output, and what the current call has done
+//! so far (log lines, emitted events).
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::delivery::Emitted;
+use super::guest_io::{GuestOutput, GuestStream, Stream};
+use super::sandbox::{self, SandboxLimits, StoreLimiter};
+
+/// The data of a plugin's `Store`.
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: StoreLimiter,
+    pub(crate) output: GuestOutput,
+    pub(crate) call: CallState,
+}
+
+impl std::fmt::Debug for StoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreState")
+            .field("plugin", &self.call.plugin)
+            .field("call", &self.call.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What the current call (a delivery or the `info` call) has done so far.
+#[derive(Debug)]
+pub(crate) struct CallState {
+    pub(crate) plugin: Arc<str>,
+    /// The message id, or "info" for the load-time call.
+    pub(crate) id: String,
+    pub(crate) max_log_lines: u32,
+    pub(crate) max_emits: u32,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) log_lines: u32,
+    pub(crate) emitted: Vec<Emitted>,
+}
+
+/// A new store for one instance of `plugin`, with the sandbox's limiter and
+/// its epoch deadline set to trap.
+pub(crate) fn new_store(
+    engine: &Engine,
+    plugin: Arc<str>,
+    limits: &SandboxLimits,
+) -> Store<StoreState> {
+    let output = GuestOutput::new(plugin.clone(), limits.max_output_bytes);
+    let wasi = sandbox::wasi_ctx(
+        GuestStream::new(&output, Stream::Stdout),
+        GuestStream::new(&output, Stream::Stderr),
+    );
+    let state = StoreState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: StoreLimiter::new(limits),
+        output,
+        call: CallState {
+            plugin,
+            id: String::new(),
+            max_log_lines: limits.max_log_lines,
+            max_emits: limits.max_emits,
+            max_payload_bytes: limits.max_payload_bytes,
+            log_lines: 0,
+            emitted: Vec::new(),
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Prepares a store for the next call: a fresh output budget, log count,
+/// emit buffer and memory-refusal flag, and the time limit from now.
+pub(crate) fn begin_call(store: &mut Store<StoreState>, id: &str, limits: &SandboxLimits) {
+    let state = store.data_mut();
+    state.call.id.clear();
+    state.call.id.push_str(id);
+    state.call.log_lines = 0;
+    state.call.emitted.clear();
+    state.limiter.reset();
+    state.output.begin(id);
+    store.set_epoch_deadline(limits.epoch_ticks());
+}

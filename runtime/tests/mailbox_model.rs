@@ -1,0 +1,322 @@
+//! A property test: random sequences of enqueue / claim / ack / fail /
+//! reclaim / redrive / purge against a real SQLite file, checked after every
+//! step against a small in-memory model of the contract.
+//!
+//! After each step: no message is lost or invented, every message is in the
+//! state (and has the attempts) the model says, none is held by two live
+//! leases, attempts never exceed the maximum, and `dead` is reached only by
+//! the documented edges (the model has no other way to get there).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailroom::clock::{Clock, ManualClock};
+use mailroom::mailbox::{Claimed, Durability, Mailbox, MailboxError, OpenOptions, Selection, Settled};
+use mailroom::message::{MessageId, NewMessage};
+use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
+use proptest::prelude::*;
+
+const TYPES: [&str; 3] = ["t0", "t1", "t2"];
+const LEASE: Duration = Duration::from_secs(10);
+const BASE_MS: i64 = 1000;
+const CAP_MS: i64 = 4000;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue { ty: usize, key: Option<u8>, max_attempts: u32, delay_ms: u64 },
+    Claim { n: usize, types: Vec<usize> },
+    Ack { pick: usize },
+    Retry { pick: usize },
+    Fatal { pick: usize },
+    StaleAck { pick: usize },
+    Reclaim,
+    Advance { ms: u64 },
+    Redrive { pick: Option<usize> },
+    Purge { pick: Option<usize> },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, proptest::option::weighted(0.3, 0..4u8), 1..4u32, prop_oneof![Just(0u64), 0..3000u64])
+            .prop_map(|(ty, key, max_attempts, delay_ms)| Op::Enqueue { ty, key, max_attempts, delay_ms }),
+        3 => (1..4usize, proptest::collection::vec(0..3usize, 1..3)).prop_map(|(n, types)| Op::Claim { n, types }),
+        2 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Fatal { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::StaleAck { pick }),
+        1 => Just(Op::Reclaim),
+        2 => (0..15_000u64).prop_map(|ms| Op::Advance { ms }),
+        1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Redrive { pick }),
+        1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Purge { pick }),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    Queued,
+    /// Held by the lease at this index of `Harness::leases`.
+    Inflight(usize),
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+struct Msg {
+    seq: u64,
+    ty: usize,
+    key: Option<u8>,
+    state: Model,
+    attempts: u32,
+    max_attempts: u32,
+    available_at: i64,
+    lease_expires_at: i64,
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    mb: Mailbox,
+    msgs: BTreeMap<MessageId, Msg>,
+    leases: Vec<Claimed>,
+    next_seq: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(1_700_000_000_000);
+        let options = OpenOptions { durability: Durability::Fast, ..OpenOptions::default() };
+        let mut policies = Policies::default();
+        policies.default = RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(BASE_MS as u64),
+            backoff_cap: Duration::from_millis(CAP_MS as u64),
+        };
+        let mb = Mailbox::open_with(dir.path().join("model.db"), &options)
+            .expect("open")
+            .with_clock(Arc::new(clock.clone()))
+            .with_policies(policies);
+        Self { _dir: dir, clock, mb, msgs: BTreeMap::new(), leases: Vec::new(), next_seq: 0 }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn pick_where(&self, pick: usize, pred: impl Fn(&Msg) -> bool) -> Option<MessageId> {
+        let ids: Vec<MessageId> = self.msgs.iter().filter(|(_, m)| pred(m)).map(|(id, _)| *id).collect();
+        (!ids.is_empty()).then(|| ids[pick % ids.len()])
+    }
+
+    fn live_lease(&self, pick: usize) -> Option<(MessageId, usize)> {
+        let id = self.pick_where(pick, |m| matches!(m.state, Model::Inflight(_)))?;
+        match self.msgs[&id].state {
+            Model::Inflight(lease) => Some((id, lease)),
+            _ => None,
+        }
+    }
+
+    /// Where a failed attempt leads, per the contract; `available_at` read back
+    /// from the store must fall inside the jittered backoff window.
+    fn after_failure(&mut self, id: MessageId, fatal: bool, settled: Settled) {
+        let now = self.now();
+        let msg = self.msgs.get_mut(&id).expect("modelled");
+        if fatal || msg.attempts >= msg.max_attempts {
+            assert_eq!(settled, Settled::Dead, "{id}: expected dead");
+            msg.state = Model::Dead;
+            return;
+        }
+        let Settled::Requeued { available_at } = settled else {
+            panic!("{id}: expected a requeue, got {settled:?}");
+        };
+        let full = (BASE_MS << (msg.attempts - 1)).min(CAP_MS);
+        let delay = available_at - now;
+        assert!(delay >= full / 2 && delay <= full, "{id}: backoff {delay} outside [{}, {full}]", full / 2);
+        msg.state = Model::Queued;
+        msg.available_at = available_at;
+    }
+
+    fn step(&mut self, op: &Op) {
+        match op.clone() {
+            Op::Enqueue { ty, key, max_attempts, delay_ms } => {
+                let mut m = NewMessage::new(TYPES[ty], b"{}".to_vec())
+                    .with_max_attempts(max_attempts)
+                    .with_delay(Duration::from_millis(delay_ms));
+                if let Some(k) = key {
+                    m = m.with_key(format!("k{k}"));
+                }
+                let got = self.mb.enqueue(m).expect("enqueue");
+                let existing = key.and_then(|k| self.msgs.iter().find(|(_, m)| m.key == Some(k)).map(|(id, _)| *id));
+                match existing {
+                    Some(id) => assert_eq!((got.id, got.duplicate), (id, true), "key dedupe"),
+                    None => {
+                        assert!(!got.duplicate);
+                        self.next_seq += 1;
+                        let msg = Msg {
+                            seq: self.next_seq,
+                            ty,
+                            key,
+                            state: Model::Queued,
+                            attempts: 0,
+                            max_attempts,
+                            available_at: self.now() + delay_ms as i64,
+                            lease_expires_at: 0,
+                        };
+                        assert!(self.msgs.insert(got.id, msg).is_none(), "fresh id");
+                    }
+                }
+            }
+            Op::Claim { n, types } => {
+                let names: Vec<&str> = types.iter().map(|t| TYPES[*t]).collect();
+                let now = self.now();
+                let mut due: Vec<(u64, MessageId)> = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.state == Model::Queued && m.available_at <= now && types.contains(&m.ty))
+                    .map(|(id, m)| (m.seq, *id))
+                    .collect();
+                due.sort();
+                let expected: Vec<MessageId> = due.into_iter().take(n).map(|(_, id)| id).collect();
+                let claimed = self.mb.claim(n, LEASE, &names).expect("claim");
+                assert_eq!(claimed.iter().map(Claimed::id).collect::<Vec<_>>(), expected, "claim order");
+                for c in claimed {
+                    let msg = self.msgs.get_mut(&c.id()).expect("modelled");
+                    assert_eq!(msg.state, Model::Queued, "never claimed twice");
+                    msg.attempts += 1;
+                    assert_eq!(c.attempts, msg.attempts);
+                    msg.state = Model::Inflight(self.leases.len());
+                    msg.lease_expires_at = now + LEASE.as_millis() as i64;
+                    self.leases.push(c);
+                }
+            }
+            Op::Ack { pick } => {
+                if let Some((id, lease)) = self.live_lease(pick) {
+                    let claimed = self.leases[lease].clone();
+                    self.mb.ack(&claimed, vec![]).expect("live ack");
+                    self.msgs.remove(&id);
+                }
+            }
+            Op::Retry { pick } | Op::Fatal { pick } => {
+                let fatal = matches!(op, Op::Fatal { .. });
+                if let Some((id, lease)) = self.live_lease(pick) {
+                    let claimed = self.leases[lease].clone();
+                    let failure = if fatal {
+                        Failure::Fatal { reason: "no".into() }
+                    } else {
+                        Failure::Retry { reason: "again".into(), after: None }
+                    };
+                    let settled = self.mb.fail(&claimed, failure).expect("live fail");
+                    self.after_failure(id, fatal, settled);
+                }
+            }
+            Op::StaleAck { pick } => {
+                let live: Vec<usize> = self
+                    .msgs
+                    .values()
+                    .filter_map(|m| match m.state {
+                        Model::Inflight(l) => Some(l),
+                        _ => None,
+                    })
+                    .collect();
+                let stale: Vec<usize> = (0..self.leases.len()).filter(|l| !live.contains(l)).collect();
+                if !stale.is_empty() {
+                    let claimed = self.leases[stale[pick % stale.len()]].clone();
+                    let err = self.mb.ack(&claimed, vec![NewMessage::new("ghost", b"{}".to_vec())]).unwrap_err();
+                    assert!(matches!(err, MailboxError::LeaseLost { .. }), "{err}");
+                }
+            }
+            Op::Reclaim => {
+                let now = self.now();
+                let expired: Vec<MessageId> = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| matches!(m.state, Model::Inflight(_)) && m.lease_expires_at <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let r = self.mb.reclaim().expect("reclaim");
+                assert_eq!(r.requeued + r.dead, expired.len(), "only expired leases are reclaimed");
+                for id in expired {
+                    let stored = self.mb.message(id).expect("still stored");
+                    let settled = match stored.state {
+                        MessageState::Dead => Settled::Dead,
+                        _ => Settled::Requeued { available_at: stored.available_at },
+                    };
+                    self.after_failure(id, false, settled);
+                    assert!(stored.summary.last_error.unwrap_or_default().contains("lease expired"));
+                }
+            }
+            Op::Advance { ms } => self.clock.advance(Duration::from_millis(ms)),
+            Op::Redrive { pick } => {
+                let now = self.now();
+                let targets: Vec<MessageId> = match pick {
+                    Some(p) => self.pick_where(p, |m| m.state == Model::Dead).into_iter().collect(),
+                    None => self.msgs.iter().filter(|(_, m)| m.state == Model::Dead).map(|(id, _)| *id).collect(),
+                };
+                let selection = match pick {
+                    Some(_) if targets.is_empty() => return,
+                    Some(_) => Selection::One(targets[0]),
+                    None => Selection::All,
+                };
+                assert_eq!(self.mb.redrive(&selection).expect("redrive"), targets.len());
+                for id in targets {
+                    let msg = self.msgs.get_mut(&id).expect("modelled");
+                    msg.state = Model::Queued;
+                    msg.attempts = 0;
+                    msg.available_at = now;
+                }
+            }
+            Op::Purge { pick } => {
+                let targets: Vec<MessageId> = match pick {
+                    Some(p) => self.pick_where(p, |m| m.state == Model::Dead).into_iter().collect(),
+                    None => self.msgs.iter().filter(|(_, m)| m.state == Model::Dead).map(|(id, _)| *id).collect(),
+                };
+                let selection = match pick {
+                    Some(_) if targets.is_empty() => return,
+                    Some(_) => Selection::One(targets[0]),
+                    None => Selection::All,
+                };
+                assert_eq!(self.mb.purge(&selection).expect("purge"), targets.len());
+                for id in targets {
+                    self.msgs.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn check(&self) {
+        let stats = self.mb.stats().expect("stats");
+        assert_eq!(stats.totals.total(), self.msgs.len() as u64, "no message lost or invented");
+        let mut holders = std::collections::HashSet::new();
+        for (id, m) in &self.msgs {
+            let stored = self.mb.message(*id).expect("every modelled message is stored");
+            let expected = match m.state {
+                Model::Queued => MessageState::Queued,
+                Model::Inflight(lease) => {
+                    assert!(holders.insert(lease), "one lease holds one message");
+                    assert_eq!(self.leases[lease].id(), *id);
+                    MessageState::Inflight
+                }
+                Model::Dead => MessageState::Dead,
+            };
+            assert_eq!(stored.state, expected, "{id}");
+            assert_eq!(stored.summary.attempts, m.attempts, "{id}");
+            assert!(stored.summary.attempts <= stored.summary.max_attempts, "{id}: attempts above max");
+            if m.state == Model::Queued {
+                assert_eq!(stored.available_at, m.available_at, "{id}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_follows_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut h = Harness::new();
+        for op in &ops {
+            h.step(op);
+            h.check();
+        }
+    }
+}

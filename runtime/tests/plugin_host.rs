@@ -1,0 +1,728 @@
+//! The wasm plugin host against real plugins compiled to wasm32-wasip2: the
+//! shipped plugins, the `behaviour` guest that drives every failure path, and
+//! broken files that must be rejected.
+//!
+//! Limits are small (500 ms, 16 MiB) so hostile guests fail fast.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mailroom::message::{MessageId, Priority};
+use mailroom::plugin::{
+    Delivery, HostConfig, Outcome, Plugin, PluginError, PluginHost, SandboxLimits,
+};
+use mailroom_test_artifacts as artifacts;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+const MEMORY: u64 = 16 << 20;
+
+/// Test limits: small enough that hostile guests fail fast, and a small pool
+/// because many hosts share this process.
+fn limits() -> SandboxLimits {
+    SandboxLimits {
+        timeout: TIMEOUT,
+        memory_bytes: MEMORY,
+        max_output_bytes: 4 * 1024,
+        max_instances: 8,
+        ..SandboxLimits::default()
+    }
+}
+
+/// A compiled-code cache shared by the tests (and by test processes), so each
+/// plugin is compiled once; the cache tests use their own directories.
+fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-host-cache")
+}
+
+fn host_with(limits: SandboxLimits) -> PluginHost {
+    PluginHost::new(HostConfig {
+        limits,
+        cache_dir: Some(shared_cache()),
+    })
+    .expect("host starts")
+}
+
+fn host() -> PluginHost {
+    host_with(limits())
+}
+
+/// `load` is blocking: run it where blocking is allowed, as the dispatcher does.
+async fn try_load(host: &PluginHost, path: impl AsRef<Path>) -> Result<Plugin, PluginError> {
+    let host = host.clone();
+    let path = path.as_ref().to_owned();
+    tokio::task::spawn_blocking(move || host.load(&path))
+        .await
+        .expect("load does not panic")
+}
+
+async fn load(host: &PluginHost, path: &str) -> Plugin {
+    try_load(host, path)
+        .await
+        .unwrap_or_else(|e| panic!("{path} loads: {e}"))
+}
+
+fn delivery(event_type: &str, payload: Value) -> Delivery {
+    Delivery {
+        id: MessageId::new(),
+        event_type: event_type.into(),
+        key: None,
+        source: Some("tests".into()),
+        correlation_id: "corr-1".into(),
+        payload: serde_json::to_vec(&payload).expect("json"),
+        attempt: 1,
+        max_attempts: 5,
+        created_at_ms: 1_700_000_000_000,
+    }
+}
+
+fn behaviour(action: &str) -> Delivery {
+    delivery("behaviour", json!({ "action": action }))
+}
+
+fn order() -> Value {
+    json!({
+        "order_id": "o-1",
+        "customer": "ada@example.com",
+        "items": [{"sku": "A-1", "qty": 2, "price": 19.99}, {"sku": "B-2", "qty": 1, "price": 0.5}],
+    })
+}
+
+fn retry_reason(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Retry { reason, .. } => reason,
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+/// Asserts that `plugin` (another plugin on the same host) still works.
+async fn assert_serves(plugin: &Plugin) {
+    let outcome = plugin.handle(delivery("order.created", order())).await;
+    assert!(
+        matches!(&outcome, Outcome::Success { emitted } if emitted.len() == 1),
+        "the host keeps serving: {outcome:?}"
+    );
+}
+
+fn json_of(payload: &[u8]) -> Value {
+    serde_json::from_slice(payload).expect("payload is json")
+}
+
+#[tokio::test]
+async fn order_validator_emits_exactly_the_accepted_order() {
+    let host = host();
+    let plugin = load(&host, artifacts::ORDER_VALIDATOR).await;
+    assert_eq!(plugin.name(), "order-validator");
+    assert_eq!(plugin.event_types(), ["order.created"]);
+    assert!(plugin.digest().starts_with("sha256:") && plugin.digest().len() == 7 + 64);
+    assert_eq!(plugin.path(), Path::new(artifacts::ORDER_VALIDATOR));
+
+    let Outcome::Success { emitted } = plugin.handle(delivery("order.created", order())).await
+    else {
+        panic!("a valid order succeeds");
+    };
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    let accepted = &emitted[0];
+    assert_eq!(accepted.event_type, "order.accepted");
+    assert_eq!(accepted.key.as_deref(), Some("order.accepted:o-1"));
+    assert_eq!(accepted.priority, Priority::Normal);
+    assert_eq!(accepted.delay, Duration::ZERO);
+    assert_eq!(
+        json_of(&accepted.payload),
+        json!({"order_id": "o-1", "customer": "ada@example.com", "total": 40.48, "total_cents": 4048})
+    );
+}
+
+#[tokio::test]
+async fn a_bad_order_is_fatal_naming_the_field_and_emits_nothing() {
+    let host = host();
+    let plugin = load(&host, artifacts::ORDER_VALIDATOR).await;
+    let mut bad = order();
+    bad["items"][1]["qty"] = json!(0);
+    let outcome = plugin.handle(delivery("order.created", bad)).await;
+    assert_eq!(
+        outcome,
+        Outcome::Fatal {
+            reason: "items[1].qty must be > 0, got 0".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn notifier_turns_an_accepted_order_into_a_notification() {
+    let host = host();
+    let plugin = load(&host, artifacts::NOTIFIER).await;
+    let accepted = json!({"order_id": "o-1", "customer": "ada@example.com", "total": 40.48, "total_cents": 4048});
+    let Outcome::Success { emitted } = plugin.handle(delivery("order.accepted", accepted)).await
+    else {
+        panic!("an accepted order succeeds");
+    };
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    assert_eq!(emitted[0].event_type, "notification.requested");
+    let notification = json_of(&emitted[0].payload);
+    assert_eq!(notification["channel"], "email");
+    assert_eq!(notification["order_id"], "o-1");
+}
+
+#[tokio::test]
+async fn flaky_retries_until_its_attempt() {
+    let host = host();
+    let plugin = load(&host, artifacts::FLAKY).await;
+    for attempt in 1..=3 {
+        let mut d = delivery("flaky", json!({"succeed_on_attempt": 3}));
+        d.attempt = attempt;
+        let outcome = plugin.handle(d).await;
+        if attempt < 3 {
+            assert!(
+                retry_reason(&outcome).contains(&format!("attempt {attempt} fails on purpose")),
+                "{outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome, Outcome::Success { emitted: vec![] });
+        }
+    }
+}
+
+#[tokio::test]
+async fn handler_errors_become_retry_and_fatal_outcomes() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    assert_eq!(
+        plugin.handle(behaviour("succeed")).await,
+        Outcome::Success { emitted: vec![] }
+    );
+    assert_eq!(
+        plugin.handle(behaviour("retry")).await,
+        Outcome::Retry {
+            reason: "behaviour: retry".into(),
+            after: None
+        }
+    );
+    assert_eq!(
+        plugin
+            .handle(delivery("behaviour", json!({"action": "retry_after", "ms": 1500})))
+            .await,
+        Outcome::Retry {
+            reason: "behaviour: retry_after".into(),
+            after: Some(Duration::from_millis(1500))
+        }
+    );
+    assert_eq!(
+        plugin.handle(behaviour("fatal")).await,
+        Outcome::Fatal {
+            reason: "behaviour: fatal".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_huge_error_reason_is_truncated() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let outcome = plugin.handle(behaviour("big_error")).await;
+    let reason = retry_reason(&outcome);
+    assert!(reason.len() < 5 * 1024, "{} bytes", reason.len());
+    assert!(reason.contains("(truncated, "), "{}", &reason[reason.len() - 60..]);
+}
+
+#[tokio::test]
+async fn emitted_events_come_back_with_success_only() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let emit = json!({
+        "action": "emit", "count": 2, "event_type": "x.done", "key_prefix": "k-",
+        "priority": "high", "delay_ms": 250,
+    });
+    let Outcome::Success { emitted } = plugin.handle(delivery("behaviour", emit.clone())).await
+    else {
+        panic!("emit succeeds");
+    };
+    assert_eq!(emitted.len(), 2);
+    for (i, event) in emitted.iter().enumerate() {
+        assert_eq!(event.event_type, "x.done");
+        assert_eq!(event.key.as_deref(), Some(format!("k-{i}").as_str()));
+        assert_eq!(event.priority, Priority::High);
+        assert_eq!(event.delay, Duration::from_millis(250));
+        assert_eq!(json_of(&event.payload), json!({"index": i}));
+    }
+    // The same emissions followed by a trap or a retry: nothing comes back.
+    let mut then_trap = emit.clone();
+    then_trap["then"] = json!({"action": "trap"});
+    let outcome = plugin.handle(delivery("behaviour", then_trap)).await;
+    assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    let mut then_retry = emit;
+    then_retry["then"] = json!({"action": "retry"});
+    let outcome = plugin.handle(delivery("behaviour", then_retry)).await;
+    assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn emits_the_host_refuses_are_errors_the_guest_sees() {
+    let host = host_with(SandboxLimits {
+        max_emits: 3,
+        max_payload_bytes: 1024,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    // The behaviour guest turns a refused emit into a fatal error naming it.
+    let refused = |payload: Value| {
+        let plugin = plugin.clone();
+        async move {
+            match plugin.handle(delivery("behaviour", payload)).await {
+                Outcome::Fatal { reason } => reason,
+                other => panic!("expected the guest to report the refusal: {other:?}"),
+            }
+        }
+    };
+    let reason = refused(json!({"action": "emit", "event_type": "not valid!"})).await;
+    assert!(reason.contains("invalid event type") && reason.contains("not valid!"), "{reason}");
+    let reason = refused(json!({"action": "emit", "payload_size": 1025})).await;
+    assert!(reason.contains("limit of 1024 bytes"), "{reason}");
+    let Outcome::Success { emitted } = plugin
+        .handle(delivery("behaviour", json!({"action": "emit", "payload_size": 1024})))
+        .await
+    else {
+        panic!("a payload at the limit is accepted");
+    };
+    assert_eq!(emitted[0].payload.len(), 1024);
+    let reason = refused(json!({"action": "emit", "count": 4})).await;
+    assert!(reason.contains("emit 3 of 4") && reason.contains("at most 3"), "{reason}");
+
+    // The refusals are handleable: a guest that ignores them succeeds with
+    // what was accepted.
+    let Outcome::Success { emitted } = plugin
+        .handle(delivery("behaviour", json!({"action": "emit", "count": 5, "ignore_errors": true})))
+        .await
+    else {
+        panic!("ignoring refusals succeeds");
+    };
+    assert_eq!(emitted.len(), 3);
+
+    // A key the store could never accept fails the delivery for good.
+    let long_key = "k".repeat(1100);
+    let outcome = plugin
+        .handle(delivery("behaviour", json!({"action": "emit", "key_prefix": long_key})))
+        .await;
+    let Outcome::Fatal { reason } = outcome else {
+        panic!("a bad key is fatal: {outcome:?}");
+    };
+    assert!(reason.contains("invalid key"), "{reason}");
+}
+
+/// Runs one hostile action and checks it fails only its own delivery, with a
+/// reason naming what happened, within the limits; then the host serves
+/// another plugin.
+async fn assert_hostile(action: &str, expected: &str) {
+    let host = host();
+    let hostile = load(&host, artifacts::BEHAVIOUR).await;
+    let other = load(&host, artifacts::ORDER_VALIDATOR).await;
+    let started = Instant::now();
+    let mut hostile_delivery = behaviour(action);
+    // Emitted before the failure, and discarded with it.
+    hostile_delivery.payload = serde_json::to_vec(&json!({
+        "action": "emit", "then": { "action": action }
+    }))
+    .expect("json");
+    let outcome = hostile.handle(hostile_delivery).await;
+    let elapsed = started.elapsed();
+    let reason = retry_reason(&outcome);
+    assert!(reason.contains(expected), "{action}: {reason}");
+    assert!(
+        elapsed < TIMEOUT + Duration::from_millis(1500),
+        "{action} took {elapsed:?}"
+    );
+    assert_serves(&other).await;
+    // And the hostile plugin itself serves its next message.
+    assert_eq!(
+        hostile.handle(behaviour("succeed")).await,
+        Outcome::Success { emitted: vec![] }
+    );
+}
+
+#[tokio::test]
+async fn a_busy_loop_times_out() {
+    assert_hostile("loop", "timed out after 500ms").await;
+}
+
+#[tokio::test]
+async fn sleeping_through_the_wasi_clock_times_out() {
+    assert_hostile("sleep", "timed out after 500ms").await;
+}
+
+#[tokio::test]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    assert_hostile("alloc", "memory limit of 16 MiB exceeded").await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_overflows_the_stack() {
+    assert_hostile("recurse", "stack overflow").await;
+}
+
+#[tokio::test]
+async fn a_panic_reports_its_message() {
+    assert_hostile("panic", "panicked: behaviour: panic").await;
+}
+
+#[tokio::test]
+async fn a_trap_reports_the_trap() {
+    assert_hostile("trap", "trapped: wasm trap: wasm `unreachable` instruction executed").await;
+}
+
+#[tokio::test]
+async fn printing_100_mb_is_capped() {
+    // The full 100 MB takes a few seconds through WASI; give it the time, and
+    // check the host log budget (not host memory) absorbed it.
+    let host = host_with(SandboxLimits {
+        timeout: Duration::from_secs(20),
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let before = rss_bytes();
+    let outcome = plugin.handle(behaviour("print")).await;
+    assert_eq!(outcome, Outcome::Success { emitted: vec![] });
+    let outcome = plugin
+        .handle(delivery("behaviour", json!({"action": "print", "stream": "stderr"})))
+        .await;
+    assert_eq!(outcome, Outcome::Success { emitted: vec![] });
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 50 << 20, "RSS grew by {} MiB", grown >> 20);
+}
+
+#[tokio::test]
+async fn probes_find_nothing() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let Outcome::Success { emitted } = plugin.handle(behaviour("probe")).await else {
+        panic!("probe succeeds");
+    };
+    assert_eq!(emitted.len(), 1);
+    assert_eq!(emitted[0].event_type, "probe.result");
+    let seen = json_of(&emitted[0].payload);
+    assert_eq!(seen["passwd"]["ok"], false, "{seen}");
+    assert_eq!(seen["passwd"]["bytes"], Value::Null, "{seen}");
+    assert_eq!(seen["root_listing"]["ok"], false, "{seen}");
+    assert_eq!(seen["root_listing"]["entries"], json!([]), "{seen}");
+    assert_eq!(seen["env"], json!([]), "{seen}");
+    assert_eq!(seen["args"], json!([]), "{seen}");
+    assert_eq!(seen["socket"]["ok"], false, "{seen}");
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_memory_stays_bounded_across_1000_hostile_deliveries() {
+    let host = host_with(SandboxLimits {
+        memory_bytes: 4 << 20,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let actions = [
+        json!({"action": "trap"}),
+        json!({"action": "alloc"}),
+        json!({"action": "print", "mb": 1}),
+        json!({"action": "panic"}),
+    ];
+    // Warm up: the pool slot, fiber stack and allocator arenas settle.
+    for action in actions.iter().cycle().take(40) {
+        let _ = plugin.handle(delivery("behaviour", action.clone())).await;
+    }
+    let before = rss_bytes();
+    let started = Instant::now();
+    for action in actions.iter().cycle().take(1000) {
+        let outcome = plugin.handle(delivery("behaviour", action.clone())).await;
+        assert!(!matches!(outcome, Outcome::Fatal { .. }), "{action}: {outcome:?}");
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    // A leaked instance would be megabytes each, a leaked output buffer a MiB.
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_restart_loads_compiled_code_from_the_cache_without_compiling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || HostConfig {
+        limits: limits(),
+        cache_dir: Some(dir.path().join("cache")),
+    };
+    let first = PluginHost::new(config()).expect("host");
+    let plugin = load(&first, artifacts::ORDER_VALIDATOR).await;
+    assert!(!plugin.loaded_from_cache());
+    let entries = cache_entries(&dir.path().join("cache"));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let written = std::fs::metadata(&entries[0]).and_then(|m| m.modified()).expect("mtime");
+    drop((plugin, first));
+
+    // A new host, as after a restart.
+    let second = PluginHost::new(config()).expect("host");
+    let plugin = load(&second, artifacts::ORDER_VALIDATOR).await;
+    assert!(plugin.loaded_from_cache());
+    // Compiling would have rewritten the entry.
+    assert_eq!(cache_entries(&dir.path().join("cache")), entries);
+    let after = std::fs::metadata(&entries[0]).and_then(|m| m.modified()).expect("mtime");
+    assert_eq!(after, written);
+    assert_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn a_corrupt_cache_entry_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || HostConfig {
+        limits: limits(),
+        cache_dir: Some(dir.path().to_owned()),
+    };
+    let host = PluginHost::new(config()).expect("host");
+    drop(load(&host, artifacts::ORDER_VALIDATOR).await);
+    let entries = cache_entries(dir.path());
+    std::fs::write(&entries[0], b"not compiled code").expect("write");
+    let host = PluginHost::new(config()).expect("host");
+    let plugin = load(&host, artifacts::ORDER_VALIDATOR).await;
+    assert!(!plugin.loaded_from_cache());
+    assert_serves(&plugin).await;
+    let plugin = load(&host, artifacts::ORDER_VALIDATOR).await;
+    assert!(plugin.loaded_from_cache(), "the entry was rewritten");
+}
+
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[tokio::test]
+async fn broken_files_are_rejected_with_distinct_clear_errors() {
+    let host = host();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    };
+    let component = std::fs::read(artifacts::ORDER_VALIDATOR).expect("artifact");
+
+    let err = try_load(&host, file("empty.wasm", b"")).await.expect_err("empty");
+    assert!(matches!(err, PluginError::Empty { .. }), "{err}");
+    assert!(err.to_string().contains("empty.wasm") && err.to_string().contains("is empty"));
+
+    let err = try_load(&host, file("half.wasm", &component[..component.len() / 2]))
+        .await
+        .expect_err("truncated");
+    assert!(matches!(err, PluginError::Compile { .. }), "{err}");
+    assert!(err.to_string().contains("truncated or corrupt"), "{err}");
+
+    let err = try_load(&host, file("random.wasm", b"\x7fELF random bytes"))
+        .await
+        .expect_err("random");
+    assert!(matches!(err, PluginError::NotWasm { .. }), "{err}");
+    assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
+
+    let mut garbage = b"\0asm\x0d\0\x01\0".to_vec();
+    garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let err = try_load(&host, file("garbage.wasm", &garbage)).await.expect_err("garbage");
+    assert!(matches!(err, PluginError::Compile { .. }), "{err}");
+
+    let err = try_load(&host, file("core.wasm", b"\0asm\x01\0\0\0"))
+        .await
+        .expect_err("core module");
+    assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().contains("--target wasm32-wasip2"), "{err}");
+
+    let err = try_load(&host, dir.path().join("missing.wasm")).await.expect_err("missing");
+    assert!(matches!(err, PluginError::Read { .. }), "{err}");
+
+    let err = try_load(&host, artifacts::WRONG_WORLD).await.expect_err("wrong world");
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("handler"), "{err}");
+
+    let err = try_load(&host, artifacts::INFO_TRAPS).await.expect_err("info traps");
+    assert!(matches!(err, PluginError::InfoTrapped { .. }), "{err}");
+    assert!(err.to_string().contains("`info` call failed"), "{err}");
+
+    let err = try_load(&host, artifacts::BAD_INFO).await.expect_err("bad info");
+    assert!(matches!(err, PluginError::InvalidInfo { .. }), "{err}");
+    assert!(err.to_string().contains("`has space`"), "{err}");
+
+    let err = try_load(&host, artifacts::NO_EVENT_TYPES).await.expect_err("no event types");
+    assert!(matches!(err, PluginError::InvalidInfo { .. }), "{err}");
+    assert!(err.to_string().contains("names no event types"), "{err}");
+}
+
+#[tokio::test]
+async fn two_versions_of_a_plugin_serve_side_by_side() {
+    let host = host();
+    let v1 = load(&host, artifacts::VERSIONED_V1).await;
+    let v2 = load(&host, artifacts::VERSIONED_V2).await;
+    assert_eq!((v1.name(), v1.version()), ("versioned", "1.0.0"));
+    assert_eq!((v2.name(), v2.version()), ("versioned", "2.0.0"));
+    assert_ne!(v1.digest(), v2.digest());
+    for (plugin, version) in [(&v1, "1.0.0"), (&v2, "2.0.0"), (&v1, "1.0.0")] {
+        let Outcome::Success { emitted } = plugin.handle(delivery("versioned", json!({}))).await
+        else {
+            panic!("versioned succeeds");
+        };
+        assert_eq!(json_of(&emitted[0].payload)["version"], version);
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_reaches_the_guest_intact() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let mut d = behaviour("echo");
+    d.key = Some("key-1".into());
+    d.attempt = 2;
+    let id = d.id.to_string();
+    let Outcome::Success { emitted } = plugin.handle(d).await else {
+        panic!("echo succeeds");
+    };
+    let echo = json_of(&emitted[0].payload);
+    assert_eq!(
+        echo,
+        json!({
+            "id": id, "event_type": "behaviour", "key": "key-1", "source": "tests",
+            "correlation_id": "corr-1", "attempt": 2, "max_attempts": 5,
+            "created_at_ms": 1_700_000_000_000u64, "payload": r#"{"action":"echo"}"#,
+        })
+    );
+}
+
+/// A `tracing` writer that keeps everything written, for asserting on logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// Current-thread runtime: the delivery runs on this thread, where the
+// capturing subscriber is the default.
+#[tokio::test(flavor = "current_thread")]
+async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
+    let host = host_with(SandboxLimits {
+        max_log_lines: 5,
+        max_output_bytes: 4 * 1024,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    // tracing caches per callsite whether anyone listens. With a single
+    // registered subscriber it asks only the current thread's, so a callsite
+    // first hit on another test's thread would be cached as unwanted. A second
+    // registered (idle) subscriber makes it ask every registered one.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let d = delivery(
+        "behaviour",
+        json!({
+            "action": "log", "level": "warn", "count": 10, "message": "hello from the guest",
+            "then": {"action": "print", "mb": 1},
+        }),
+    );
+    let id = d.id.to_string();
+    assert_eq!(plugin.handle(d).await, Outcome::Success { emitted: vec![] });
+    let log = captured.text();
+    let guest_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(mailroom::plugin::GUEST_TARGET))
+        .collect();
+    let hello = guest_lines.iter().filter(|l| l.contains("hello from the guest")).count();
+    assert_eq!(hello, 5, "{log}");
+    assert!(guest_lines.iter().all(|l| l.contains(&id) && l.contains("behaviour")), "{log}");
+    assert!(log.contains("more than 5 log lines"), "{log}");
+    // 1 MiB of 1 KiB lines, of which 4 KiB reach the log.
+    let printed = guest_lines.iter().filter(|l| l.contains("pppppppp")).count();
+    assert!((3..=5).contains(&printed), "{printed} lines printed: {log}");
+    assert_eq!(log.matches("guest output over 4096 bytes").count(), 1, "{log}");
+
+    // A panic's message reaches the log (stderr) and the reason.
+    let outcome = plugin
+        .handle(delivery("behaviour", json!({"action": "panic", "message": "no stock for A-1"})))
+        .await;
+    assert_eq!(retry_reason(&outcome), "panicked: no stock for A-1");
+    let log = captured.text();
+    assert!(log.contains("no stock for A-1"), "{log}");
+}
+
+#[tokio::test]
+async fn every_delivery_gets_a_fresh_instance_by_default() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    for n in 1..=3 {
+        assert_eq!(
+            plugin.handle(behaviour("succeed")).await,
+            Outcome::Success { emitted: vec![] }
+        );
+        assert_eq!(plugin.instantiations(), n);
+    }
+}
+
+#[tokio::test]
+async fn instance_reuse_serves_several_deliveries_and_a_trap_discards_the_instance() {
+    let host = host_with(SandboxLimits {
+        instance_reuse: 3,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let succeed = || plugin.handle(behaviour("succeed"));
+    for _ in 0..3 {
+        assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
+    }
+    assert_eq!(plugin.instantiations(), 1, "one instance served three deliveries");
+    assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
+    assert_eq!(plugin.instantiations(), 2, "after three, a fresh instance");
+    // A handler error keeps the instance; a trap discards it.
+    assert!(matches!(plugin.handle(behaviour("retry")).await, Outcome::Retry { .. }));
+    assert_eq!(plugin.instantiations(), 2);
+    assert!(matches!(plugin.handle(behaviour("trap")).await, Outcome::Retry { .. }));
+    assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
+    assert_eq!(plugin.instantiations(), 3, "the trapped instance is not reused");
+}

@@ -1,0 +1,154 @@
+//! Every constant names a freshly built component of the world it claims.
+
+use std::collections::BTreeSet;
+
+use mailroom_test_artifacts as artifacts;
+use wit_parser::WorldKey;
+use wit_parser::decoding::{DecodedWasm, decode};
+
+/// The preamble of a binary component: `\0asm`, then version 0x0d and layer 1
+/// (a core module has version 1, layer 0).
+const COMPONENT_MAGIC: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+/// Naming each constant makes a missing guest a compile error here.
+const NAMED: &[&str] = &[
+    artifacts::ORDER_VALIDATOR,
+    artifacts::NOTIFIER,
+    artifacts::FLAKY,
+    artifacts::BEHAVIOUR,
+    artifacts::INFO_TRAPS,
+    artifacts::BAD_INFO,
+    artifacts::NO_EVENT_TYPES,
+    artifacts::WRONG_WORLD,
+    artifacts::VERSIONED_V1,
+    artifacts::VERSIONED_V2,
+    artifacts::DUPLICATE_ORDER,
+];
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The interfaces a component's world imports and exports, as
+/// `package/interface@version` names.
+fn world(path: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let decoded = decode(&read(path)).unwrap_or_else(|e| panic!("{path}: {e:#}"));
+    let DecodedWasm::Component(resolve, world) = decoded else {
+        panic!("{path} is a WIT package, not a component");
+    };
+    let names = |items: &mut dyn Iterator<Item = &WorldKey>| -> BTreeSet<String> {
+        items.map(|key| resolve.name_world_key(key)).collect()
+    };
+    let world = &resolve.worlds[world];
+    (
+        names(&mut world.imports.keys()),
+        names(&mut world.exports.keys()),
+    )
+}
+
+#[test]
+fn every_constant_is_listed_and_every_listed_path_is_a_component() {
+    let listed: BTreeSet<&str> = artifacts::ALL.iter().map(|&(_, path)| path).collect();
+    for path in NAMED {
+        assert!(listed.contains(path), "{path} is missing from ALL");
+    }
+    assert_eq!(
+        listed.len(),
+        artifacts::ALL.len(),
+        "two packages share a path"
+    );
+    for &(package, path) in artifacts::ALL {
+        assert!(
+            std::path::Path::new(path).is_absolute(),
+            "{package}: {path} is not absolute"
+        );
+        let bytes = read(path);
+        assert!(
+            bytes.starts_with(&COMPONENT_MAGIC),
+            "{package}: {path} is not a component (starts with {:02x?})",
+            &bytes[..bytes.len().min(8)]
+        );
+    }
+}
+
+#[test]
+fn plugins_and_guests_partition_all() {
+    let plugins: BTreeSet<&str> = artifacts::PLUGINS.iter().copied().collect();
+    assert_eq!(
+        plugins,
+        BTreeSet::from([
+            artifacts::ORDER_VALIDATOR,
+            artifacts::NOTIFIER,
+            artifacts::FLAKY
+        ])
+    );
+    assert_eq!(
+        artifacts::PLUGINS.len() + artifacts::GUESTS.len(),
+        artifacts::ALL.len()
+    );
+    for &(package, path) in artifacts::ALL {
+        assert!(
+            artifacts::PLUGINS.contains(&path) != artifacts::GUESTS.contains(&path),
+            "{package} must be in exactly one of PLUGINS and GUESTS"
+        );
+    }
+}
+
+const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.0";
+
+#[test]
+fn handlers_export_the_plugin_interface_and_import_nothing_unexpected() {
+    for &(package, path) in artifacts::ALL {
+        if path == artifacts::WRONG_WORLD {
+            continue;
+        }
+        let (imports, exports) = world(path);
+        assert_eq!(
+            exports,
+            BTreeSet::from([PLUGIN_EXPORT.to_owned()]),
+            "{package} exports"
+        );
+        for import in &imports {
+            assert!(
+                import.starts_with("wasi:") || import.starts_with("mailroom:plugin/"),
+                "{package} imports {import}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_wrong_world_guest_is_a_component_of_another_world() {
+    let (_, exports) = world(artifacts::WRONG_WORLD);
+    assert!(!exports.contains(PLUGIN_EXPORT), "{exports:?}");
+    assert!(exports.contains("greet"), "{exports:?}");
+}
+
+#[test]
+fn plugins_use_the_host_imports() {
+    let (imports, _) = world(artifacts::ORDER_VALIDATOR);
+    assert!(
+        imports.contains("mailroom:plugin/emitter@0.1.0"),
+        "{imports:?}"
+    );
+    assert!(
+        imports.contains("mailroom:plugin/logging@0.1.0"),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn deploy_renames_into_place() {
+    let dir =
+        std::env::temp_dir().join(format!("mailroom-artifacts-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let path = artifacts::deploy(artifacts::FLAKY, &dir, "flaky.wasm")
+        .unwrap_or_else(|e| panic!("deploy: {e}"));
+    assert_eq!(path, dir.join("flaky.wasm"));
+    assert_eq!(
+        read(artifacts::FLAKY),
+        std::fs::read(&path).unwrap_or_default()
+    );
+    assert!(!dir.join("flaky.wasm.tmp").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
