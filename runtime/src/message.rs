@@ -292,7 +292,9 @@ mod tests {
         assert!(validate_event_type(&"x".repeat(255)).is_ok());
         assert!(validate_event_type("").is_err());
         assert!(validate_event_type(&"x".repeat(256)).is_err());
-        let err = validate_event_type("order created").unwrap_err().to_string();
+        let err = validate_event_type("order created")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("' '"), "{err}");
         assert!(validate_event_type("ordér").is_err());
     }
@@ -304,7 +306,13 @@ mod tests {
             assert_eq!(Priority::from_rank(p.rank()), Some(p));
         }
         assert!(Priority::High > Priority::Normal && Priority::Normal > Priority::Low);
-        assert!("urgent".parse::<Priority>().unwrap_err().to_string().contains("low, normal, high"));
+        assert!(
+            "urgent"
+                .parse::<Priority>()
+                .unwrap_err()
+                .to_string()
+                .contains("low, normal, high")
+        );
     }
 
     #[test]
@@ -313,9 +321,15 @@ mod tests {
         assert!(m.validate(11).is_ok());
         assert_eq!(
             m.validate(10),
-            Err(InvalidInput::PayloadTooLarge { size: 11, limit: 10 })
+            Err(InvalidInput::PayloadTooLarge {
+                size: 11,
+                limit: 10
+            })
         );
-        assert_eq!(m.clone().with_max_attempts(0).validate(100), Err(InvalidInput::MaxAttempts));
+        assert_eq!(
+            m.clone().with_max_attempts(0).validate(100),
+            Err(InvalidInput::MaxAttempts)
+        );
         assert!(m.with_key("").validate(100).is_err());
     }
 }

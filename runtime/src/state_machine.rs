@@ -312,7 +312,10 @@ mod tests {
                 last_error,
             } => {
                 assert_eq!(available_at, NOW + 2000);
-                assert!(last_error.contains("lease expired during attempt 2"), "{last_error}");
+                assert!(
+                    last_error.contains("lease expired during attempt 2"),
+                    "{last_error}"
+                );
             }
             other => panic!("expected requeue, got {other:?}"),
         }

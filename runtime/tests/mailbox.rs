@@ -23,13 +23,14 @@ struct Fixture {
 }
 
 fn policies() -> Policies {
-    let mut p = Policies::default();
-    p.default = RetryPolicy {
-        max_attempts: 3,
-        backoff_base: Duration::from_secs(1),
-        backoff_cap: Duration::from_secs(60),
-    };
-    p
+    Policies {
+        default: RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        },
+        ..Policies::default()
+    }
 }
 
 fn fixture() -> Fixture {
@@ -37,7 +38,12 @@ fn fixture() -> Fixture {
     let path = dir.path().join("mailroom.db");
     let clock = ManualClock::new(T0);
     let mb = open(&path, &clock);
-    Fixture { _dir: dir, path, clock, mb }
+    Fixture {
+        _dir: dir,
+        path,
+        clock,
+        mb,
+    }
 }
 
 fn open(path: &std::path::Path, clock: &ManualClock) -> Mailbox {
@@ -80,9 +86,8 @@ fn enqueue_stores_a_queued_row_with_defaults() {
     assert_eq!(m.summary.priority, Priority::Normal);
     assert_eq!(m.payload, br#"{"n":1}"#);
 
-    let delayed = f
-        .mb
-        .enqueue(
+    let delayed =
+        f.mb.enqueue(
             NewMessage::new("order.created", b"{}".to_vec())
                 .with_delay(Duration::from_secs(5))
                 .with_max_attempts(7)
@@ -104,39 +109,44 @@ fn enqueue_stores_a_queued_row_with_defaults() {
 #[test]
 fn invalid_messages_are_refused_and_a_bad_batch_stores_nothing() {
     let mut f = fixture();
-    let err = f.mb.enqueue(NewMessage::new("bad type", b"{}".to_vec())).unwrap_err();
+    let err =
+        f.mb.enqueue(NewMessage::new("bad type", b"{}".to_vec()))
+            .unwrap_err();
     assert!(matches!(err, MailboxError::Invalid(_)), "{err}");
     let big = NewMessage::new("t", vec![b'x'; 1024 * 1024 + 1]);
     let err = f.mb.enqueue(big).unwrap_err();
-    assert!(err.to_string().contains("over the 1048576-byte limit"), "{err}");
+    assert!(
+        err.to_string().contains("over the 1048576-byte limit"),
+        "{err}"
+    );
 
     let batch = vec![
         NewMessage::new("ok", b"1".to_vec()),
         NewMessage::new("", b"2".to_vec()),
     ];
     let err = f.mb.enqueue_batch(batch).unwrap_err();
-    assert!(matches!(err, MailboxError::InvalidInBatch { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, MailboxError::InvalidInBatch { index: 1, .. }),
+        "{err}"
+    );
     assert_eq!(f.mb.stats().expect("stats").totals.total(), 0);
 }
 
 #[test]
 fn claim_takes_due_routable_messages_by_priority_then_age() {
     let mut f = fixture();
-    let low = f
-        .mb
-        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::Low))
-        .expect("enqueue")
-        .id;
+    let low =
+        f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::Low))
+            .expect("enqueue")
+            .id;
     let normal1 = enqueue(&mut f.mb, "a");
-    let high = f
-        .mb
-        .enqueue(NewMessage::new("b", b"{}".to_vec()).with_priority(Priority::High))
-        .expect("enqueue")
-        .id;
+    let high =
+        f.mb.enqueue(NewMessage::new("b", b"{}".to_vec()).with_priority(Priority::High))
+            .expect("enqueue")
+            .id;
     let normal2 = enqueue(&mut f.mb, "b");
-    let later = f
-        .mb
-        .enqueue(
+    let later =
+        f.mb.enqueue(
             NewMessage::new("a", b"{}".to_vec())
                 .with_priority(Priority::High)
                 .with_delay(Duration::from_secs(10)),
@@ -160,11 +170,19 @@ fn claim_takes_due_routable_messages_by_priority_then_age() {
         let m = f.mb.message(id).expect("stored");
         assert_eq!((m.state, m.summary.attempts), (MessageState::Queued, 0));
     }
-    assert!(f.mb.claim(10, LEASE, &["a", "b"]).expect("claim").is_empty());
+    assert!(
+        f.mb.claim(10, LEASE, &["a", "b"])
+            .expect("claim")
+            .is_empty()
+    );
     f.clock.advance(Duration::from_secs(10));
     assert_eq!(claim_one(&mut f.mb, &["a"]).id(), later);
     // The limit is respected and nothing is claimed with no routable types.
-    assert!(f.mb.claim(10, LEASE, &[] as &[&str]).expect("claim").is_empty());
+    assert!(
+        f.mb.claim(10, LEASE, &[] as &[&str])
+            .expect("claim")
+            .is_empty()
+    );
     assert_eq!(f.mb.claim(0, LEASE, &["c"]).expect("claim").len(), 0);
 }
 
@@ -201,13 +219,19 @@ fn ack_removes_the_message_and_commits_follow_ups_with_its_correlation() {
         ],
     )
     .expect("ack");
-    assert!(matches!(f.mb.message(id), Err(MailboxError::NoSuchMessage { .. })));
+    assert!(matches!(
+        f.mb.message(id),
+        Err(MailboxError::NoSuchMessage { .. })
+    ));
     let follow = claim_one(&mut f.mb, &["order.accepted"]);
     assert_eq!(follow.correlation_id, id.to_string());
     assert_eq!(claim_one(&mut f.mb, &["audit"]).correlation_id, "own");
     // A second ack of the same lease is refused.
     let err = f.mb.ack(&c, vec![]).unwrap_err();
-    assert!(matches!(err, MailboxError::LeaseLost { id: lost } if lost == id), "{err}");
+    assert!(
+        matches!(err, MailboxError::LeaseLost { id: lost } if lost == id),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,13 +239,25 @@ fn an_ack_with_an_invalid_follow_up_commits_nothing() {
     let mut f = fixture();
     let id = enqueue(&mut f.mb, "a");
     let c = claim_one(&mut f.mb, &["a"]);
-    let err = f
-        .mb
-        .ack(&c, vec![NewMessage::new("ok", b"{}".to_vec()), NewMessage::new("no spaces", b"{}".to_vec())])
+    let err =
+        f.mb.ack(
+            &c,
+            vec![
+                NewMessage::new("ok", b"{}".to_vec()),
+                NewMessage::new("no spaces", b"{}".to_vec()),
+            ],
+        )
         .unwrap_err();
     assert!(matches!(err, MailboxError::Invalid(_)), "{err}");
-    assert_eq!(f.mb.message(id).expect("still there").state, MessageState::Inflight);
-    assert_eq!(f.mb.stats().expect("stats").totals.total(), 1, "no follow-up stored");
+    assert_eq!(
+        f.mb.message(id).expect("still there").state,
+        MessageState::Inflight
+    );
+    assert_eq!(
+        f.mb.stats().expect("stats").totals.total(),
+        1,
+        "no follow-up stored"
+    );
 }
 
 #[test]
@@ -234,21 +270,42 @@ fn a_stale_ack_after_expiry_and_reclaim_is_refused_and_commits_nothing() {
     assert_eq!((r.requeued, r.dead), (1, 0));
     let m = f.mb.message(id).expect("stored");
     assert_eq!(m.state, MessageState::Queued);
-    assert!(m.summary.last_error.as_deref().unwrap_or("").contains("lease expired during attempt 1"));
+    assert!(
+        m.summary
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("lease expired during attempt 1")
+    );
     let delay = m.available_at - f.clock_now();
-    assert!((500..=1000).contains(&delay), "backoff after the lost attempt: {delay}");
+    assert!(
+        (500..=1000).contains(&delay),
+        "backoff after the lost attempt: {delay}"
+    );
 
     // Refused while queued...
-    let err = f.mb.ack(&first, vec![NewMessage::new("x", b"{}".to_vec())]).unwrap_err();
+    let err =
+        f.mb.ack(&first, vec![NewMessage::new("x", b"{}".to_vec())])
+            .unwrap_err();
     assert!(matches!(err, MailboxError::LeaseLost { .. }), "{err}");
     // ...and after someone else claimed it again.
     f.clock.advance(Duration::from_secs(1));
     let second = claim_one(&mut f.mb, &["a"]);
     assert_eq!(second.attempts, 2);
     assert_ne!(second.lease.token, first.lease.token);
-    assert!(matches!(f.mb.ack(&first, vec![]), Err(MailboxError::LeaseLost { .. })));
-    assert!(matches!(f.mb.fail(&first, retry("late")), Err(MailboxError::LeaseLost { .. })));
-    assert_eq!(f.mb.stats().expect("stats").totals.total(), 1, "the stale ack emitted nothing");
+    assert!(matches!(
+        f.mb.ack(&first, vec![]),
+        Err(MailboxError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        f.mb.fail(&first, retry("late")),
+        Err(MailboxError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        f.mb.stats().expect("stats").totals.total(),
+        1,
+        "the stale ack emitted nothing"
+    );
     // The live lease still works.
     f.mb.ack(&second, vec![]).expect("live ack");
     assert_eq!(f.mb.stats().expect("stats").totals.total(), 0);
@@ -269,20 +326,30 @@ fn retryable_failure_backs_off_then_dies_at_max_attempts() {
     for attempt in 1..=2u32 {
         let c = claim_one(&mut f.mb, &["a"]);
         assert_eq!(c.attempts, attempt);
-        let settled = f.mb.fail(&c, retry(&format!("boom {attempt}"))).expect("fail");
+        let settled =
+            f.mb.fail(&c, retry(&format!("boom {attempt}")))
+                .expect("fail");
         let m = f.mb.message(id).expect("stored");
         assert_eq!(m.state, MessageState::Queued);
-        assert_eq!(m.summary.last_error.as_deref(), Some(format!("boom {attempt}").as_str()));
+        assert_eq!(
+            m.summary.last_error.as_deref(),
+            Some(format!("boom {attempt}").as_str())
+        );
         let Settled::Requeued { available_at } = settled else {
             panic!("expected requeue, got {settled:?}")
         };
         assert_eq!(m.available_at, available_at);
         let delay = available_at - f.clock_now();
         // Jitter takes off at most half.
-        assert!(delay <= expected_delay && delay >= expected_delay / 2, "delay {delay}");
+        assert!(
+            delay <= expected_delay && delay >= expected_delay / 2,
+            "delay {delay}"
+        );
         // Not claimable before it is due.
         assert!(f.mb.claim(1, LEASE, &["a"]).expect("claim").is_empty());
-        f.clock.advance(Duration::from_millis(u64::try_from(delay).expect("positive")));
+        f.clock.advance(Duration::from_millis(
+            u64::try_from(delay).expect("positive"),
+        ));
         expected_delay *= 2;
     }
     let c = claim_one(&mut f.mb, &["a"]);
@@ -290,7 +357,10 @@ fn retryable_failure_backs_off_then_dies_at_max_attempts() {
     assert_eq!(f.mb.fail(&c, retry("boom 3")).expect("fail"), Settled::Dead);
     let m = f.mb.dead_letter(id).expect("dead");
     assert_eq!(m.summary.attempts, 3);
-    assert_eq!(m.summary.last_error.as_deref(), Some("gave up after 3 attempts: boom 3"));
+    assert_eq!(
+        m.summary.last_error.as_deref(),
+        Some("gave up after 3 attempts: boom 3")
+    );
     assert_eq!(m.summary.dead_at, Some(f.clock_now()));
 }
 
@@ -300,7 +370,14 @@ fn a_requested_delay_replaces_the_backoff() {
     let id = enqueue(&mut f.mb, "a");
     let c = claim_one(&mut f.mb, &["a"]);
     let after = Some(Duration::from_secs(42));
-    f.mb.fail(&c, Failure::Retry { reason: "later".into(), after }).expect("fail");
+    f.mb.fail(
+        &c,
+        Failure::Retry {
+            reason: "later".into(),
+            after,
+        },
+    )
+    .expect("fail");
     assert_eq!(f.mb.message(id).expect("stored").available_at, T0 + 42_000);
 }
 
@@ -309,9 +386,14 @@ fn fatal_failure_is_dead_at_once_with_the_plugin_digest() {
     let mut f = fixture();
     let id = enqueue(&mut f.mb, "a");
     let c = claim_one(&mut f.mb, &["a"]);
-    let settled = f
-        .mb
-        .settle_one(&c, Settlement::Fail(Failure::Fatal { reason: "bad qty".into() }), Some("sha256:abc"))
+    let settled =
+        f.mb.settle_one(
+            &c,
+            Settlement::Fail(Failure::Fatal {
+                reason: "bad qty".into(),
+            }),
+            Some("sha256:abc"),
+        )
         .expect("fail");
     assert_eq!(settled, Settled::Dead);
     let m = f.mb.dead_letter(id).expect("dead");
@@ -323,19 +405,28 @@ fn fatal_failure_is_dead_at_once_with_the_plugin_digest() {
 #[test]
 fn a_lease_expiring_at_the_last_attempt_dead_letters_the_message() {
     let mut f = fixture();
-    let id = f
-        .mb
-        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_max_attempts(1))
-        .expect("enqueue")
-        .id;
+    let id =
+        f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_max_attempts(1))
+            .expect("enqueue")
+            .id;
     claim_one(&mut f.mb, &["a"]);
     f.clock.advance(LEASE - Duration::from_millis(1));
-    assert_eq!(f.mb.reclaim().expect("reclaim").requeued + f.mb.reclaim().expect("reclaim").dead, 0, "not expired yet");
+    assert_eq!(
+        f.mb.reclaim().expect("reclaim").requeued + f.mb.reclaim().expect("reclaim").dead,
+        0,
+        "not expired yet"
+    );
     f.clock.advance(Duration::from_millis(1));
     let r = f.mb.reclaim().expect("reclaim");
     assert_eq!((r.requeued, r.dead), (0, 1));
     let m = f.mb.dead_letter(id).expect("dead");
-    assert!(m.summary.last_error.as_deref().unwrap_or("").starts_with("gave up after 1 attempts: lease expired"));
+    assert!(
+        m.summary
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("gave up after 1 attempts: lease expired")
+    );
 }
 
 #[test]
@@ -345,7 +436,11 @@ fn reclaim_never_takes_a_live_hosts_unexpired_lease_but_takes_a_dead_owners_at_o
     let mut b = open(&f.path, &f.clock);
     let id = enqueue(&mut a, "t");
     let claimed = claim_one(&mut a, &["t"]);
-    assert_eq!(b.reclaim().expect("reclaim"), Default::default(), "owner a is alive");
+    assert_eq!(
+        b.reclaim().expect("reclaim"),
+        Default::default(),
+        "owner a is alive"
+    );
     assert_eq!(a.message(id).expect("stored").state, MessageState::Inflight);
 
     // Make a's recorded process one that has exited.
@@ -353,34 +448,50 @@ fn reclaim_never_takes_a_live_hosts_unexpired_lease_but_takes_a_dead_owners_at_o
     let gone_pid = child.id();
     child.wait().expect("wait");
     let raw = rusqlite::Connection::open(&f.path).expect("raw open");
-    raw.execute("UPDATE hosts SET pid = ?1 WHERE owner = ?2", rusqlite::params![gone_pid, a.owner().id])
-        .expect("update hosts");
+    raw.execute(
+        "UPDATE hosts SET pid = ?1 WHERE owner = ?2",
+        rusqlite::params![gone_pid, a.owner().id],
+    )
+    .expect("update hosts");
     let r = b.reclaim().expect("reclaim");
     assert_eq!((r.requeued, r.dead, r.dead_owners), (1, 0, 1));
     assert_eq!(b.message(id).expect("stored").state, MessageState::Queued);
-    assert!(matches!(a.ack(&claimed, vec![]), Err(MailboxError::LeaseLost { .. })));
+    assert!(matches!(
+        a.ack(&claimed, vec![]),
+        Err(MailboxError::LeaseLost { .. })
+    ));
 }
 
 #[test]
 fn key_dedupe_returns_the_existing_id_in_every_stored_state() {
     let mut f = fixture();
-    let keyed = || NewMessage::new("a", b"{}".to_vec()).with_key("k-1").with_max_attempts(1);
+    let keyed = || {
+        NewMessage::new("a", b"{}".to_vec())
+            .with_key("k-1")
+            .with_max_attempts(1)
+    };
     let first = f.mb.enqueue(keyed()).expect("enqueue");
     assert!(!first.duplicate);
     let again = f.mb.enqueue(keyed()).expect("enqueue");
     assert_eq!((again.id, again.duplicate), (first.id, true));
 
     let c = claim_one(&mut f.mb, &["a"]);
-    assert_eq!(f.mb.enqueue(keyed()).expect("enqueue").id, first.id, "in flight");
+    assert_eq!(
+        f.mb.enqueue(keyed()).expect("enqueue").id,
+        first.id,
+        "in flight"
+    );
     f.mb.fail(&c, retry("x")).expect("fail");
-    assert_eq!(f.mb.message(first.id).expect("stored").state, MessageState::Dead);
+    assert_eq!(
+        f.mb.message(first.id).expect("stored").state,
+        MessageState::Dead
+    );
     assert_eq!(f.mb.enqueue(keyed()).expect("enqueue").id, first.id, "dead");
     assert_eq!(f.mb.stats().expect("stats").totals.total(), 1);
 
     // Within one batch the key resolves to the first carrier.
-    let batch = f
-        .mb
-        .enqueue_batch(vec![
+    let batch =
+        f.mb.enqueue_batch(vec![
             NewMessage::new("a", b"{}".to_vec()).with_key("k-2"),
             NewMessage::new("a", b"{}".to_vec()).with_key("k-2"),
         ])
@@ -408,10 +519,26 @@ fn a_settle_batch_is_one_transaction_with_per_message_results() {
         ..claimed[2].clone()
     };
     let batch = vec![
-        (&claimed[0], Settlement::Ack { follow_ups: vec![NewMessage::new("f", b"{}".to_vec())] }, None),
+        (
+            &claimed[0],
+            Settlement::Ack {
+                follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+            },
+            None,
+        ),
         (&claimed[1], Settlement::Fail(retry("r")), None),
-        (&stale, Settlement::Ack { follow_ups: vec![NewMessage::new("f", b"{}".to_vec())] }, None),
-        (&claimed[3], Settlement::Fail(Failure::Fatal { reason: "x".into() }), None),
+        (
+            &stale,
+            Settlement::Ack {
+                follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+            },
+            None,
+        ),
+        (
+            &claimed[3],
+            Settlement::Fail(Failure::Fatal { reason: "x".into() }),
+            None,
+        ),
     ];
     let results = f.mb.settle(batch).expect("batch commits");
     assert!(matches!(results[0], Ok(Settled::Acked)));
@@ -419,8 +546,14 @@ fn a_settle_batch_is_one_transaction_with_per_message_results() {
     assert!(matches!(results[2], Err(MailboxError::LeaseLost { .. })));
     assert!(matches!(results[3], Ok(Settled::Dead)));
     let stats = f.mb.stats().expect("stats");
-    assert_eq!(stats.by_event_type["f"].queued, 1, "only the valid ack's follow-up");
-    assert_eq!(stats.by_event_type["a"].inflight, 1, "the stolen one is untouched");
+    assert_eq!(
+        stats.by_event_type["f"].queued, 1,
+        "only the valid ack's follow-up"
+    );
+    assert_eq!(
+        stats.by_event_type["a"].inflight, 1,
+        "the stolen one is untouched"
+    );
     assert_eq!(stats.by_event_type["a"].queued, 1);
     assert_eq!(stats.by_event_type["a"].dead, 1);
 }
@@ -428,10 +561,16 @@ fn a_settle_batch_is_one_transaction_with_per_message_results() {
 #[test]
 fn dead_letters_list_show_redrive_and_purge() {
     let mut f = fixture();
-    let mut kill = |mb: &mut Mailbox, t: &str| {
+    let kill = |mb: &mut Mailbox, t: &str| {
         let id = enqueue(mb, t);
         let c = claim_one(mb, &[t]);
-        mb.fail(&c, Failure::Fatal { reason: format!("bad {t}") }).expect("fail");
+        mb.fail(
+            &c,
+            Failure::Fatal {
+                reason: format!("bad {t}"),
+            },
+        )
+        .expect("fail");
         id
     };
     let a1 = kill(&mut f.mb, "a");
@@ -440,63 +579,138 @@ fn dead_letters_list_show_redrive_and_purge() {
     let a3 = kill(&mut f.mb, "a");
     let live = enqueue(&mut f.mb, "a");
 
-    let page = f.mb.dead_letters(&DeadLetterFilter { limit: 2, ..Default::default() }).expect("list");
-    assert_eq!(page.items.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a1, b1]);
-    let rest = f
-        .mb
-        .dead_letters(&DeadLetterFilter { limit: 2, cursor: page.next_cursor.clone(), ..Default::default() })
+    let page =
+        f.mb.dead_letters(&DeadLetterFilter {
+            limit: 2,
+            ..Default::default()
+        })
         .expect("list");
-    assert_eq!(rest.items.iter().map(|d| d.id).collect::<Vec<_>>(), vec![a2, a3]);
+    assert_eq!(
+        page.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a1, b1]
+    );
+    let rest =
+        f.mb.dead_letters(&DeadLetterFilter {
+            limit: 2,
+            cursor: page.next_cursor.clone(),
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(
+        rest.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a2, a3]
+    );
     assert_eq!(rest.next_cursor, None);
-    let only_b = f
-        .mb
-        .dead_letters(&DeadLetterFilter { event_type: Some("b".into()), ..Default::default() })
+    let only_b =
+        f.mb.dead_letters(&DeadLetterFilter {
+            event_type: Some("b".into()),
+            ..Default::default()
+        })
         .expect("list");
     assert_eq!(only_b.items.len(), 1);
     assert_eq!(only_b.items[0].last_error.as_deref(), Some("fatal: bad b"));
     assert!(matches!(
-        f.mb.dead_letters(&DeadLetterFilter { cursor: Some("nope".into()), ..Default::default() }),
+        f.mb.dead_letters(&DeadLetterFilter {
+            cursor: Some("nope".into()),
+            ..Default::default()
+        }),
         Err(MailboxError::Invalid(_))
     ));
 
     let shown = f.mb.dead_letter(a1).expect("show");
     assert_eq!(shown.payload, br#"{"n":1}"#);
-    assert!(matches!(f.mb.dead_letter(live), Err(MailboxError::WrongState { actual: MessageState::Queued, .. })));
-    assert!(matches!(f.mb.dead_letter(MessageId::new()), Err(MailboxError::NoSuchMessage { .. })));
+    assert!(matches!(
+        f.mb.dead_letter(live),
+        Err(MailboxError::WrongState {
+            actual: MessageState::Queued,
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.mb.dead_letter(MessageId::new()),
+        Err(MailboxError::NoSuchMessage { .. })
+    ));
 
     // Redrive one: queued, attempts reset, due now, claimable again.
     assert_eq!(f.mb.redrive(&Selection::One(a1)).expect("redrive"), 1);
     let m = f.mb.message(a1).expect("stored");
-    assert_eq!((m.state, m.summary.attempts, m.available_at), (MessageState::Queued, 0, T0));
-    assert!(matches!(f.mb.redrive(&Selection::One(a1)), Err(MailboxError::WrongState { .. })));
-    assert!(matches!(f.mb.redrive(&Selection::One(MessageId::new())), Err(MailboxError::NoSuchMessage { .. })));
+    assert_eq!(
+        (m.state, m.summary.attempts, m.available_at),
+        (MessageState::Queued, 0, T0)
+    );
+    assert!(matches!(
+        f.mb.redrive(&Selection::One(a1)),
+        Err(MailboxError::WrongState { .. })
+    ));
+    assert!(matches!(
+        f.mb.redrive(&Selection::One(MessageId::new())),
+        Err(MailboxError::NoSuchMessage { .. })
+    ));
     // By type, then purge by type and all.
-    assert_eq!(f.mb.redrive(&Selection::EventType("b".into())).expect("redrive"), 1);
-    assert_eq!(f.mb.message(b1).expect("stored").state, MessageState::Queued);
-    assert_eq!(f.mb.purge(&Selection::EventType("a".into())).expect("purge"), 2);
-    assert!(matches!(f.mb.message(a2), Err(MailboxError::NoSuchMessage { .. })));
+    assert_eq!(
+        f.mb.redrive(&Selection::EventType("b".into()))
+            .expect("redrive"),
+        1
+    );
+    assert_eq!(
+        f.mb.message(b1).expect("stored").state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        f.mb.purge(&Selection::EventType("a".into()))
+            .expect("purge"),
+        2
+    );
+    assert!(matches!(
+        f.mb.message(a2),
+        Err(MailboxError::NoSuchMessage { .. })
+    ));
     let c = claim_one(&mut f.mb, &["b"]);
-    f.mb.fail(&c, Failure::Fatal { reason: "again".into() }).expect("fail");
+    f.mb.fail(
+        &c,
+        Failure::Fatal {
+            reason: "again".into(),
+        },
+    )
+    .expect("fail");
     assert_eq!(f.mb.redrive(&Selection::All).expect("redrive"), 1);
     let c = claim_one(&mut f.mb, &["b"]);
-    f.mb.fail(&c, Failure::Fatal { reason: "again".into() }).expect("fail");
+    f.mb.fail(
+        &c,
+        Failure::Fatal {
+            reason: "again".into(),
+        },
+    )
+    .expect("fail");
     assert_eq!(f.mb.purge(&Selection::All).expect("purge"), 1);
     let stats = f.mb.stats().expect("stats");
-    assert_eq!((stats.totals.queued, stats.totals.dead), (2, 0), "a1 and the live one remain");
+    assert_eq!(
+        (stats.totals.queued, stats.totals.dead),
+        (2, 0),
+        "a1 and the live one remain"
+    );
 }
 
 #[test]
 fn stats_count_by_state_type_and_priority() {
     let mut f = fixture();
     enqueue(&mut f.mb, "a");
-    f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::High)).expect("enqueue");
-    f.mb.enqueue(NewMessage::new("b", b"{}".to_vec()).with_delay(Duration::from_secs(60))).expect("enqueue");
+    f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::High))
+        .expect("enqueue");
+    f.mb.enqueue(NewMessage::new("b", b"{}".to_vec()).with_delay(Duration::from_secs(60)))
+        .expect("enqueue");
     let c = claim_one(&mut f.mb, &["a"]);
     assert_eq!(c.priority, Priority::High);
     f.clock.advance(Duration::from_secs(5));
     let s = f.mb.stats().expect("stats");
-    assert_eq!((s.totals.queued, s.totals.inflight, s.totals.dead), (2, 1, 0));
-    assert_eq!((s.by_event_type["a"].queued, s.by_event_type["a"].inflight), (1, 1));
+    assert_eq!(
+        (s.totals.queued, s.totals.inflight, s.totals.dead),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        (s.by_event_type["a"].queued, s.by_event_type["a"].inflight),
+        (1, 1)
+    );
     assert_eq!(s.by_event_type["b"].queued, 1);
     assert_eq!(s.by_priority[&Priority::High].inflight, 1);
     assert_eq!(s.by_priority[&Priority::Normal].queued, 2);
@@ -512,16 +726,25 @@ fn a_missing_directory_names_the_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("no/such/dir/mailroom.db");
     let err = Mailbox::open(&path).unwrap_err();
-    assert!(matches!(err, MailboxError::MissingDirectory { .. }), "{err}");
+    assert!(
+        matches!(err, MailboxError::MissingDirectory { .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains(&path.display().to_string()) && text.contains("does not exist"), "{text}");
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("does not exist"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_not_created_when_asked_not_to() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("mailroom.db");
-    let options = OpenOptions { create: false, ..OpenOptions::default() };
+    let options = OpenOptions {
+        create: false,
+        ..OpenOptions::default()
+    };
     let err = Mailbox::open_with(&path, &options).unwrap_err();
     assert!(matches!(err, MailboxError::NotFound { .. }), "{err}");
     assert!(!path.exists());
@@ -541,15 +764,26 @@ fn a_file_that_is_not_a_database_is_refused_by_name() {
 fn a_store_locked_past_the_timeout_gives_a_clear_error() {
     let f = fixture();
     let holder = rusqlite::Connection::open(&f.path).expect("raw open");
-    holder.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
-    let options = OpenOptions { busy_timeout: Duration::from_millis(200), ..OpenOptions::default() };
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let options = OpenOptions {
+        busy_timeout: Duration::from_millis(200),
+        ..OpenOptions::default()
+    };
     let mut mb = Mailbox::open_with(&f.path, &options).expect("open while locked (reads are fine)");
-    let err = mb.enqueue(NewMessage::new("a", b"{}".to_vec())).unwrap_err();
+    let err = mb
+        .enqueue(NewMessage::new("a", b"{}".to_vec()))
+        .unwrap_err();
     assert!(err.is_locked(), "{err}");
     let text = err.to_string();
-    assert!(text.contains("mailroom.db") && text.contains("locked by another process"), "{text}");
+    assert!(
+        text.contains("mailroom.db") && text.contains("locked by another process"),
+        "{text}"
+    );
     holder.execute_batch("ROLLBACK").expect("release");
-    mb.enqueue(NewMessage::new("a", b"{}".to_vec())).expect("works once released");
+    mb.enqueue(NewMessage::new("a", b"{}".to_vec()))
+        .expect("works once released");
 }
 
 #[test]
@@ -560,7 +794,10 @@ fn a_store_from_a_newer_schema_is_refused() {
     raw.pragma_update(None, "user_version", 99).expect("bump");
     drop(raw);
     let err = Mailbox::open(&f.path).unwrap_err();
-    assert!(matches!(err, MailboxError::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, MailboxError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade mailroom"), "{err}");
 }
 
@@ -570,9 +807,54 @@ fn the_store_uses_wal_and_survives_reopening() {
     let id = enqueue(&mut f.mb, "a");
     drop(f.mb);
     let raw = rusqlite::Connection::open(&f.path).expect("raw open");
-    let mode: String = raw.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(mode, "wal");
     let mb = open(&f.path, &f.clock);
     assert_eq!(mb.message(id).expect("stored").state, MessageState::Queued);
     mb.checkpoint().expect("checkpoint");
+}
+
+#[test]
+fn release_returns_claims_without_spending_their_attempt() {
+    let mut f = fixture();
+    let id = enqueue(&mut f.mb, "a");
+    let c = claim_one(&mut f.mb, &["a"]);
+    assert_eq!(
+        f.mb.release(std::slice::from_ref(&c.lease))
+            .expect("release"),
+        1
+    );
+    let m = f.mb.message(id).expect("stored");
+    assert_eq!(
+        (m.state, m.summary.attempts, m.available_at),
+        (MessageState::Queued, 0, T0)
+    );
+    // A released lease is gone: releasing or acking it again does nothing.
+    assert_eq!(
+        f.mb.release(std::slice::from_ref(&c.lease))
+            .expect("release"),
+        0
+    );
+    assert!(matches!(
+        f.mb.ack(&c, vec![]),
+        Err(MailboxError::LeaseLost { .. })
+    ));
+    assert_eq!(claim_one(&mut f.mb, &["a"]).attempts, 1);
+}
+
+#[test]
+fn next_due_at_is_the_earliest_queued_routable_message() {
+    let mut f = fixture();
+    assert_eq!(f.mb.next_due_at(&["a"]).expect("query"), None);
+    f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_delay(Duration::from_secs(9)))
+        .expect("enqueue");
+    f.mb.enqueue(NewMessage::new("a", b"{}".to_vec()).with_delay(Duration::from_secs(4)))
+        .expect("enqueue");
+    f.mb.enqueue(NewMessage::new("b", b"{}".to_vec()))
+        .expect("enqueue");
+    assert_eq!(f.mb.next_due_at(&["a"]).expect("query"), Some(T0 + 4000));
+    assert_eq!(f.mb.next_due_at(&["a", "b"]).expect("query"), Some(T0));
+    assert_eq!(f.mb.next_due_at(&["c"]).expect("query"), None);
 }

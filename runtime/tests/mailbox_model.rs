@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailroom::clock::{Clock, ManualClock};
-use mailroom::mailbox::{Claimed, Durability, Mailbox, MailboxError, OpenOptions, Selection, Settled};
+use mailroom::mailbox::{
+    Claimed, Durability, Mailbox, MailboxError, OpenOptions, Selection, Settled,
+};
 use mailroom::message::{MessageId, NewMessage};
 use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
 use proptest::prelude::*;
@@ -24,16 +26,38 @@ const CAP_MS: i64 = 4000;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { ty: usize, key: Option<u8>, max_attempts: u32, delay_ms: u64 },
-    Claim { n: usize, types: Vec<usize> },
-    Ack { pick: usize },
-    Retry { pick: usize },
-    Fatal { pick: usize },
-    StaleAck { pick: usize },
+    Enqueue {
+        ty: usize,
+        key: Option<u8>,
+        max_attempts: u32,
+        delay_ms: u64,
+    },
+    Claim {
+        n: usize,
+        types: Vec<usize>,
+    },
+    Ack {
+        pick: usize,
+    },
+    Retry {
+        pick: usize,
+    },
+    Fatal {
+        pick: usize,
+    },
+    StaleAck {
+        pick: usize,
+    },
     Reclaim,
-    Advance { ms: u64 },
-    Redrive { pick: Option<usize> },
-    Purge { pick: Option<usize> },
+    Advance {
+        ms: u64,
+    },
+    Redrive {
+        pick: Option<usize>,
+    },
+    Purge {
+        pick: Option<usize>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -85,18 +109,30 @@ impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(1_700_000_000_000);
-        let options = OpenOptions { durability: Durability::Fast, ..OpenOptions::default() };
-        let mut policies = Policies::default();
-        policies.default = RetryPolicy {
-            max_attempts: 3,
-            backoff_base: Duration::from_millis(BASE_MS as u64),
-            backoff_cap: Duration::from_millis(CAP_MS as u64),
+        let options = OpenOptions {
+            durability: Durability::Fast,
+            ..OpenOptions::default()
+        };
+        let policies = Policies {
+            default: RetryPolicy {
+                max_attempts: 3,
+                backoff_base: Duration::from_millis(BASE_MS as u64),
+                backoff_cap: Duration::from_millis(CAP_MS as u64),
+            },
+            ..Policies::default()
         };
         let mb = Mailbox::open_with(dir.path().join("model.db"), &options)
             .expect("open")
             .with_clock(Arc::new(clock.clone()))
             .with_policies(policies);
-        Self { _dir: dir, clock, mb, msgs: BTreeMap::new(), leases: Vec::new(), next_seq: 0 }
+        Self {
+            _dir: dir,
+            clock,
+            mb,
+            msgs: BTreeMap::new(),
+            leases: Vec::new(),
+            next_seq: 0,
+        }
     }
 
     fn now(&self) -> i64 {
@@ -104,7 +140,12 @@ impl Harness {
     }
 
     fn pick_where(&self, pick: usize, pred: impl Fn(&Msg) -> bool) -> Option<MessageId> {
-        let ids: Vec<MessageId> = self.msgs.iter().filter(|(_, m)| pred(m)).map(|(id, _)| *id).collect();
+        let ids: Vec<MessageId> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| pred(m))
+            .map(|(id, _)| *id)
+            .collect();
         (!ids.is_empty()).then(|| ids[pick % ids.len()])
     }
 
@@ -131,14 +172,23 @@ impl Harness {
         };
         let full = (BASE_MS << (msg.attempts - 1)).min(CAP_MS);
         let delay = available_at - now;
-        assert!(delay >= full / 2 && delay <= full, "{id}: backoff {delay} outside [{}, {full}]", full / 2);
+        assert!(
+            delay >= full / 2 && delay <= full,
+            "{id}: backoff {delay} outside [{}, {full}]",
+            full / 2
+        );
         msg.state = Model::Queued;
         msg.available_at = available_at;
     }
 
     fn step(&mut self, op: &Op) {
         match op.clone() {
-            Op::Enqueue { ty, key, max_attempts, delay_ms } => {
+            Op::Enqueue {
+                ty,
+                key,
+                max_attempts,
+                delay_ms,
+            } => {
                 let mut m = NewMessage::new(TYPES[ty], b"{}".to_vec())
                     .with_max_attempts(max_attempts)
                     .with_delay(Duration::from_millis(delay_ms));
@@ -146,7 +196,12 @@ impl Harness {
                     m = m.with_key(format!("k{k}"));
                 }
                 let got = self.mb.enqueue(m).expect("enqueue");
-                let existing = key.and_then(|k| self.msgs.iter().find(|(_, m)| m.key == Some(k)).map(|(id, _)| *id));
+                let existing = key.and_then(|k| {
+                    self.msgs
+                        .iter()
+                        .find(|(_, m)| m.key == Some(k))
+                        .map(|(id, _)| *id)
+                });
                 match existing {
                     Some(id) => assert_eq!((got.id, got.duplicate), (id, true), "key dedupe"),
                     None => {
@@ -172,13 +227,19 @@ impl Harness {
                 let mut due: Vec<(u64, MessageId)> = self
                     .msgs
                     .iter()
-                    .filter(|(_, m)| m.state == Model::Queued && m.available_at <= now && types.contains(&m.ty))
+                    .filter(|(_, m)| {
+                        m.state == Model::Queued && m.available_at <= now && types.contains(&m.ty)
+                    })
                     .map(|(id, m)| (m.seq, *id))
                     .collect();
                 due.sort();
                 let expected: Vec<MessageId> = due.into_iter().take(n).map(|(_, id)| id).collect();
                 let claimed = self.mb.claim(n, LEASE, &names).expect("claim");
-                assert_eq!(claimed.iter().map(Claimed::id).collect::<Vec<_>>(), expected, "claim order");
+                assert_eq!(
+                    claimed.iter().map(Claimed::id).collect::<Vec<_>>(),
+                    expected,
+                    "claim order"
+                );
                 for c in claimed {
                     let msg = self.msgs.get_mut(&c.id()).expect("modelled");
                     assert_eq!(msg.state, Model::Queued, "never claimed twice");
@@ -201,9 +262,14 @@ impl Harness {
                 if let Some((id, lease)) = self.live_lease(pick) {
                     let claimed = self.leases[lease].clone();
                     let failure = if fatal {
-                        Failure::Fatal { reason: "no".into() }
+                        Failure::Fatal {
+                            reason: "no".into(),
+                        }
                     } else {
-                        Failure::Retry { reason: "again".into(), after: None }
+                        Failure::Retry {
+                            reason: "again".into(),
+                            after: None,
+                        }
                     };
                     let settled = self.mb.fail(&claimed, failure).expect("live fail");
                     self.after_failure(id, fatal, settled);
@@ -218,10 +284,15 @@ impl Harness {
                         _ => None,
                     })
                     .collect();
-                let stale: Vec<usize> = (0..self.leases.len()).filter(|l| !live.contains(l)).collect();
+                let stale: Vec<usize> = (0..self.leases.len())
+                    .filter(|l| !live.contains(l))
+                    .collect();
                 if !stale.is_empty() {
                     let claimed = self.leases[stale[pick % stale.len()]].clone();
-                    let err = self.mb.ack(&claimed, vec![NewMessage::new("ghost", b"{}".to_vec())]).unwrap_err();
+                    let err = self
+                        .mb
+                        .ack(&claimed, vec![NewMessage::new("ghost", b"{}".to_vec())])
+                        .expect_err("a stale lease is refused");
                     assert!(matches!(err, MailboxError::LeaseLost { .. }), "{err}");
                 }
             }
@@ -230,27 +301,49 @@ impl Harness {
                 let expired: Vec<MessageId> = self
                     .msgs
                     .iter()
-                    .filter(|(_, m)| matches!(m.state, Model::Inflight(_)) && m.lease_expires_at <= now)
+                    .filter(|(_, m)| {
+                        matches!(m.state, Model::Inflight(_)) && m.lease_expires_at <= now
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 let r = self.mb.reclaim().expect("reclaim");
-                assert_eq!(r.requeued + r.dead, expired.len(), "only expired leases are reclaimed");
+                assert_eq!(
+                    r.requeued + r.dead,
+                    expired.len(),
+                    "only expired leases are reclaimed"
+                );
                 for id in expired {
                     let stored = self.mb.message(id).expect("still stored");
                     let settled = match stored.state {
                         MessageState::Dead => Settled::Dead,
-                        _ => Settled::Requeued { available_at: stored.available_at },
+                        _ => Settled::Requeued {
+                            available_at: stored.available_at,
+                        },
                     };
                     self.after_failure(id, false, settled);
-                    assert!(stored.summary.last_error.unwrap_or_default().contains("lease expired"));
+                    assert!(
+                        stored
+                            .summary
+                            .last_error
+                            .unwrap_or_default()
+                            .contains("lease expired")
+                    );
                 }
             }
             Op::Advance { ms } => self.clock.advance(Duration::from_millis(ms)),
             Op::Redrive { pick } => {
                 let now = self.now();
                 let targets: Vec<MessageId> = match pick {
-                    Some(p) => self.pick_where(p, |m| m.state == Model::Dead).into_iter().collect(),
-                    None => self.msgs.iter().filter(|(_, m)| m.state == Model::Dead).map(|(id, _)| *id).collect(),
+                    Some(p) => self
+                        .pick_where(p, |m| m.state == Model::Dead)
+                        .into_iter()
+                        .collect(),
+                    None => self
+                        .msgs
+                        .iter()
+                        .filter(|(_, m)| m.state == Model::Dead)
+                        .map(|(id, _)| *id)
+                        .collect(),
                 };
                 let selection = match pick {
                     Some(_) if targets.is_empty() => return,
@@ -267,8 +360,16 @@ impl Harness {
             }
             Op::Purge { pick } => {
                 let targets: Vec<MessageId> = match pick {
-                    Some(p) => self.pick_where(p, |m| m.state == Model::Dead).into_iter().collect(),
-                    None => self.msgs.iter().filter(|(_, m)| m.state == Model::Dead).map(|(id, _)| *id).collect(),
+                    Some(p) => self
+                        .pick_where(p, |m| m.state == Model::Dead)
+                        .into_iter()
+                        .collect(),
+                    None => self
+                        .msgs
+                        .iter()
+                        .filter(|(_, m)| m.state == Model::Dead)
+                        .map(|(id, _)| *id)
+                        .collect(),
                 };
                 let selection = match pick {
                     Some(_) if targets.is_empty() => return,
@@ -285,10 +386,17 @@ impl Harness {
 
     fn check(&self) {
         let stats = self.mb.stats().expect("stats");
-        assert_eq!(stats.totals.total(), self.msgs.len() as u64, "no message lost or invented");
+        assert_eq!(
+            stats.totals.total(),
+            self.msgs.len() as u64,
+            "no message lost or invented"
+        );
         let mut holders = std::collections::HashSet::new();
         for (id, m) in &self.msgs {
-            let stored = self.mb.message(*id).expect("every modelled message is stored");
+            let stored = self
+                .mb
+                .message(*id)
+                .expect("every modelled message is stored");
             let expected = match m.state {
                 Model::Queued => MessageState::Queued,
                 Model::Inflight(lease) => {
@@ -300,7 +408,10 @@ impl Harness {
             };
             assert_eq!(stored.state, expected, "{id}");
             assert_eq!(stored.summary.attempts, m.attempts, "{id}");
-            assert!(stored.summary.attempts <= stored.summary.max_attempts, "{id}: attempts above max");
+            assert!(
+                stored.summary.attempts <= stored.summary.max_attempts,
+                "{id}: attempts above max"
+            );
             if m.state == Model::Queued {
                 assert_eq!(stored.available_at, m.available_at, "{id}");
             }

@@ -23,7 +23,13 @@ const DONE: &str = "done";
 
 fn spawn_child(entry: &str, store: &Path) -> Child {
     Command::new(std::env::current_exe().expect("test binary"))
-        .args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            entry,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(STORE_ENV, store)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -32,7 +38,9 @@ fn spawn_child(entry: &str, store: &Path) -> Child {
 }
 
 fn store_from_env() -> std::path::PathBuf {
-    std::env::var_os(STORE_ENV).expect("run by a parent test").into()
+    std::env::var_os(STORE_ENV)
+        .expect("run by a parent test")
+        .into()
 }
 
 /// Counts `done` follow-ups per correlation id (the acked message's id).
@@ -41,10 +49,12 @@ fn done_counts(mb: &Mailbox) -> HashMap<String, u32> {
     let mut stmt = raw
         .prepare("SELECT correlation_id, count(*) FROM messages WHERE event_type = ?1 GROUP BY correlation_id")
         .expect("prepare");
-    stmt.query_map([DONE], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
+    stmt.query_map([DONE], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
 }
 
 /// Claims and acks `work` in batches until none is queued; every ack emits
@@ -53,7 +63,9 @@ fn done_counts(mb: &Mailbox) -> HashMap<String, u32> {
 fn drain(mb: &mut Mailbox) -> usize {
     let mut acked = 0;
     loop {
-        let claimed = mb.claim(32, Duration::from_secs(60), &[WORK]).expect("claim: no busy error");
+        let claimed = mb
+            .claim(32, Duration::from_secs(60), &[WORK])
+            .expect("claim: no busy error");
         if claimed.is_empty() {
             let stats = mb.stats().expect("stats");
             if stats.by_event_type.get(WORK).map_or(0, |c| c.queued) == 0 {
@@ -64,7 +76,15 @@ fn drain(mb: &mut Mailbox) -> usize {
         }
         let batch = claimed
             .iter()
-            .map(|c| (c, Settlement::Ack { follow_ups: vec![NewMessage::new(DONE, b"{}".to_vec())] }, None))
+            .map(|c| {
+                (
+                    c,
+                    Settlement::Ack {
+                        follow_ups: vec![NewMessage::new(DONE, b"{}".to_vec())],
+                    },
+                    None,
+                )
+            })
             .collect();
         for result in mb.settle(batch).expect("settle: no busy error") {
             result.expect("our own lease");
@@ -76,7 +96,10 @@ fn drain(mb: &mut Mailbox) -> usize {
 #[test]
 #[ignore = "child process entry point, run by two_processes_share_one_file"]
 fn child_claimer() {
-    let options = OpenOptions { durability: Durability::Fast, ..OpenOptions::default() };
+    let options = OpenOptions {
+        durability: Durability::Fast,
+        ..OpenOptions::default()
+    };
     let mut mb = Mailbox::open_with(store_from_env(), &options).expect("open");
     let acked = drain(&mut mb);
     // A fresh line: libtest has already printed "test child_claimer ... ".
@@ -91,35 +114,62 @@ fn two_processes_share_one_file() {
     let mut mb = Mailbox::open(&path).expect("open");
     let ids: HashSet<MessageId> = (0..N / 1000)
         .flat_map(|_| {
-            mb.enqueue_batch((0..1000).map(|i| NewMessage::new(WORK, format!("{{\"i\":{i}}}"))).collect())
-                .expect("enqueue")
+            mb.enqueue_batch(
+                (0..1000)
+                    .map(|i| NewMessage::new(WORK, format!("{{\"i\":{i}}}")))
+                    .collect(),
+            )
+            .expect("enqueue")
         })
         .map(|e| e.id)
         .collect();
     assert_eq!(ids.len(), N);
 
-    let children: Vec<Child> = (0..2).map(|_| spawn_child("child_claimer", &path)).collect();
+    let children: Vec<Child> = (0..2)
+        .map(|_| spawn_child("child_claimer", &path))
+        .collect();
     let mut totals = Vec::new();
     for mut child in children {
         let stdout = child.stdout.take().expect("piped");
         let total = BufReader::new(stdout)
             .lines()
             .map(|l| l.expect("line"))
-            .filter_map(|l| l.strip_prefix("TOTAL ").map(|n| n.parse::<usize>().expect("count")))
+            .filter_map(|l| {
+                l.strip_prefix("TOTAL ")
+                    .map(|n| n.parse::<usize>().expect("count"))
+            })
             .last();
         let status = child.wait().expect("wait");
-        assert!(status.success(), "a claimer failed (a busy/locked error panics it): {status}");
+        assert!(
+            status.success(),
+            "a claimer failed (a busy/locked error panics it): {status}"
+        );
         totals.push(total.expect("child reported its total"));
     }
-    assert_eq!(totals.iter().sum::<usize>(), N, "acks per process: {totals:?}");
-    assert!(totals.iter().all(|t| *t > 0), "both processes claimed: {totals:?}");
+    assert_eq!(
+        totals.iter().sum::<usize>(),
+        N,
+        "acks per process: {totals:?}"
+    );
+    assert!(
+        totals.iter().all(|t| *t > 0),
+        "both processes claimed: {totals:?}"
+    );
 
     let stats = mb.stats().expect("stats");
-    assert_eq!(stats.by_event_type.get(WORK).map_or(0, |c| c.total()), 0, "all work acked");
+    assert_eq!(
+        stats.by_event_type.get(WORK).map_or(0, |c| c.total()),
+        0,
+        "all work acked"
+    );
     let done = done_counts(&mb);
     assert_eq!(done.len(), N);
     for id in &ids {
-        assert_eq!(done.get(&id.to_string()), Some(&1), "{id} acked exactly once");
+        assert_eq!(
+            done.get(&id.to_string()),
+            Some(&1),
+            "{id} acked exactly once"
+        );
     }
 }
 
@@ -143,7 +193,9 @@ fn child_producer_consumer() {
             writeln!(out, "E {}", e.id).expect("stdout");
         }
         out.flush().expect("flush");
-        let claimed = mb.claim(rng.random_range(1..=8), Duration::from_secs(60), &[WORK]).expect("claim");
+        let claimed = mb
+            .claim(rng.random_range(1..=8), Duration::from_secs(60), &[WORK])
+            .expect("claim");
         for c in &claimed {
             let follow_ups = vec![NewMessage::new(DONE, b"{}".to_vec())];
             mb.ack(c, follow_ups).expect("ack");
@@ -175,7 +227,9 @@ fn sigkill_at_random_moments_loses_nothing() {
             }
         });
         // Let it get going (the first line), then kill it at a random moment.
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("child started working");
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("child started working");
         let mut lines = vec![first];
         let deadline = Instant::now() + Duration::from_millis(rng.random_range(5..150));
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -188,12 +242,19 @@ fn sigkill_at_random_moments_loses_nothing() {
         child.wait().expect("reap");
         reader.join().expect("reader");
         lines.extend(rx.try_iter());
-        enqueued.extend(lines.iter().filter_map(|l| l.strip_prefix("E ").map(str::to_owned)));
+        enqueued.extend(
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("E ").map(str::to_owned)),
+        );
 
         // The file opens cleanly and is intact.
-        let mb = Mailbox::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
+        let mb =
+            Mailbox::open(&path).unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         let raw = rusqlite::Connection::open(&path).expect("raw open");
-        let check: String = raw.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("check");
+        let check: String = raw
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
         assert_eq!(check, "ok", "round {round}");
         // Every durably enqueued message is acked exactly once or still present.
         let done = done_counts(&mb);
@@ -206,12 +267,18 @@ fn sigkill_at_random_moments_loses_nothing() {
             }
         }
     }
-    assert!(enqueued.len() > KILLS, "the child made progress: {}", enqueued.len());
+    assert!(
+        enqueued.len() > KILLS,
+        "the child made progress: {}",
+        enqueued.len()
+    );
 
     // Finally, a clean drain: everything ever enqueued ends acked exactly once.
     // Time is driven from here on, so the backoffs of lost attempts pass at once.
     let clock = mailroom::clock::ManualClock::new(mailroom::clock::SystemClock.now_ms());
-    let mut mb = Mailbox::open(&path).expect("open").with_clock(std::sync::Arc::new(clock.clone()));
+    let mut mb = Mailbox::open(&path)
+        .expect("open")
+        .with_clock(std::sync::Arc::new(clock.clone()));
     let r = mb.reclaim().expect("reclaim the last child's leases");
     assert_eq!(r.dead, 0);
     clock.advance(Duration::from_secs(86_400));

@@ -202,7 +202,10 @@ async fn handler_errors_become_retry_and_fatal_outcomes() {
     );
     assert_eq!(
         plugin
-            .handle(delivery("behaviour", json!({"action": "retry_after", "ms": 1500})))
+            .handle(delivery(
+                "behaviour",
+                json!({"action": "retry_after", "ms": 1500})
+            ))
             .await,
         Outcome::Retry {
             reason: "behaviour: retry_after".into(),
@@ -224,7 +227,11 @@ async fn a_huge_error_reason_is_truncated() {
     let outcome = plugin.handle(behaviour("big_error")).await;
     let reason = retry_reason(&outcome);
     assert!(reason.len() < 5 * 1024, "{} bytes", reason.len());
-    assert!(reason.contains("(truncated, "), "{}", &reason[reason.len() - 60..]);
+    assert!(
+        reason.contains("(truncated, "),
+        "{}",
+        &reason[reason.len() - 60..]
+    );
 }
 
 #[tokio::test]
@@ -277,23 +284,35 @@ async fn emits_the_host_refuses_are_errors_the_guest_sees() {
         }
     };
     let reason = refused(json!({"action": "emit", "event_type": "not valid!"})).await;
-    assert!(reason.contains("invalid event type") && reason.contains("not valid!"), "{reason}");
+    assert!(
+        reason.contains("invalid event type") && reason.contains("not valid!"),
+        "{reason}"
+    );
     let reason = refused(json!({"action": "emit", "payload_size": 1025})).await;
     assert!(reason.contains("limit of 1024 bytes"), "{reason}");
     let Outcome::Success { emitted } = plugin
-        .handle(delivery("behaviour", json!({"action": "emit", "payload_size": 1024})))
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "emit", "payload_size": 1024}),
+        ))
         .await
     else {
         panic!("a payload at the limit is accepted");
     };
     assert_eq!(emitted[0].payload.len(), 1024);
     let reason = refused(json!({"action": "emit", "count": 4})).await;
-    assert!(reason.contains("emit 3 of 4") && reason.contains("at most 3"), "{reason}");
+    assert!(
+        reason.contains("emit 3 of 4") && reason.contains("at most 3"),
+        "{reason}"
+    );
 
     // The refusals are handleable: a guest that ignores them succeeds with
     // what was accepted.
     let Outcome::Success { emitted } = plugin
-        .handle(delivery("behaviour", json!({"action": "emit", "count": 5, "ignore_errors": true})))
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "emit", "count": 5, "ignore_errors": true}),
+        ))
         .await
     else {
         panic!("ignoring refusals succeeds");
@@ -303,7 +322,10 @@ async fn emits_the_host_refuses_are_errors_the_guest_sees() {
     // A key the store could never accept fails the delivery for good.
     let long_key = "k".repeat(1100);
     let outcome = plugin
-        .handle(delivery("behaviour", json!({"action": "emit", "key_prefix": long_key})))
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "emit", "key_prefix": long_key}),
+        ))
         .await;
     let Outcome::Fatal { reason } = outcome else {
         panic!("a bad key is fatal: {outcome:?}");
@@ -368,7 +390,11 @@ async fn a_panic_reports_its_message() {
 
 #[tokio::test]
 async fn a_trap_reports_the_trap() {
-    assert_hostile("trap", "trapped: wasm trap: wasm `unreachable` instruction executed").await;
+    assert_hostile(
+        "trap",
+        "trapped: wasm trap: wasm `unreachable` instruction executed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -384,7 +410,10 @@ async fn printing_100_mb_is_capped() {
     let outcome = plugin.handle(behaviour("print")).await;
     assert_eq!(outcome, Outcome::Success { emitted: vec![] });
     let outcome = plugin
-        .handle(delivery("behaviour", json!({"action": "print", "stream": "stderr"})))
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "print", "stream": "stderr"}),
+        ))
         .await;
     assert_eq!(outcome, Outcome::Success { emitted: vec![] });
     let grown = rss_bytes().saturating_sub(before);
@@ -445,7 +474,10 @@ async fn host_memory_stays_bounded_across_1000_hostile_deliveries() {
     let started = Instant::now();
     for action in actions.iter().cycle().take(1000) {
         let outcome = plugin.handle(delivery("behaviour", action.clone())).await;
-        assert!(!matches!(outcome, Outcome::Fatal { .. }), "{action}: {outcome:?}");
+        assert!(
+            !matches!(outcome, Outcome::Fatal { .. }),
+            "{action}: {outcome:?}"
+        );
     }
     let grown = rss_bytes().saturating_sub(before);
     // A leaked instance would be megabytes each, a leaked output buffer a MiB.
@@ -465,7 +497,9 @@ async fn a_restart_loads_compiled_code_from_the_cache_without_compiling() {
     assert!(!plugin.loaded_from_cache());
     let entries = cache_entries(&dir.path().join("cache"));
     assert_eq!(entries.len(), 1, "{entries:?}");
-    let written = std::fs::metadata(&entries[0]).and_then(|m| m.modified()).expect("mtime");
+    let written = std::fs::metadata(&entries[0])
+        .and_then(|m| m.modified())
+        .expect("mtime");
     drop((plugin, first));
 
     // A new host, as after a restart.
@@ -474,7 +508,9 @@ async fn a_restart_loads_compiled_code_from_the_cache_without_compiling() {
     assert!(plugin.loaded_from_cache());
     // Compiling would have rewritten the entry.
     assert_eq!(cache_entries(&dir.path().join("cache")), entries);
-    let after = std::fs::metadata(&entries[0]).and_then(|m| m.modified()).expect("mtime");
+    let after = std::fs::metadata(&entries[0])
+        .and_then(|m| m.modified())
+        .expect("mtime");
     assert_eq!(after, written);
     assert_serves(&plugin).await;
 }
@@ -519,7 +555,9 @@ async fn broken_files_are_rejected_with_distinct_clear_errors() {
     };
     let component = std::fs::read(artifacts::ORDER_VALIDATOR).expect("artifact");
 
-    let err = try_load(&host, file("empty.wasm", b"")).await.expect_err("empty");
+    let err = try_load(&host, file("empty.wasm", b""))
+        .await
+        .expect_err("empty");
     assert!(matches!(err, PluginError::Empty { .. }), "{err}");
     assert!(err.to_string().contains("empty.wasm") && err.to_string().contains("is empty"));
 
@@ -537,7 +575,9 @@ async fn broken_files_are_rejected_with_distinct_clear_errors() {
 
     let mut garbage = b"\0asm\x0d\0\x01\0".to_vec();
     garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-    let err = try_load(&host, file("garbage.wasm", &garbage)).await.expect_err("garbage");
+    let err = try_load(&host, file("garbage.wasm", &garbage))
+        .await
+        .expect_err("garbage");
     assert!(matches!(err, PluginError::Compile { .. }), "{err}");
 
     let err = try_load(&host, file("core.wasm", b"\0asm\x01\0\0\0"))
@@ -546,22 +586,32 @@ async fn broken_files_are_rejected_with_distinct_clear_errors() {
     assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
     assert!(err.to_string().contains("--target wasm32-wasip2"), "{err}");
 
-    let err = try_load(&host, dir.path().join("missing.wasm")).await.expect_err("missing");
+    let err = try_load(&host, dir.path().join("missing.wasm"))
+        .await
+        .expect_err("missing");
     assert!(matches!(err, PluginError::Read { .. }), "{err}");
 
-    let err = try_load(&host, artifacts::WRONG_WORLD).await.expect_err("wrong world");
+    let err = try_load(&host, artifacts::WRONG_WORLD)
+        .await
+        .expect_err("wrong world");
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
     assert!(err.to_string().contains("handler"), "{err}");
 
-    let err = try_load(&host, artifacts::INFO_TRAPS).await.expect_err("info traps");
+    let err = try_load(&host, artifacts::INFO_TRAPS)
+        .await
+        .expect_err("info traps");
     assert!(matches!(err, PluginError::InfoTrapped { .. }), "{err}");
     assert!(err.to_string().contains("`info` call failed"), "{err}");
 
-    let err = try_load(&host, artifacts::BAD_INFO).await.expect_err("bad info");
+    let err = try_load(&host, artifacts::BAD_INFO)
+        .await
+        .expect_err("bad info");
     assert!(matches!(err, PluginError::InvalidInfo { .. }), "{err}");
     assert!(err.to_string().contains("`has space`"), "{err}");
 
-    let err = try_load(&host, artifacts::NO_EVENT_TYPES).await.expect_err("no event types");
+    let err = try_load(&host, artifacts::NO_EVENT_TYPES)
+        .await
+        .expect_err("no event types");
     assert!(matches!(err, PluginError::InvalidInfo { .. }), "{err}");
     assert!(err.to_string().contains("names no event types"), "{err}");
 }
@@ -674,18 +724,36 @@ async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
         .lines()
         .filter(|l| l.contains(mailroom::plugin::GUEST_TARGET))
         .collect();
-    let hello = guest_lines.iter().filter(|l| l.contains("hello from the guest")).count();
+    let hello = guest_lines
+        .iter()
+        .filter(|l| l.contains("hello from the guest"))
+        .count();
     assert_eq!(hello, 5, "{log}");
-    assert!(guest_lines.iter().all(|l| l.contains(&id) && l.contains("behaviour")), "{log}");
+    assert!(
+        guest_lines
+            .iter()
+            .all(|l| l.contains(&id) && l.contains("behaviour")),
+        "{log}"
+    );
     assert!(log.contains("more than 5 log lines"), "{log}");
     // 1 MiB of 1 KiB lines, of which 4 KiB reach the log.
-    let printed = guest_lines.iter().filter(|l| l.contains("pppppppp")).count();
+    let printed = guest_lines
+        .iter()
+        .filter(|l| l.contains("pppppppp"))
+        .count();
     assert!((3..=5).contains(&printed), "{printed} lines printed: {log}");
-    assert_eq!(log.matches("guest output over 4096 bytes").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("guest output over 4096 bytes").count(),
+        1,
+        "{log}"
+    );
 
     // A panic's message reaches the log (stderr) and the reason.
     let outcome = plugin
-        .handle(delivery("behaviour", json!({"action": "panic", "message": "no stock for A-1"})))
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "panic", "message": "no stock for A-1"}),
+        ))
         .await;
     assert_eq!(retry_reason(&outcome), "panicked: no stock for A-1");
     let log = captured.text();
@@ -716,13 +784,27 @@ async fn instance_reuse_serves_several_deliveries_and_a_trap_discards_the_instan
     for _ in 0..3 {
         assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
     }
-    assert_eq!(plugin.instantiations(), 1, "one instance served three deliveries");
+    assert_eq!(
+        plugin.instantiations(),
+        1,
+        "one instance served three deliveries"
+    );
     assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
     assert_eq!(plugin.instantiations(), 2, "after three, a fresh instance");
     // A handler error keeps the instance; a trap discards it.
-    assert!(matches!(plugin.handle(behaviour("retry")).await, Outcome::Retry { .. }));
+    assert!(matches!(
+        plugin.handle(behaviour("retry")).await,
+        Outcome::Retry { .. }
+    ));
     assert_eq!(plugin.instantiations(), 2);
-    assert!(matches!(plugin.handle(behaviour("trap")).await, Outcome::Retry { .. }));
+    assert!(matches!(
+        plugin.handle(behaviour("trap")).await,
+        Outcome::Retry { .. }
+    ));
     assert_eq!(succeed().await, Outcome::Success { emitted: vec![] });
-    assert_eq!(plugin.instantiations(), 3, "the trapped instance is not reused");
+    assert_eq!(
+        plugin.instantiations(),
+        3,
+        "the trapped instance is not reused"
+    );
 }

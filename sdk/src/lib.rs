@@ -41,3 +41,8 @@ pub mod wit {
         additional_derives: [PartialEq, Eq],
     });
 }
+
+/// The repository README's plugin example, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadme;

@@ -74,10 +74,9 @@ impl Mailbox {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
-        let types = serde_json::to_string(
-            &event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
-        )
-        .unwrap_or_else(|_| "[]".to_owned());
+        let types =
+            serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
+                .unwrap_or_else(|_| "[]".to_owned());
         let now = self.now();
         let expires = now.saturating_add(duration_ms(lease));
         let token = uuid::Uuid::now_v7().to_string();
@@ -141,7 +140,73 @@ impl Mailbox {
         tx.commit().map_err(|e| ctx.err(e))?;
         self.registered = true;
         // RETURNING gives no order guarantee: restore the claim order.
-        claimed.sort_by(|(seq_a, a), (seq_b, b)| b.priority.cmp(&a.priority).then(seq_a.cmp(seq_b)));
+        claimed
+            .sort_by(|(seq_a, a), (seq_b, b)| b.priority.cmp(&a.priority).then(seq_a.cmp(seq_b)));
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+}
+
+impl Mailbox {
+    /// Hands claimed messages back without counting their attempt: back to
+    /// `queued`, due when they were due, `attempts` as before the claim. For
+    /// deliveries that never ran (a host shutting down, a plugin unloaded
+    /// between claim and delivery). Leases no longer held are skipped.
+    /// Returns how many were released. One transaction.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn release(&mut self, leases: &[Lease]) -> Result<usize, MailboxError> {
+        let now = self.now();
+        let ctx = self.ctx.clone();
+        let tx = self.tx()?;
+        let mut released = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE messages
+                        SET state = ?1, attempts = max(attempts - 1, 0), lease_owner = NULL,
+                            lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
+                      WHERE id = ?3 AND state = ?4 AND lease_token = ?5",
+                )
+                .map_err(|e| ctx.err(e))?;
+            for lease in leases {
+                released += stmt
+                    .execute(params![
+                        MessageState::Queued,
+                        now,
+                        lease.id,
+                        MessageState::Inflight,
+                        lease.token
+                    ])
+                    .map_err(|e| ctx.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| ctx.err(e))?;
+        Ok(released)
+    }
+
+    /// When the next queued message of one of `event_types` becomes due, if
+    /// any is queued: lets an idle dispatcher sleep exactly until then.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn next_due_at<S: AsRef<str>>(
+        &self,
+        event_types: &[S],
+    ) -> Result<Option<Millis>, MailboxError> {
+        let types =
+            serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
+                .unwrap_or_else(|_| "[]".to_owned());
+        self.conn
+            .prepare_cached(
+                "SELECT min(available_at) FROM messages
+                  WHERE state = ?1 AND event_type IN (SELECT value FROM json_each(?2))",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![MessageState::Queued, types], |row| row.get(0))
+            })
+            .map_err(|e| self.ctx.err(e))
     }
 }

@@ -68,13 +68,13 @@ const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, MailboxError> {
     let exists = path.exists();
     if !exists {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(MailboxError::MissingDirectory {
-                    path: path.to_owned(),
-                    dir: dir.to_owned(),
-                });
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(MailboxError::MissingDirectory {
+                path: path.to_owned(),
+                dir: dir.to_owned(),
+            });
         }
         if !options.create {
             return Err(MailboxError::NotFound {

@@ -258,16 +258,16 @@ impl Mailbox {
             .and_then(|mut stmt| stmt.execute(all.as_slice()))
             .map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
-        if changed == 0 {
-            if let Selection::One(id) = selection {
-                // Say why nothing happened: unknown id, or not dead.
-                let message = self.message(*id)?;
-                return Err(MailboxError::WrongState {
-                    id: *id,
-                    expected: MessageState::Dead,
-                    actual: message.state,
-                });
-            }
+        if changed == 0
+            && let Selection::One(id) = selection
+        {
+            // Say why nothing happened: unknown id, or not dead.
+            let message = self.message(*id)?;
+            return Err(MailboxError::WrongState {
+                id: *id,
+                expected: MessageState::Dead,
+                actual: message.state,
+            });
         }
         Ok(changed)
     }

@@ -37,7 +37,10 @@ impl Mailbox {
     ///
     /// [`MailboxError::Invalid`] naming the first invalid message (by its
     /// index in the batch; nothing is stored), or a store failure.
-    pub fn enqueue_batch(&mut self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, MailboxError> {
+    pub fn enqueue_batch(
+        &mut self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, MailboxError> {
         for (index, message) in messages.iter().enumerate() {
             message.validate(self.max_payload_bytes).map_err(|source| {
                 if messages.len() == 1 {
@@ -100,7 +103,10 @@ pub(crate) fn insert(
             now,
         ])?;
     if inserted == 1 {
-        return Ok(Enqueued { id, duplicate: false });
+        return Ok(Enqueued {
+            id,
+            duplicate: false,
+        });
     }
     // Only the key can conflict (ids are fresh UUIDs), so the key is set.
     let existing = tx
@@ -108,6 +114,9 @@ pub(crate) fn insert(
         .query_row([&message.key], |row| row.get(0))
         .optional()?;
     existing
-        .map(|id| Enqueued { id, duplicate: true })
+        .map(|id| Enqueued {
+            id,
+            duplicate: true,
+        })
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }

@@ -69,7 +69,9 @@ pub enum MailboxError {
     },
     /// The lease on a claimed message is no longer held: it expired and the
     /// message was reclaimed (and maybe claimed again). Nothing was committed.
-    #[error("the lease on message {id} is no longer held (it expired or was reclaimed); nothing was committed")]
+    #[error(
+        "the lease on message {id} is no longer held (it expired or was reclaimed); nothing was committed"
+    )]
     LeaseLost {
         /// The message.
         id: MessageId,

@@ -21,6 +21,7 @@
 //! | `dead_letters.rs` | list, show, redrive, purge                          |
 //! | `stats.rs`        | counts by state, type and priority                  |
 //! | `registry.rs`     | the plugins a running host has loaded or rejected   |
+//! | `shared.rs`       | one connection shared by async tasks                |
 
 mod claim;
 mod connection;
@@ -33,6 +34,7 @@ mod registry;
 mod row;
 mod schema;
 mod settle;
+mod shared;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -51,7 +53,8 @@ pub use owner::LeaseOwner;
 pub use reclaim::Reclaimed;
 pub use registry::{PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Settled, Settlement};
-pub use stats::{Stats, StateCounts};
+pub use shared::SharedMailbox;
+pub use stats::{StateCounts, Stats};
 
 use connection::Ctx;
 

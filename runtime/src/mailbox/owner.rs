@@ -75,7 +75,11 @@ mod tests {
     fn this_process_is_alive_and_a_gone_one_is_dead() {
         let me = LeaseOwner::current();
         assert!(me.process_start.is_some());
-        assert!(!LeaseOwner::is_known_dead(&me.hostname, me.pid, me.process_start));
+        assert!(!LeaseOwner::is_known_dead(
+            &me.hostname,
+            me.pid,
+            me.process_start
+        ));
         // A reused pid: same pid, different start time.
         assert!(LeaseOwner::is_known_dead(
             &me.hostname,
@@ -83,11 +87,17 @@ mod tests {
             me.process_start.map(|s| s + 1)
         ));
         // A child that has exited and been reaped.
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("wait");
         assert!(LeaseOwner::is_known_dead(&me.hostname, pid, Some(1)));
         // Another machine's process is never assumed dead.
-        assert!(!LeaseOwner::is_known_dead("elsewhere.example", pid, Some(1)));
+        assert!(!LeaseOwner::is_known_dead(
+            "elsewhere.example",
+            pid,
+            Some(1)
+        ));
     }
 }

@@ -57,8 +57,9 @@ fn reclaim_in(
             .execute(params![now, me])?;
     }
     let dead_owners: Vec<String> = {
-        let mut stmt =
-            tx.prepare_cached("SELECT owner, hostname, pid, process_start FROM hosts WHERE owner != ?1")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT owner, hostname, pid, process_start FROM hosts WHERE owner != ?1",
+        )?;
         let rows = stmt.query_map([me], |row| {
             Ok((
                 row.get::<_, String>(0)?,

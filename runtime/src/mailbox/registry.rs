@@ -77,7 +77,8 @@ impl PluginRegistry {
 }
 
 impl Mailbox {
-    /// Records that this host loaded the plugin at `path`.
+    /// Records that this host loaded the plugin at `path` (clearing an
+    /// earlier rejection of the file).
     ///
     /// # Errors
     ///
@@ -91,16 +92,25 @@ impl Mailbox {
         digest: &str,
     ) -> Result<(), MailboxError> {
         let types = serde_json::to_string(event_types).unwrap_or_else(|_| "[]".to_owned());
-        self.upsert_record(path, PluginStatus::Loaded, [Some(name), Some(version), Some(&types), Some(digest), None])
+        self.upsert_record(
+            path,
+            PluginStatus::Loaded,
+            [Some(name), Some(version), Some(&types), Some(digest), None],
+        )
     }
 
-    /// Records that this host rejected the file at `path`, and why.
+    /// Records that this host rejected the file at `path`, and why. A version
+    /// of the file loaded earlier stays recorded: it keeps serving.
     ///
     /// # Errors
     ///
     /// A store failure.
     pub fn record_plugin_rejected(&mut self, path: &str, reason: &str) -> Result<(), MailboxError> {
-        self.upsert_record(path, PluginStatus::Rejected, [None, None, None, None, Some(reason)])
+        self.upsert_record(
+            path,
+            PluginStatus::Rejected,
+            [None, None, None, None, Some(reason)],
+        )
     }
 
     /// Forgets what this host recorded about `path` (the file was removed).
@@ -134,12 +144,26 @@ impl Mailbox {
             if first {
                 register_owner(&tx, &owner, now)?;
             }
+            if status == PluginStatus::Loaded {
+                tx.prepare_cached("DELETE FROM plugin_registry WHERE owner = ?1 AND path = ?2")?
+                    .execute(params![owner.id, path])?;
+            }
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO plugin_registry
                    (owner, path, status, name, version, event_types, digest, reason, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
-            .execute(params![owner.id, path, status.as_str(), name, version, types, digest, reason, now])
+            .execute(params![
+                owner.id,
+                path,
+                status.as_str(),
+                name,
+                version,
+                types,
+                digest,
+                reason,
+                now
+            ])
             .map(|_| ())
         })()
         .map_err(|e| ctx.err(e))?;
@@ -165,7 +189,9 @@ impl Mailbox {
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 let hostname: String = row.get(8)?;
-                let start = row.get::<_, Option<i64>>(10)?.and_then(|s| u64::try_from(s).ok());
+                let start = row
+                    .get::<_, Option<i64>>(10)?
+                    .and_then(|s| u64::try_from(s).ok());
                 if LeaseOwner::is_known_dead(&hostname, get_u32(row, 9)?, start) {
                     continue;
                 }
@@ -200,7 +226,11 @@ impl Mailbox {
 
 /// Records `owner` in `hosts` (inside the transaction of its first claim or
 /// registry write, so no lease can name an unrecorded owner).
-pub(crate) fn register_owner(tx: &Connection, owner: &LeaseOwner, now: Millis) -> rusqlite::Result<()> {
+pub(crate) fn register_owner(
+    tx: &Connection,
+    owner: &LeaseOwner,
+    now: Millis,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO hosts (owner, hostname, pid, process_start, started_at, heartbeat_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",

@@ -42,9 +42,10 @@ CREATE TABLE IF NOT EXISTS messages (
 -- Claim order: due queued messages, highest priority, then oldest.
 CREATE INDEX IF NOT EXISTS messages_claim_order
     ON messages (state, priority DESC, seq);
--- Stats and dead-letter filters by event type.
+-- Stats and dead-letter filters by event type, and the next due time of
+-- the types a host can route.
 CREATE INDEX IF NOT EXISTS messages_by_type
-    ON messages (event_type, state);
+    ON messages (event_type, state, available_at);
 -- Expired-lease sweeps.
 CREATE INDEX IF NOT EXISTS messages_leases
     ON messages (state, lease_expires_at);
@@ -75,7 +76,9 @@ CREATE TABLE IF NOT EXISTS plugin_registry (
     digest      TEXT,
     reason      TEXT,
     updated_at  INTEGER NOT NULL,
-    PRIMARY KEY (owner, path)
+    -- A file can be both: its last good version loaded and serving, and
+    -- its newest version rejected.
+    PRIMARY KEY (owner, path, status)
 );
 "#;
 

@@ -46,7 +46,11 @@ impl Mailbox {
     /// [`MailboxError::LeaseLost`] (nothing committed) when the lease is no
     /// longer held; [`MailboxError::Invalid`] for an invalid follow-up
     /// (nothing committed); or a store failure.
-    pub fn ack(&mut self, claimed: &Claimed, follow_ups: Vec<NewMessage>) -> Result<(), MailboxError> {
+    pub fn ack(
+        &mut self,
+        claimed: &Claimed,
+        follow_ups: Vec<NewMessage>,
+    ) -> Result<(), MailboxError> {
         self.settle_one(claimed, Settlement::Ack { follow_ups }, None)
             .map(|_| ())
     }
@@ -95,14 +99,13 @@ impl Mailbox {
         let mut tx = self.tx()?;
         let mut results = Vec::with_capacity(batch.len());
         for (claimed, settlement, digest) in batch {
-            if let Settlement::Ack { follow_ups } = &settlement {
-                if let Some(invalid) = follow_ups
+            if let Settlement::Ack { follow_ups } = &settlement
+                && let Some(invalid) = follow_ups
                     .iter()
                     .find_map(|m| m.validate(max_payload).err())
-                {
-                    results.push(Err(MailboxError::Invalid(invalid)));
-                    continue;
-                }
+            {
+                results.push(Err(MailboxError::Invalid(invalid)));
+                continue;
             }
             let mut sp = tx.savepoint().map_err(|e| ctx.err(e))?;
             match settle_in(&sp, claimed, &settlement, digest, &policies, now) {
@@ -189,7 +192,13 @@ pub(crate) fn apply_failure(
                 available_at: *available_at,
             },
         ),
-        Transition::Dead { last_error } => (MessageState::Dead, None, last_error, Some(now), Settled::Dead),
+        Transition::Dead { last_error } => (
+            MessageState::Dead,
+            None,
+            last_error,
+            Some(now),
+            Settled::Dead,
+        ),
     };
     let changed = tx
         .prepare_cached(

@@ -91,7 +91,11 @@ impl Mailbox {
                 if state == MessageState::Queued && !served.contains(event_type.as_str()) {
                     stats.waiting_for_handler += n;
                 }
-                stats.by_event_type.entry(event_type).or_default().add(state, n);
+                stats
+                    .by_event_type
+                    .entry(event_type)
+                    .or_default()
+                    .add(state, n);
             }
             stats.oldest_due_age_ms = oldest_due.map(|at| now.saturating_sub(at).max(0));
             Ok(stats)

@@ -13,6 +13,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub(crate) use exports::mailroom::plugin::plugin::{Event, HandlerError, PluginInfo};
 pub(crate) use self::mailroom::plugin::logging::Level;
 pub(crate) use self::mailroom::plugin::types::{EmitError, OutgoingEvent};
+pub(crate) use exports::mailroom::plugin::plugin::{Event, HandlerError, PluginInfo};

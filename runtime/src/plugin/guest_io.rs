@@ -279,7 +279,10 @@ mod tests {
     #[test]
     fn panic_message_is_found_after_other_output() {
         let stderr = "warming up\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nthe answer is not 42\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("the answer is not 42"));
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("the answer is not 42")
+        );
         assert_eq!(panic_message("just noise\n"), None);
     }
 

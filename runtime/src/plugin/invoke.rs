@@ -126,9 +126,7 @@ fn classify(error: &wasmtime::Error, state: &StoreState) -> Failure {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => return Failure::TimedOut,
         Some(Trap::StackOverflow) => return Failure::StackOverflow,
-        Some(Trap::MemoryOutOfBounds)
-            if shadow_stack_overflow(error) || deep_recursion(error) =>
-        {
+        Some(Trap::MemoryOutOfBounds) if shadow_stack_overflow(error) || deep_recursion(error) => {
             return Failure::StackOverflow;
         }
         _ => {}
@@ -146,7 +144,6 @@ fn classify(error: &wasmtime::Error, state: &StoreState) -> Failure {
         None => Failure::Trapped(format!("{error:#}")),
     }
 }
-
 
 /// Whether an out-of-bounds access is the guest's shadow stack running out.
 ///
@@ -216,9 +213,8 @@ mod tests {
 
     #[test]
     fn a_wrapped_stack_pointer_is_a_stack_overflow() {
-        let fault = |text: &'static str| {
-            wasmtime::Error::from(Trap::MemoryOutOfBounds).context(text)
-        };
+        let fault =
+            |text: &'static str| wasmtime::Error::from(Trap::MemoryOutOfBounds).context(text);
         assert!(shadow_stack_overflow(&fault(
             "memory fault at wasm address 0xfffffef0 in linear memory of size 0x110000"
         )));
@@ -226,6 +222,8 @@ mod tests {
         assert!(!shadow_stack_overflow(&fault(
             "memory fault at wasm address 0x110010 in linear memory of size 0x110000"
         )));
-        assert!(!shadow_stack_overflow(&wasmtime::Error::from(Trap::MemoryOutOfBounds)));
+        assert!(!shadow_stack_overflow(&wasmtime::Error::from(
+            Trap::MemoryOutOfBounds
+        )));
     }
 }

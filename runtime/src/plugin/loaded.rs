@@ -163,8 +163,9 @@ impl PluginInner {
             Outcome::Success { emitted } => {
                 tracing::debug!(emitted = emitted.len(), "handled");
             }
-            Outcome::Retry { reason, .. } => tracing::info!("handler asked to retry: {reason}"),
-            Outcome::Fatal { reason } => tracing::info!("handler failed fatally: {reason}"),
+            // The dispatcher logs every outcome once it is committed.
+            Outcome::Retry { reason, .. } => tracing::debug!("handler asked to retry: {reason}"),
+            Outcome::Fatal { reason } => tracing::debug!("handler failed fatally: {reason}"),
         }
         instance.served += 1;
         self.keep_warm(instance);
@@ -176,7 +177,11 @@ impl PluginInner {
         if self.host.limits.instance_reuse <= 1 {
             return None;
         }
-        let instance = self.warm.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+        let instance = self
+            .warm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
         self.host.warm.fetch_sub(1, Ordering::AcqRel);
         Some(instance)
     }
@@ -192,7 +197,9 @@ impl PluginInner {
         let reserved = self
             .host
             .warm
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_ok();
         if reserved {
             self.warm
@@ -241,11 +248,15 @@ pub(crate) fn load(host: &Arc<HostInner>, path: &Path) -> Result<Plugin, PluginE
         path: path.to_owned(),
         reason: format!("{e:#}"),
     };
-    let instance_pre = host.linker.instantiate_pre(&component).map_err(wrong_world)?;
+    let instance_pre = host
+        .linker
+        .instantiate_pre(&component)
+        .map_err(wrong_world)?;
     let pre = HandlerPre::new(instance_pre).map_err(wrong_world)?;
     let info = wasmtime_wasi::runtime::in_tokio(call_info(host, &pre, path))?;
     let (name, version, event_types) = validate_info(path, info)?;
-    tracing::info!(
+    // The loader logs, at info, whether the plugin was routed.
+    tracing::debug!(
         plugin = %name,
         version = %version,
         event_types = ?event_types,
@@ -259,7 +270,7 @@ pub(crate) fn load(host: &Arc<HostInner>, path: &Path) -> Result<Plugin, PluginE
             name: name.into(),
             version,
             event_types,
-            digest: format!("sha256:{sha256_hex}"),
+            digest: digest_label(&sha256_hex),
             path: path.to_owned(),
             from_cache,
             warm: Mutex::new(Vec::new()),
@@ -335,7 +346,10 @@ async fn call_info(
     // the file name.
     let label: Arc<str> = path
         .file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        .map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
         .into();
     let mut instance = Instance::new(store::new_store(&host.engine, label, limits));
     store::begin_call(&mut instance.store, "info", limits);
@@ -382,11 +396,14 @@ fn validate_info(
         }
     }
     if info.event_types.is_empty() {
-        return Err(invalid("it names no event types: it must handle at least one".into()));
+        return Err(invalid(
+            "it names no event types: it must handle at least one".into(),
+        ));
     }
     let mut event_types: Vec<String> = Vec::with_capacity(info.event_types.len());
     for event_type in info.event_types {
-        validate_event_type(&event_type).map_err(|e| invalid(format!("invalid event type: {e}")))?;
+        validate_event_type(&event_type)
+            .map_err(|e| invalid(format!("invalid event type: {e}")))?;
         if !event_types.contains(&event_type) {
             event_types.push(event_type);
         }
@@ -396,10 +413,22 @@ fn validate_info(
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The digest of a plugin file's bytes as it is shown and stored:
+/// `sha256:<hex>`. The same file always has the same digest.
+pub fn file_digest(bytes: &[u8]) -> String {
+    digest_label(&hex(&Sha256::digest(bytes)))
+}
+
+fn digest_label(sha256_hex: &str) -> String {
+    format!("sha256:{sha256_hex}")
 }
 
 #[cfg(test)]
@@ -435,8 +464,14 @@ mod tests {
     #[test]
     fn headers() {
         let path = Path::new("p.wasm");
-        assert!(matches!(check_header(path, b""), Err(PluginError::Empty { .. })));
-        assert!(matches!(check_header(path, b"hello"), Err(PluginError::NotWasm { .. })));
+        assert!(matches!(
+            check_header(path, b""),
+            Err(PluginError::Empty { .. })
+        ));
+        assert!(matches!(
+            check_header(path, b"hello"),
+            Err(PluginError::NotWasm { .. })
+        ));
         assert!(matches!(
             check_header(path, b"\0asm\x01\0\0\0"),
             Err(PluginError::NotAComponent { .. })

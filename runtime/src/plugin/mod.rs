@@ -55,5 +55,5 @@ pub use delivery::{Delivery, Emitted, Outcome};
 pub use error::PluginError;
 pub use guest_io::GUEST_TARGET;
 pub use host::{HostConfig, PluginHost};
-pub use loaded::Plugin;
+pub use loaded::{Plugin, file_digest};
 pub use sandbox::SandboxLimits;

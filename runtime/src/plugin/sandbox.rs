@@ -319,7 +319,11 @@ mod tests {
         });
         assert!(limiter.memory_growing(0, 1 << 20, None).unwrap_or(false));
         assert!(!limiter.memory_refused());
-        assert!(!limiter.memory_growing(1 << 20, 2 << 20, None).unwrap_or(true));
+        assert!(
+            !limiter
+                .memory_growing(1 << 20, 2 << 20, None)
+                .unwrap_or(true)
+        );
         assert!(limiter.memory_refused());
         limiter.reset();
         assert!(!limiter.memory_refused());

@@ -1,0 +1,95 @@
+//! The whole host: `Host::start` with the real order-validator plugin, each
+//! delivery a fresh wasm instance, each ack committing the `order.accepted`
+//! follow-up the plugin emits. Measured from a full queue to empty, and with
+//! a producer enqueueing while the host works.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mailroom::config::Config;
+use mailroom::host::Host;
+use mailroom::mailbox::Mailbox;
+use mailroom::message::NewMessage;
+
+use crate::workload::{EVENT_TYPE, payload};
+
+/// A host configuration in `dir` with the order-validator deployed.
+pub fn config(dir: &Path, instance_reuse: u32) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    config.store.path = dir.join("mailroom.db");
+    config.plugins.dir = dir.join("plugins");
+    config.plugins.instance_reuse = instance_reuse;
+    config.log.level = "warn".into();
+    std::fs::create_dir_all(&config.plugins.dir)?;
+    mailroom_test_artifacts::deploy(
+        mailroom_test_artifacts::ORDER_VALIDATOR,
+        &config.plugins.dir,
+        "order-validator.wasm",
+    )?;
+    Ok(config)
+}
+
+/// How many `order.created` messages are left (queued or in flight).
+fn remaining(conn: &rusqlite::Connection) -> anyhow::Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM messages WHERE event_type = ?1",
+        [EVENT_TYPE],
+        |r| r.get(0),
+    )?)
+}
+
+async fn until_drained(conn: &rusqlite::Connection) -> anyhow::Result<()> {
+    while remaining(conn)? > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// From a full queue of `messages` to empty.
+pub async fn full_queue(
+    dir: &Path,
+    messages: usize,
+    instance_reuse: u32,
+) -> anyhow::Result<Duration> {
+    let config = config(dir, instance_reuse)?;
+    {
+        let mut mb = Mailbox::open(&config.store.path)?;
+        for chunk in (0..messages).collect::<Vec<_>>().chunks(1000) {
+            mb.enqueue_batch(
+                chunk
+                    .iter()
+                    .map(|i| NewMessage::new(EVENT_TYPE, payload(*i)))
+                    .collect(),
+            )?;
+        }
+    }
+    let watch = rusqlite::Connection::open(&config.store.path)?;
+    let started = Instant::now();
+    let host = Host::start(&config).await?;
+    until_drained(&watch).await?;
+    let took = started.elapsed();
+    host.shutdown().await;
+    Ok(took)
+}
+
+/// A producer enqueues `messages` in batches of 100 while the host works;
+/// until the last one is handled.
+pub async fn with_producer(dir: &Path, messages: usize) -> anyhow::Result<Duration> {
+    let config = config(dir, 1)?;
+    let host = Host::start(&config).await?;
+    let watch = rusqlite::Connection::open(&config.store.path)?;
+    let started = Instant::now();
+    for chunk in (0..messages).collect::<Vec<_>>().chunks(100) {
+        host.enqueue(
+            chunk
+                .iter()
+                .map(|i| NewMessage::new(EVENT_TYPE, payload(*i)))
+                .collect(),
+        )
+        .await?;
+    }
+    until_drained(&watch).await?;
+    let took = started.elapsed();
+    host.shutdown().await;
+    Ok(took)
+}

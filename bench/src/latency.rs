@@ -1,0 +1,94 @@
+//! Enqueue-to-ack latency at a fixed offered load. Each ack commits the
+//! plugin's follow-up in the same transaction, stamped with the time of the
+//! ack; the follow-up inherits the input's id as its correlation id, and a
+//! UUID v7 id carries its creation time. So the latency of every message is
+//! read back from the store afterwards, with no instrumentation in the host.
+
+use std::time::{Duration, Instant};
+
+use mailroom::host::Host;
+use mailroom::message::NewMessage;
+
+use crate::workload::{EVENT_TYPE, payload};
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    /// Messages measured.
+    pub count: usize,
+    /// Median.
+    pub p50: i64,
+    /// 99th percentile.
+    pub p99: i64,
+    /// Worst.
+    pub max: i64,
+}
+
+/// Offers `rate` messages per second for `duration`, in ticks of 10 ms.
+pub async fn run(
+    dir: &std::path::Path,
+    rate: usize,
+    duration: Duration,
+) -> anyhow::Result<Latency> {
+    let config = crate::end_to_end::config(dir, 1)?;
+    let host = Host::start(&config).await?;
+    let per_tick = (rate / 100).max(1);
+    let ticks = (duration.as_millis() / 10) as usize;
+    let mut interval = tokio::time::interval(Duration::from_millis(10));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut n = 0;
+    for _ in 0..ticks {
+        interval.tick().await;
+        let batch = (n..n + per_tick)
+            .map(|i| NewMessage::new(EVENT_TYPE, payload(i)))
+            .collect();
+        n += per_tick;
+        host.enqueue(batch).await?;
+    }
+    let offered = started.elapsed();
+    let watch = rusqlite::Connection::open(&config.store.path)?;
+    loop {
+        let left: i64 = watch.query_row(
+            "SELECT count(*) FROM messages WHERE event_type = ?1",
+            [EVENT_TYPE],
+            |r| r.get(0),
+        )?;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    host.shutdown().await;
+    if offered > duration + duration / 10 {
+        eprintln!("note: the producer fell behind: {n} messages offered in {offered:.2?}");
+    }
+
+    let mut latencies: Vec<i64> = {
+        let mut stmt = watch.prepare(
+            "SELECT correlation_id, created_at FROM messages WHERE event_type = 'order.accepted'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (input, acked_at) = row?;
+            let id = uuid::Uuid::parse_str(&input)?;
+            let (secs, nanos) = id
+                .get_timestamp()
+                .ok_or_else(|| anyhow::anyhow!("{input} is not a UUID v7"))?
+                .to_unix();
+            let enqueued_at = i64::try_from(secs)? * 1000 + i64::from(nanos / 1_000_000);
+            out.push(acked_at - enqueued_at);
+        }
+        out
+    };
+    anyhow::ensure!(!latencies.is_empty(), "no follow-ups found");
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Ok(Latency {
+        count: latencies.len(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *latencies.last().unwrap_or(&0),
+    })
+}

@@ -1,0 +1,282 @@
+//! `mailroom dlq`: list, show, redrive and purge dead letters.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::{ArgGroup, Args, Subcommand};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::output::{self, print_json, print_table, table, timestamp};
+use crate::config::Config;
+use crate::mailbox::{DeadLetterFilter, MailboxError, Selection, StoredMessage};
+use crate::message::{self, MessageId};
+
+/// The `dlq` commands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first, a page at a time.
+    List(ListArgs),
+    /// Show one dead letter: its fields, last error and payload.
+    Show(ShowArgs),
+    /// Put dead letters back in the queue, due now, with attempts reset to 0.
+    Redrive(SelectArgs),
+    /// Delete dead letters for good.
+    Purge(SelectArgs),
+}
+
+/// `dlq list`'s arguments.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only dead letters of this event type
+    #[arg(long, value_name = "TYPE")]
+    event_type: Option<String>,
+    /// At most N dead letters (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    /// Continue after a previous page (the cursor it printed)
+    #[arg(long, value_name = "CURSOR")]
+    cursor: Option<String>,
+    /// Print a JSON array of {"id", "event_type", "attempts", "max_attempts",
+    /// "last_error", "plugin_digest", "created_at", "dead_at", ...}; times in
+    /// ms since the Unix epoch. The next cursor, if any, goes to stderr
+    #[arg(long)]
+    json: bool,
+}
+
+/// `dlq show`'s arguments.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The dead letter's id (a UUID, as `dlq list` prints it)
+    id: String,
+    /// Print JSON: the fields of `dlq list` plus "state", "available_at" and
+    /// "payload" (the payload as JSON; "payload_text" or "payload_hex" when
+    /// it is not JSON)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which dead letters `redrive` and `purge` act on: exactly one of an id,
+/// `--event-type` or `--all`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["id", "event_type", "all"])))]
+pub struct SelectArgs {
+    /// One dead letter, by id
+    id: Option<String>,
+    /// Every dead letter of this event type
+    #[arg(long, value_name = "TYPE")]
+    event_type: Option<String>,
+    /// Every dead letter
+    #[arg(long)]
+    all: bool,
+    /// Print {"count": N} (plus "action")
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn execute(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List(args) => list(config, args),
+        DlqCommand::Show(args) => show(config, &args),
+        DlqCommand::Redrive(args) => act(config, &args, Action::Redrive),
+        DlqCommand::Purge(args) => act(config, &args, Action::Purge),
+    }
+}
+
+fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
+    if let Some(t) = &args.event_type {
+        message::validate_event_type(t).context("bad --event-type")?;
+    }
+    let mailbox = super::open_existing(config)?;
+    let page = mailbox.dead_letters(&DeadLetterFilter {
+        event_type: args.event_type.clone(),
+        limit: usize::from(args.limit),
+        cursor: args.cursor,
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        print_json(&mut out, &page.items)?;
+    } else if page.items.is_empty() {
+        writeln!(out, "no dead letters").map_err(super::stdout_error)?;
+    } else {
+        let mut t = table(
+            &["ID", "EVENT TYPE", "ATTEMPTS", "DIED", "LAST ERROR"],
+            &[2],
+        );
+        for d in &page.items {
+            t.add_row(vec![
+                d.id.to_string(),
+                d.event_type.clone(),
+                format!("{}/{}", d.attempts, d.max_attempts),
+                d.dead_at.map(timestamp).unwrap_or_default(),
+                d.last_error
+                    .as_deref()
+                    .map(|e| output::one_line(e, 80))
+                    .unwrap_or_default(),
+            ]);
+        }
+        print_table(&mut out, &t).map_err(super::stdout_error)?;
+    }
+    if let Some(cursor) = page.next_cursor {
+        let filter = args
+            .event_type
+            .map(|t| format!(" --event-type {t}"))
+            .unwrap_or_default();
+        eprintln!("more dead letters: mailroom dlq list{filter} --cursor {cursor}");
+    }
+    Ok(())
+}
+
+/// `dlq show --json`.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    message: &'a StoredMessage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_hex: Option<String>,
+}
+
+fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
+    let id = parse_id(&args.id)?;
+    let mailbox = super::open_existing(config)?;
+    let message = mailbox.dead_letter(id).map_err(not_dead)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let bytes = &message.payload;
+        let json = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| RawValue::from_string(text.trim().to_owned()).ok());
+        let text = if json.is_none() {
+            std::str::from_utf8(bytes).ok()
+        } else {
+            None
+        };
+        let hex = (json.is_none() && text.is_none())
+            .then(|| bytes.iter().map(|b| format!("{b:02x}")).collect());
+        return print_json(
+            &mut out,
+            &Shown {
+                message: &message,
+                payload: json,
+                payload_text: text,
+                payload_hex: hex,
+            },
+        );
+    }
+    human_show(&mut out, &message).map_err(super::stdout_error)
+}
+
+fn human_show(out: &mut impl Write, m: &StoredMessage) -> std::io::Result<()> {
+    let d = &m.summary;
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    let fields = [
+        ("id", d.id.to_string()),
+        ("event type", d.event_type.clone()),
+        ("state", m.state.to_string()),
+        ("attempts", format!("{} of {}", d.attempts, d.max_attempts)),
+        ("priority", d.priority.to_string()),
+        ("key", or_dash(d.key.as_deref())),
+        ("source", or_dash(d.source.as_deref())),
+        ("correlation id", d.correlation_id.clone()),
+        (
+            "created",
+            format!(
+                "{} ({})",
+                timestamp(d.created_at),
+                output::ago(d.created_at)
+            ),
+        ),
+        (
+            "died",
+            d.dead_at
+                .map(|t| format!("{} ({})", timestamp(t), output::ago(t)))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("plugin digest", or_dash(d.plugin_digest.as_deref())),
+    ];
+    for (name, value) in fields {
+        writeln!(out, "{:<15} {value}", format!("{name}:"))?;
+    }
+    writeln!(out, "last error:")?;
+    for line in d.last_error.as_deref().unwrap_or("-").lines() {
+        writeln!(out, "  {line}")?;
+    }
+    let (kind, rendered) = output::payload(&m.payload);
+    writeln!(out, "payload ({} bytes, {kind}):", m.payload.len())?;
+    writeln!(out, "{rendered}")?;
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Redrive,
+    Purge,
+}
+
+fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Result<()> {
+    let selection = if let Some(id) = &args.id {
+        Selection::One(parse_id(id)?)
+    } else if let Some(t) = &args.event_type {
+        message::validate_event_type(t).context("bad --event-type")?;
+        Selection::EventType(t.clone())
+    } else {
+        Selection::All
+    };
+    let mut mailbox = super::open_existing(config)?;
+    let (count, verb, name) = match action {
+        Action::Redrive => (
+            mailbox.redrive(&selection).map_err(not_dead)?,
+            "redrove",
+            "redrive",
+        ),
+        Action::Purge => (
+            mailbox.purge(&selection).map_err(not_dead)?,
+            "purged",
+            "purge",
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        return print_json(
+            &mut out,
+            &serde_json::json!({ "action": name, "count": count }),
+        );
+    }
+    let plural = if count == 1 { "" } else { "s" };
+    let what = match &selection {
+        Selection::One(id) => format!("dead letter {id}"),
+        Selection::EventType(t) => format!("{count} dead letter{plural} of event type {t}"),
+        Selection::All => format!("{count} dead letter{plural}"),
+    };
+    let after = match action {
+        Action::Redrive => " (queued again, due now, attempts reset)",
+        Action::Purge => "",
+    };
+    writeln!(out, "{verb} {what}{after}").map_err(super::stdout_error)?;
+    Ok(())
+}
+
+fn parse_id(id: &str) -> anyhow::Result<MessageId> {
+    id.parse::<MessageId>()
+        .map_err(|e| anyhow::anyhow!("{e}; copy an id from `mailroom dlq list`"))
+}
+
+/// Says what to do when the message is missing or not a dead letter.
+fn not_dead(error: MailboxError) -> anyhow::Error {
+    match error {
+        MailboxError::WrongState { .. } => {
+            anyhow::anyhow!("{error}: only dead letters can be shown, redriven or purged")
+        }
+        MailboxError::NoSuchMessage { .. } => {
+            anyhow::anyhow!(
+                "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
+            )
+        }
+        other => other.into(),
+    }
+}

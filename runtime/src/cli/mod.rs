@@ -1,0 +1,214 @@
+//! The `mailroom` command line: `run` starts the host; the other commands
+//! operate on the same store from another process. Each command is a file
+//! with the same shape: an args struct and `execute(config, args)`.
+//!
+//! | file          | command                                  |
+//! | ------------- | ---------------------------------------- |
+//! | `run.rs`      | `mailroom run`                           |
+//! | `enqueue.rs`  | `mailroom enqueue`                       |
+//! | `stats.rs`    | `mailroom stats`                         |
+//! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
+//! | `plugins.rs`  | `mailroom plugins`                       |
+//! | `output.rs`   | tables, timestamps and JSON for all      |
+//!
+//! Human output goes to stdout; hints and errors to stderr. `--json` output
+//! is a stable interface for scripts (see DESIGN.md, "Interfaces").
+
+mod dlq;
+mod enqueue;
+mod output;
+mod plugins;
+mod run;
+mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat, Overrides};
+use crate::mailbox::Mailbox;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    about = "A WebAssembly-pluggable event processing runtime with a durable SQLite mailbox",
+    long_about = "A WebAssembly-pluggable event processing runtime with a durable SQLite mailbox.\n\n\
+        `mailroom run` is the long-lived host: it watches a folder of .wasm plugins and hands \
+        each due message to the plugin for its event type. The other commands work on the same \
+        store from another process, while the host runs or not.\n\n\
+        Configuration: defaults < mailroom.toml (or --config) < MAILROOM_<SECTION>_<KEY> \
+        environment variables < flags. See examples/mailroom.toml for every key.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Read the configuration from PATH instead of ./mailroom.toml; the file
+    /// must exist.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "MAILROOM_CONFIG",
+        hide_env_values = true,
+        display_order = 900
+    )]
+    pub config: Option<PathBuf>,
+    /// The store file; overrides store.path from the config file and
+    /// MAILROOM_STORE_PATH [default: mailroom.db]
+    #[arg(long, global = true, value_name = "PATH", display_order = 901)]
+    pub db: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: load the plugins in the plugin folder (and every change
+    /// to it) and process messages until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Add events to the store (creating the store file if needed).
+    #[command(after_help = enqueue::AFTER_HELP)]
+    Enqueue(enqueue::EnqueueArgs),
+    /// Count messages by state, event type and priority.
+    Stats(stats::StatsArgs),
+    /// List, show, redrive or purge dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Show the plugins the running hosts have loaded, and the files they
+    /// rejected and why.
+    Plugins(plugins::PluginsArgs),
+}
+
+/// `mailroom run`'s flags; each overrides the config file and environment.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The folder of .wasm plugins to watch (plugins.dir) [default: plugins]
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// Deliveries running at once (dispatcher.concurrency) [default: the
+    /// number of CPU cores]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// The shape of log lines (log.format) [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Serve the HTTP API on ADDR, e.g. 127.0.0.1:8080 (http.listen); an
+    /// address other than loopback needs http.token [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+///
+/// Whatever went wrong, with context naming what to do; the caller prints it
+/// as one `error:` line and exits non-zero.
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    let mut overrides = Overrides {
+        config: cli.global.config,
+        store_path: cli.global.db,
+        ..Overrides::default()
+    };
+    if let Command::Run(args) = &cli.command {
+        overrides.plugins_dir = args.plugins.clone();
+        overrides.concurrency = args.concurrency;
+        overrides.log_format = args.log_format;
+        overrides.http_listen = args.http_listen;
+    }
+    let config = Config::load(&overrides)?;
+    let result = match cli.command {
+        Command::Run(_) => run::execute(config),
+        Command::Enqueue(args) => enqueue::execute(&config, args),
+        Command::Stats(args) => stats::execute(&config, &args),
+        Command::Dlq(command) => dlq::execute(&config, command),
+        Command::Plugins(args) => plugins::execute(&config, &args),
+    };
+    match result {
+        // A reader that went away (`mailroom dlq list | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Opens the configured store for a command that must not create it.
+fn open_existing(config: &Config) -> anyhow::Result<Mailbox> {
+    let mailbox = Mailbox::open_with(&config.store.path, &config.open_options(false))?;
+    Ok(mailbox.with_policies(config.policies()))
+}
+
+/// Opens the configured store, creating the file (not its directory) if needed.
+fn open_or_create(config: &Config) -> anyhow::Result<Mailbox> {
+    let mailbox = Mailbox::open_with(&config.store.path, &config.open_options(true))?;
+    Ok(mailbox.with_policies(config.policies()))
+}
+
+/// Writes to stdout, naming stdout in the error.
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("cannot write to standard output")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "mailroom",
+            "--db",
+            "q.db",
+            "run",
+            "--plugins",
+            "p",
+            "--concurrency",
+            "3",
+            "--log-format",
+            "json",
+            "--http-listen",
+            "127.0.0.1:8080",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.db, Some(PathBuf::from("q.db")));
+        let Command::Run(run) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.concurrency, Some(3));
+        assert_eq!(run.log_format, Some(LogFormat::Json));
+        assert!(Cli::try_parse_from(["mailroom", "run", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn global_options_go_after_the_command_too() {
+        let cli =
+            Cli::try_parse_from(["mailroom", "stats", "--db", "x.db", "--json"]).expect("parses");
+        assert_eq!(cli.global.db, Some(PathBuf::from("x.db")));
+    }
+}

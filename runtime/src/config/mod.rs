@@ -1,0 +1,465 @@
+//! The runtime's configuration: what a host and the operator commands read
+//! before they touch the store.
+//!
+//! Values come from four layers, each overriding the one before:
+//!
+//! 1. embedded defaults (store `./mailroom.db`, plugin folder `./plugins`, …);
+//! 2. the config file: `--config PATH` (which must exist), else `mailroom.toml`
+//!    in the working directory when there is one;
+//! 3. environment variables `MAILROOM_<SECTION>_<KEY>`, upper-cased
+//!    (`MAILROOM_STORE_PATH`, `MAILROOM_DISPATCHER_CONCURRENCY`,
+//!    `MAILROOM_HTTP_TOKEN`); see [`ENV_PREFIX`] for the exact rule;
+//! 4. command-line flags ([`Overrides`]).
+//!
+//! Relative paths, wherever they come from, are relative to the working
+//! directory: one rule for file, environment and flags.
+//!
+//! A bad configuration is reported whole: [`ConfigError`] lists every unknown
+//! key, every value of the wrong type and every invalid value or combination,
+//! each with its key, where it came from and what is allowed. The loader
+//! decodes key by key (see `decode.rs`) rather than with one serde pass,
+//! because serde stops at the first error.
+//!
+//! `examples/mailroom.toml` is the commented reference of every key; a test
+//! loads it, so it cannot drift from the code.
+
+mod decode;
+mod error;
+mod sources;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mailbox::{self, Durability, OpenOptions};
+use crate::plugin::SandboxLimits;
+use crate::state_machine::{Policies, RetryPolicy};
+
+pub use error::{ConfigError, Problem, Source};
+
+/// The prefix of every configuration environment variable.
+///
+/// The rule: `MAILROOM_<SECTION>_<KEY>`, upper-cased, where `<SECTION>` is one
+/// of `STORE`, `PLUGINS`, `DISPATCHER`, `RETRY`, `LOG`, `HTTP` and `<KEY>` the
+/// key's name (`MAILROOM_STORE_BUSY_TIMEOUT` sets `store.busy_timeout`).
+/// Values are read as the key's type: a number for numeric keys, a duration
+/// such as `10s` for durations, text otherwise. An empty value unsets an
+/// optional key (`MAILROOM_HTTP_LISTEN=` turns HTTP off).
+///
+/// Any other variable with at least two words after the prefix looks like a
+/// config key and is reported as unknown, except `MAILROOM_TEST_*` (reserved
+/// for tests). Single-word names such as `MAILROOM_CONFIG` (the config file
+/// path) are not config keys and are left alone. `retry.event_types` has no
+/// environment form.
+pub const ENV_PREFIX: &str = "MAILROOM_";
+
+/// The config file read from the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "mailroom.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The SQLite store.
+    pub store: StoreConfig,
+    /// The plugin folder and the sandbox limits.
+    pub plugins: PluginsConfig,
+    /// How the host claims and runs messages.
+    pub dispatcher: DispatcherConfig,
+    /// Retry budgets and backoff.
+    pub retry: RetryConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
+}
+
+/// `[store]`: the SQLite file that holds every message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store file. Default `mailroom.db`.
+    pub path: PathBuf,
+    /// Whether an enqueue waits for the disk before it is acknowledged.
+    /// Default `full`; `fast` may lose the latest enqueues to a power loss.
+    pub durability: Durability,
+    /// How long a write waits for another process's lock. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    /// The largest payload accepted, from producers and from handlers'
+    /// emitted events alike. Default 1 MiB.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let open = OpenOptions::default();
+        Self {
+            path: mailbox::default_path(),
+            durability: open.durability,
+            busy_timeout: open.busy_timeout,
+            max_payload_bytes: open.max_payload_bytes,
+        }
+    }
+}
+
+/// `[plugins]`: where plugins come from and what each delivery may cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The watched folder of `.wasm` files. Default `plugins`.
+    pub dir: PathBuf,
+    /// Where compiled plugins are cached. Default: `.mailroom-cache` beside
+    /// the store file (see [`Config::cache_dir`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Wall-clock limit of one delivery. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory cap of one plugin instance, in MiB. Default 64.
+    pub memory_limit_mb: u64,
+    /// Deliveries one instance may serve; 1 gives every delivery a fresh
+    /// instance. Default 1.
+    pub instance_reuse: u32,
+    /// Events one delivery may emit. Default 1000.
+    pub max_emits: u32,
+    /// Guest stdout/stderr forwarded to the log per delivery, in KiB. Default 64.
+    pub max_output_kb: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        let limits = SandboxLimits::default();
+        Self {
+            dir: PathBuf::from("plugins"),
+            cache_dir: None,
+            timeout: limits.timeout,
+            memory_limit_mb: limits.memory_bytes / MIB,
+            instance_reuse: limits.instance_reuse,
+            max_emits: limits.max_emits,
+            max_output_kb: limits.max_output_bytes / 1024,
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// `[dispatcher]`: how the host claims, runs and settles messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Deliveries running at once. Default: the number of CPU cores.
+    pub concurrency: usize,
+    /// Messages claimed (and settled) per transaction. Default 64.
+    pub batch_size: usize,
+    /// How long a claim holds a message; must exceed `plugins.timeout`, so a
+    /// message is never claimed again while its handler may still run.
+    /// Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often to look for messages enqueued by other processes. Default 50 ms.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often to return expired leases to the queue. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub reclaim_interval: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight deliveries may take to finish
+    /// before they are released. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            batch_size: 64,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(50),
+            reclaim_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The number of CPU cores, or 1 when it cannot be told.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `[retry]`: attempt budgets and backoff, globally and per event type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts before a failing message is dead-lettered. Default 10.
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubles with each attempt. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// The longest delay between attempts. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// Per-event-type overrides (`[retry.event_types."order.created"]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_types: BTreeMap<String, RetryOverride>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let policy = RetryPolicy::default();
+        Self {
+            max_attempts: policy.max_attempts,
+            backoff_base: policy.backoff_base,
+            backoff_cap: policy.backoff_cap,
+            event_types: BTreeMap::new(),
+        }
+    }
+}
+
+/// The retry policy of one event type; a field left out takes the global value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryOverride {
+    /// Overrides `retry.max_attempts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Overrides `retry.backoff_base`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub backoff_base: Option<Duration>,
+    /// Overrides `retry.backoff_cap`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub backoff_cap: Option<Duration>,
+}
+
+/// `[log]`: how the host logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,mailroom=debug`.
+    /// Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Human => "human",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[http]`: the HTTP API, off unless `listen` is set.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The address to serve on; `None` (the default) keeps HTTP off. A
+    /// non-loopback address requires `token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every request must carry (`Authorization: Bearer …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The largest request body accepted (413 beyond). Default: 8 ×
+    /// `store.max_payload_bytes` + 64 KiB (see [`crate::http::Settings`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+}
+
+// By hand so the token never reaches a log line or a panic message.
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// What the command line says, each `None` when the flag was not given.
+/// Flags override the environment and the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--config`: the config file, which must then exist.
+    pub config: Option<PathBuf>,
+    /// `--db`: `store.path`.
+    pub store_path: Option<PathBuf>,
+    /// `--plugins`: `plugins.dir`.
+    pub plugins_dir: Option<PathBuf>,
+    /// `--concurrency`: `dispatcher.concurrency`.
+    pub concurrency: Option<usize>,
+    /// `--log-format`: `log.format`.
+    pub log_format: Option<LogFormat>,
+    /// `--http-listen`: `http.listen`.
+    pub http_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the config file
+    /// (`overrides.config`, else `mailroom.toml` in the working directory if
+    /// present), then `MAILROOM_*` environment variables, then `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] listing every problem found in every source.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        let env = std::env::vars_os().filter_map(|(name, value)| {
+            // Only our variables matter; a non-UTF-8 one of ours is read
+            // lossily, so its problem (if any) is still reported by name.
+            let name = name.to_string_lossy().into_owned();
+            name.starts_with(ENV_PREFIX)
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        });
+        Self::load_from(file.as_deref(), env, overrides)
+    }
+
+    /// As [`Config::load`], with the config file (`None`: no file) and the
+    /// environment given explicitly. `overrides.config` is not consulted.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] listing every problem found.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut layers = sources::Layers::default();
+        let mut consulted = Vec::new();
+        if let Some(path) = file {
+            consulted.push(Source::File(path.to_owned()));
+            layers.add_file(path, &mut problems);
+        }
+        layers.add_env(env);
+        layers.add_overrides(overrides, &mut problems);
+        let (config, decoder) = decode::decode(layers, &mut problems);
+        validate::validate(&config, &decoder, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: file.map(Path::to_owned),
+                problems,
+            })
+        }
+    }
+
+    /// The retry policy of every event type: the global `[retry]` values, and
+    /// each `[retry.event_types.<type>]` with its missing fields filled from them.
+    pub fn policies(&self) -> Policies {
+        let default = RetryPolicy {
+            max_attempts: self.retry.max_attempts,
+            backoff_base: self.retry.backoff_base,
+            backoff_cap: self.retry.backoff_cap,
+        };
+        let by_event_type = self
+            .retry
+            .event_types
+            .iter()
+            .map(|(event_type, o)| (event_type.clone(), o.resolve(&default)))
+            .collect();
+        Policies {
+            default,
+            by_event_type,
+        }
+    }
+
+    /// The sandbox limits of every delivery, from `[plugins]`; emitted
+    /// payloads get the producers' limit, `store.max_payload_bytes`.
+    pub fn sandbox_limits(&self) -> SandboxLimits {
+        let defaults = SandboxLimits::default();
+        SandboxLimits {
+            timeout: self.plugins.timeout,
+            memory_bytes: self.plugins.memory_limit_mb.saturating_mul(MIB),
+            max_output_bytes: self.plugins.max_output_kb.saturating_mul(1024),
+            max_emits: self.plugins.max_emits,
+            max_payload_bytes: self.store.max_payload_bytes,
+            instance_reuse: self.plugins.instance_reuse,
+            // Every concurrent delivery needs an instance slot, and the
+            // watcher's load-time `info` calls need a few more; the default
+            // pool already covers ordinary concurrency.
+            max_instances: defaults
+                .max_instances
+                .max(u32::try_from(self.dispatcher.concurrency).unwrap_or(u32::MAX)),
+            ..defaults
+        }
+    }
+
+    /// How to open the store: `create` says whether a missing file may be
+    /// created (a producer or the host) or not (the read-only commands).
+    pub fn open_options(&self, create: bool) -> OpenOptions {
+        OpenOptions {
+            create,
+            busy_timeout: self.store.busy_timeout,
+            durability: self.store.durability,
+            max_payload_bytes: self.store.max_payload_bytes,
+        }
+    }
+
+    /// Where compiled plugins are cached: `plugins.cache_dir`, else
+    /// `.mailroom-cache` in the store file's directory (so one store keeps one
+    /// cache, whatever the working directory).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.plugins.cache_dir.clone().unwrap_or_else(|| {
+            self.store
+                .path
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join(".mailroom-cache")
+        })
+    }
+}
+
+impl RetryOverride {
+    /// This override with its missing fields taken from `global`.
+    pub fn resolve(&self, global: &RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(global.max_attempts),
+            backoff_base: self.backoff_base.unwrap_or(global.backoff_base),
+            backoff_cap: self.backoff_cap.unwrap_or(global.backoff_cap),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

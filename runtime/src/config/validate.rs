@@ -1,0 +1,201 @@
+//! Checks on values that have the right type but are not allowed, alone or
+//! together (a lease shorter than the plugin timeout). Every check runs, so
+//! every problem is reported.
+
+use super::decode::{Decoder, quote_key};
+use super::error::Problem;
+use super::{Config, RetryConfig};
+
+/// SQLite's largest string or blob (`SQLITE_MAX_LENGTH`), so the largest payload.
+const MAX_PAYLOAD_LIMIT: usize = 1_000_000_000;
+
+/// A plugin instance's memory is 32-bit: it cannot grow past 4 GiB.
+const MAX_MEMORY_LIMIT_MB: u64 = 4096;
+
+/// Each concurrent delivery reserves an instance slot (address space for a
+/// 4 GiB memory); past this the reservation no longer fits comfortably.
+const MAX_CONCURRENCY: usize = 1024;
+
+pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Problem>) {
+    let mut check = Checker { decoder, problems };
+    let c = config;
+
+    check.that(!c.store.path.as_os_str().is_empty(), "store.path", || {
+        "is empty: give the path of the store file, e.g. \"mailroom.db\"".into()
+    });
+    check.that(
+        (1..=MAX_PAYLOAD_LIMIT).contains(&c.store.max_payload_bytes),
+        "store.max_payload_bytes",
+        || {
+            format!(
+                "is {}: allowed are 1 to {MAX_PAYLOAD_LIMIT} bytes",
+                c.store.max_payload_bytes
+            )
+        },
+    );
+
+    check.that(!c.plugins.dir.as_os_str().is_empty(), "plugins.dir", || {
+        "is empty: give the folder to watch for .wasm files, e.g. \"plugins\"".into()
+    });
+    check.that(!c.plugins.timeout.is_zero(), "plugins.timeout", || {
+        "is 0: a delivery needs some time, e.g. \"10s\"".into()
+    });
+    check.that(
+        (1..=MAX_MEMORY_LIMIT_MB).contains(&c.plugins.memory_limit_mb),
+        "plugins.memory_limit_mb",
+        || {
+            format!(
+                "is {}: allowed are 1 to {MAX_MEMORY_LIMIT_MB} (MiB; a plugin's memory cannot grow past 4 GiB)",
+                c.plugins.memory_limit_mb
+            )
+        },
+    );
+    check.that(
+        c.plugins.instance_reuse >= 1,
+        "plugins.instance_reuse",
+        || "is 0: use 1 (a fresh instance for every delivery) or more".into(),
+    );
+
+    check.that(
+        (1..=MAX_CONCURRENCY).contains(&c.dispatcher.concurrency),
+        "dispatcher.concurrency",
+        || {
+            format!(
+                "is {}: allowed are 1 to {MAX_CONCURRENCY}",
+                c.dispatcher.concurrency
+            )
+        },
+    );
+    check.that(
+        c.dispatcher.batch_size >= 1,
+        "dispatcher.batch_size",
+        || "is 0: claim at least 1 message per transaction".into(),
+    );
+    if !decoder.failed("plugins.timeout") {
+        check.that(
+            c.dispatcher.lease > c.plugins.timeout,
+            "dispatcher.lease",
+            || {
+                format!(
+                    "{} must be longer than plugins.timeout ({}, from {}): otherwise a message could be claimed again while its handler still runs",
+                    humantime::format_duration(c.dispatcher.lease),
+                    humantime::format_duration(c.plugins.timeout),
+                    decoder.source("plugins.timeout"),
+                )
+            },
+        );
+    }
+    check.that(
+        !c.dispatcher.poll_interval.is_zero(),
+        "dispatcher.poll_interval",
+        || "is 0: use a positive interval such as \"50ms\"".into(),
+    );
+    check.that(
+        !c.dispatcher.reclaim_interval.is_zero(),
+        "dispatcher.reclaim_interval",
+        || "is 0: use a positive interval such as \"10s\"".into(),
+    );
+
+    retry(&c.retry, &mut check);
+
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
+        check.problem(
+            "log.level",
+            format!(
+                "{:?} is not a filter directive ({e}): use a level (error, warn, info, debug, trace) or e.g. \"info,mailroom=debug\"",
+                c.log.level
+            ),
+        );
+    }
+
+    check.that(
+        c.http.max_body_bytes != Some(0),
+        "http.max_body_bytes",
+        || "is 0: allow at least one event, e.g. 8388608 (8 MiB), or leave the key out".into(),
+    );
+    check.that(
+        c.http.token.as_ref().is_none_or(|t| !t.is_empty()),
+        "http.token",
+        || "is empty: set a secret token, or leave the key out".into(),
+    );
+    if let Some(addr) = c.http.listen {
+        check.that(
+            addr.ip().is_loopback() || c.http.token.is_some(),
+            "http.listen",
+            || {
+                format!(
+                    "{addr} is reachable from other machines but no token is set: set http.token (or MAILROOM_HTTP_TOKEN), or listen on a loopback address such as 127.0.0.1:{}",
+                    addr.port()
+                )
+            },
+        );
+    }
+}
+
+fn retry(r: &RetryConfig, check: &mut Checker<'_>) {
+    check.that(r.max_attempts >= 1, "retry.max_attempts", || {
+        "is 0: allow at least 1 attempt".into()
+    });
+    backoff_order("retry", r.backoff_base, r.backoff_cap, check);
+    for (event_type, o) in &r.event_types {
+        let path = format!("retry.event_types.{}", quote_key(event_type));
+        check.that(
+            o.max_attempts != Some(0),
+            &format!("{path}.max_attempts"),
+            || "is 0: allow at least 1 attempt".into(),
+        );
+        if o.backoff_base.is_some() || o.backoff_cap.is_some() {
+            backoff_order(
+                &path,
+                o.backoff_base.unwrap_or(r.backoff_base),
+                o.backoff_cap.unwrap_or(r.backoff_cap),
+                check,
+            );
+        }
+    }
+}
+
+/// `<path>.backoff_base` must not exceed the cap that applies to it.
+fn backoff_order(
+    path: &str,
+    base: std::time::Duration,
+    cap: std::time::Duration,
+    check: &mut Checker<'_>,
+) {
+    let base_key = format!("{path}.backoff_base");
+    let cap_key = format!("{path}.backoff_cap");
+    if check.decoder.failed(&base_key) || check.decoder.failed(&cap_key) {
+        return;
+    }
+    let cap_source = check.decoder.source(&cap_key);
+    check.that(base <= cap, &base_key, || {
+        format!(
+            "{} is longer than the backoff cap ({}, from {cap_source}): the base must not exceed the cap",
+            humantime::format_duration(base),
+            humantime::format_duration(cap),
+        )
+    });
+}
+
+struct Checker<'a> {
+    decoder: &'a Decoder,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    /// Records a problem with `key` unless `ok`, or unless its value already
+    /// had the wrong type (then the default was checked, which says nothing).
+    fn that(&mut self, ok: bool, key: &str, message: impl FnOnce() -> String) {
+        if !ok && !self.decoder.failed(key) {
+            self.problem(key, message());
+        }
+    }
+
+    fn problem(&mut self, key: &str, message: String) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            source: self.decoder.source(key),
+            message,
+        });
+    }
+}

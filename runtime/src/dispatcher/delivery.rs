@@ -1,0 +1,70 @@
+//! One delivery: a claimed message handed to its plugin, and the outcome
+//! turned into a settlement for the mailbox.
+
+use std::time::{Duration, Instant};
+
+use crate::mailbox::{Claimed, Settlement};
+use crate::message::NewMessage;
+use crate::plugin::{Delivery, Emitted, Outcome, Plugin};
+use crate::state_machine::Failure;
+
+/// A finished delivery, waiting to be committed.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) claimed: Claimed,
+    pub(crate) settlement: Settlement,
+    pub(crate) plugin: String,
+    pub(crate) digest: String,
+    pub(crate) took: Duration,
+}
+
+/// Runs one delivery on `plugin`. Never fails: every failure is a settlement.
+pub(crate) async fn deliver(plugin: Plugin, claimed: Claimed) -> Finished {
+    let started = Instant::now();
+    let delivery = Delivery {
+        id: claimed.id(),
+        event_type: claimed.event_type.clone(),
+        key: claimed.key.clone(),
+        source: claimed.source.clone(),
+        correlation_id: claimed.correlation_id.clone(),
+        payload: claimed.payload.clone(),
+        attempt: claimed.attempts,
+        max_attempts: claimed.max_attempts,
+        created_at_ms: claimed.created_at,
+    };
+    // `Plugin::handle` runs in a span naming the plugin, message, type and attempt.
+    let outcome = plugin.handle(delivery).await;
+    let settlement = match outcome {
+        Outcome::Success { emitted } => Settlement::Ack {
+            follow_ups: emitted
+                .into_iter()
+                .map(|e| follow_up(e, plugin.name()))
+                .collect(),
+        },
+        Outcome::Retry { reason, after } => Settlement::Fail(Failure::Retry { reason, after }),
+        Outcome::Fatal { reason } => Settlement::Fail(Failure::Fatal { reason }),
+    };
+    Finished {
+        claimed,
+        settlement,
+        plugin: plugin.name().to_owned(),
+        digest: plugin.digest().to_owned(),
+        took: started.elapsed(),
+    }
+}
+
+/// An emitted event as a message: its correlation id is inherited from the
+/// message being handled (when the mailbox commits it), its source names
+/// the plugin.
+fn follow_up(emitted: Emitted, plugin: &str) -> NewMessage {
+    NewMessage {
+        event_type: emitted.event_type,
+        payload: emitted.payload,
+        key: emitted.key,
+        source: Some(format!("plugin:{plugin}")),
+        correlation_id: None,
+        priority: emitted.priority,
+        delay: emitted.delay,
+        max_attempts: None,
+    }
+}

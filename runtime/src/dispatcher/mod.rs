@@ -1,0 +1,397 @@
+//! The loop that ties the mailbox to the plugins: claim due messages for the
+//! event types that have a handler, run the handlers concurrently (bounded),
+//! and commit their outcomes in groups.
+//!
+//! It wakes at once when this process enqueues (a [`Notify`]), within one
+//! poll interval when another process does (a cheap `PRAGMA data_version`
+//! check, no claim), when the next delayed message falls due, and after
+//! every group of outcomes it commits. Idle, it does nothing but that check.
+//! Expired leases are reclaimed at start and every reclaim interval.
+//!
+//! On shutdown it stops claiming, lets running deliveries finish within the
+//! grace period, commits their outcomes, and releases the rest (their
+//! attempt is not counted).
+
+mod delivery;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::{Id as TaskId, JoinSet};
+use tokio::time::{Instant, sleep_until};
+
+use crate::clock::{Clock, SharedClock};
+use crate::config::DispatcherConfig;
+use crate::mailbox::{Claimed, Lease, MailboxError, Settled, SharedMailbox};
+use crate::routing::Routes;
+use delivery::{Finished, deliver};
+
+/// A delivery starts only if its lease outlasts the plugin time limit by this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// After a store error, wait this long before trying again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The dispatcher and what it shares with the rest of the host.
+#[derive(Debug)]
+pub struct Dispatcher {
+    pub(crate) store: SharedMailbox,
+    pub(crate) routes: Routes,
+    pub(crate) settings: DispatcherConfig,
+    pub(crate) clock: SharedClock,
+    /// Poked by in-process enqueues and routing changes.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// The plugin time limit: how long a delivery may take.
+    pub(crate) delivery_timeout: Duration,
+    /// Counts each committed outcome.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The dispatcher's working state.
+struct Run {
+    /// Claimed, waiting for a free delivery slot. Claiming a whole batch at
+    /// once (rather than one message per free slot) keeps claims and commits
+    /// large, which is where the throughput comes from.
+    ready: VecDeque<Claimed>,
+    running: JoinSet<Finished>,
+    leases: HashMap<TaskId, Claimed>,
+    finished: Vec<Finished>,
+    /// Claim before sleeping again.
+    want_claim: bool,
+    next_due: Option<i64>,
+    data_version: Option<i64>,
+    next_reclaim: Instant,
+}
+
+impl Dispatcher {
+    /// Runs until shutdown is signalled. Store failures are logged and
+    /// retried; they never end the loop.
+    pub async fn run(mut self) {
+        let mut run = Run {
+            ready: VecDeque::new(),
+            running: JoinSet::new(),
+            leases: HashMap::new(),
+            finished: Vec::new(),
+            want_claim: true,
+            next_due: None,
+            data_version: None,
+            next_reclaim: Instant::now(),
+        };
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            if run.next_reclaim <= Instant::now() {
+                self.reclaim(&mut run).await;
+            }
+            if run.want_claim {
+                self.claim(&mut run).await;
+            }
+            self.start(&mut run).await;
+            let deadline = self.next_wake(&run);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => {}
+                Some(done) = run.running.join_next_with_id(), if !run.running.is_empty() => {
+                    run.collect(done);
+                    while let Some(done) = run.running.try_join_next_with_id() {
+                        run.collect(done);
+                    }
+                }
+                () = self.wake.notified() => run.want_claim = true,
+                () = sleep_until(deadline) => self.on_tick(&mut run).await,
+            }
+            self.commit(&mut run).await;
+        }
+        self.drain(run).await;
+    }
+
+    /// Claims a batch when fewer messages are waiting than there are
+    /// delivery slots.
+    async fn claim(&self, run: &mut Run) {
+        let types = self.routes.event_types();
+        if types.is_empty() {
+            // Claimed again when a plugin is loaded (the loader wakes us).
+            run.want_claim = false;
+            return;
+        }
+        if run.ready.len() >= self.settings.concurrency {
+            return;
+        }
+        let limit = self.settings.batch_size;
+        let lease = self.settings.lease;
+        let query_types = types.clone();
+        let claimed = self
+            .store
+            .call(move |mb| {
+                let claimed = mb.claim(limit, lease, &query_types)?;
+                // Only asked when the queue ran dry: when to look again.
+                let next_due = if claimed.len() < limit {
+                    mb.next_due_at(&query_types)?
+                } else {
+                    None
+                };
+                Ok((claimed, next_due))
+            })
+            .await;
+        let (claimed, next_due) = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                self.store_failed("claim", &e);
+                run.want_claim = true;
+                run.next_due = Some(self.clock.now_ms() + crate::clock::duration_ms(STORE_RETRY));
+                return;
+            }
+        };
+        // A full batch means more may be waiting.
+        run.want_claim = claimed.len() == limit;
+        run.next_due = next_due;
+        run.ready.extend(claimed);
+    }
+
+    /// Starts deliveries from the claimed batch while slots are free.
+    async fn start(&self, run: &mut Run) {
+        let mut release = Vec::new();
+        let now = self.clock.now_ms();
+        // A message whose lease would run out before its handler could time
+        // out goes back unspent rather than risk being claimed twice.
+        let needed = crate::clock::duration_ms(self.delivery_timeout + LEASE_MARGIN);
+        while run.running.len() < self.settings.concurrency {
+            let Some(c) = run.ready.pop_front() else {
+                break;
+            };
+            match self.routes.get(&c.event_type) {
+                Some(plugin) if c.lease_expires_at - now >= needed => {
+                    let handle = run.running.spawn(deliver(plugin, c.clone()));
+                    run.leases.insert(handle.id(), c);
+                }
+                // Unloaded since the claim, or held too long: hand it back unspent.
+                _ => release.push(c.lease),
+            }
+        }
+        if !release.is_empty() {
+            run.want_claim = true;
+            self.release(release).await;
+        }
+    }
+
+    /// When to wake if nothing else happens first.
+    fn next_wake(&self, run: &Run) -> Instant {
+        let now = Instant::now();
+        let mut wake = (now + self.settings.poll_interval).min(run.next_reclaim);
+        if let Some(due) = run.next_due {
+            let wait = u64::try_from(due - self.clock.now_ms()).unwrap_or(0);
+            wake = wake.min(now + Duration::from_millis(wait));
+        }
+        wake
+    }
+
+    /// A timer fired: claim if another process committed, or a delayed
+    /// message fell due.
+    async fn on_tick(&self, run: &mut Run) {
+        if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) {
+            run.want_claim = true;
+            return;
+        }
+        match self.store.call(|mb| mb.data_version()).await {
+            Ok(version) => {
+                // The first reading is a change too: a commit between the
+                // start-up claim and this first poll is already counted in
+                // `version`, and would otherwise never be noticed.
+                if run.data_version != Some(version) {
+                    run.want_claim = true;
+                }
+                run.data_version = Some(version);
+            }
+            Err(e) => self.store_failed("poll", &e),
+        }
+    }
+
+    /// Commits every finished delivery in one transaction and logs each outcome.
+    async fn commit(&self, run: &mut Run) {
+        if run.finished.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut run.finished);
+        let (batch, result) = self
+            .store
+            .call(move |mb| {
+                let results = mb.settle(
+                    batch
+                        .iter()
+                        .map(|f| (&f.claimed, f.settlement.clone(), Some(f.digest.as_str())))
+                        .collect(),
+                );
+                Ok((batch, results))
+            })
+            .await
+            .unwrap_or_else(|_| unreachable!("the closure never fails"));
+        match result {
+            Ok(results) => {
+                for (finished, result) in batch.iter().zip(results) {
+                    let c = &finished.claimed;
+                    self.metrics.delivered(
+                        &c.event_type,
+                        &finished.plugin,
+                        finished.took,
+                        &finished.settlement,
+                        &result,
+                    );
+                    log_outcome(finished, &result);
+                }
+                // Follow-ups may be claimable, and there is room again.
+                run.want_claim = true;
+            }
+            Err(e) => {
+                // Nothing was committed and the leases are still held: keep
+                // the outcomes and commit them on a later turn.
+                self.store_failed("commit outcomes", &e);
+                run.finished = batch;
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+        }
+    }
+
+    async fn reclaim(&self, run: &mut Run) {
+        run.next_reclaim = Instant::now() + self.settings.reclaim_interval;
+        let idle = run.running.is_empty();
+        match self
+            .store
+            .call(move |mb| {
+                let reclaimed = mb.reclaim()?;
+                if idle {
+                    mb.checkpoint()?;
+                }
+                Ok(reclaimed)
+            })
+            .await
+        {
+            Ok(r) if r.requeued + r.dead > 0 => {
+                tracing::warn!(
+                    requeued = r.requeued,
+                    dead = r.dead,
+                    dead_hosts = r.dead_owners,
+                    "reclaimed messages whose lease expired or whose host is gone"
+                );
+                run.want_claim = true;
+            }
+            Ok(_) => {}
+            Err(e) => self.store_failed("reclaim", &e),
+        }
+    }
+
+    async fn release(&self, leases: Vec<Lease>) {
+        let n = leases.len();
+        if let Err(e) = self.store.call(move |mb| mb.release(&leases)).await {
+            tracing::warn!(
+                "could not release {n} claimed messages ({e}); they return when their lease expires"
+            );
+        }
+    }
+
+    /// Shutdown: no more claims; running deliveries get the grace period.
+    async fn drain(&self, mut run: Run) {
+        let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
+        if !waiting.is_empty() {
+            self.release(waiting).await;
+        }
+        if !run.running.is_empty() {
+            tracing::info!(
+                running = run.running.len(),
+                grace = ?self.settings.shutdown_grace,
+                "shutting down: waiting for running deliveries"
+            );
+        }
+        let deadline = Instant::now() + self.settings.shutdown_grace;
+        while !run.running.is_empty() {
+            tokio::select! {
+                Some(done) = run.running.join_next_with_id() => run.collect(done),
+                () = sleep_until(deadline) => break,
+            }
+        }
+        self.commit(&mut run).await;
+        run.running.abort_all();
+        while let Some(done) = run.running.join_next_with_id().await {
+            run.collect(done);
+        }
+        self.commit(&mut run).await;
+        let unfinished: Vec<Lease> = run.leases.drain().map(|(_, c)| c.lease).collect();
+        if !unfinished.is_empty() {
+            tracing::info!(
+                released = unfinished.len(),
+                "released deliveries that did not finish in time"
+            );
+            self.release(unfinished).await;
+        }
+    }
+
+    fn store_failed(&self, what: &str, e: &MailboxError) {
+        tracing::error!("the store failed during {what}: {e}; retrying");
+    }
+}
+
+impl Run {
+    fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
+        match done {
+            Ok((id, finished)) => {
+                self.leases.remove(&id);
+                self.finished.push(finished);
+            }
+            // Aborted at shutdown: its lease stays in `leases` to be released.
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                // A delivery task never panics (plugin calls turn every
+                // failure into an outcome); if one did, its message comes back
+                // when the lease expires.
+                let claimed = self.leases.remove(&e.id());
+                tracing::error!(id = ?claimed.map(|c| c.id()), "a delivery task failed: {e}");
+            }
+        }
+    }
+}
+
+fn log_outcome(f: &Finished, result: &Result<Settled, MailboxError>) {
+    let c = &f.claimed;
+    let took_ms = u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX);
+    let reason = match &f.settlement {
+        crate::mailbox::Settlement::Fail(crate::state_machine::Failure::Retry {
+            reason, ..
+        })
+        | crate::mailbox::Settlement::Fail(crate::state_machine::Failure::Fatal { reason }) => {
+            reason.as_str()
+        }
+        _ => "",
+    };
+    macro_rules! line {
+        ($level:ident, $outcome:expr, $($rest:tt)*) => {
+            tracing::$level!(
+                message_id = %c.id(), event_type = %c.event_type, plugin = %f.plugin, attempt = c.attempts,
+                took_ms, outcome = $outcome, $($rest)*
+            )
+        };
+    }
+    match result {
+        Ok(Settled::Acked) => {
+            let emitted = match &f.settlement {
+                crate::mailbox::Settlement::Ack { follow_ups } => follow_ups.len(),
+                crate::mailbox::Settlement::Fail(_) => 0,
+            };
+            line!(info, "acked", emitted, "delivered");
+        }
+        Ok(Settled::Requeued { available_at }) => {
+            let retry_in_ms = available_at - crate::clock::SystemClock.now_ms();
+            line!(
+                warn,
+                "retry",
+                retry_in_ms,
+                reason,
+                "delivery failed; will retry"
+            );
+        }
+        Ok(Settled::Dead) => line!(error, "dead", reason, "delivery failed; dead-lettered"),
+        Err(e) => line!(warn, "lost", error = %e, "outcome not committed"),
+    }
+}

@@ -1,0 +1,321 @@
+//! The long-lived host, assembled: the store (one connection for ingest, one
+//! for the dispatcher), the wasm plugin host, the routing table kept in step
+//! with the plugin folder, and the dispatcher. This is the library API for
+//! embedding Mailroom in another program; `mailroom run` is a thin shell
+//! around it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use mailroom::config::{Config, Overrides};
+//! use mailroom::host::Host;
+//! use mailroom::message::NewMessage;
+//!
+//! let config = Config::load(&Overrides::default())?;
+//! let host = Host::start(&config).await?;
+//! host.enqueue(vec![NewMessage::new("order.created", br#"{"order_id":"o-1"}"#.to_vec())]).await?;
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::http;
+use crate::loader::Loader;
+use crate::mailbox::{Durability, Enqueued, Mailbox, MailboxError, SharedMailbox};
+use crate::message::NewMessage;
+use crate::metrics::Metrics;
+use crate::plugin::{HostConfig, PluginError, PluginHost};
+use crate::routing::Routes;
+use crate::watcher::{self, FolderWatcher, WatchError};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] MailboxError),
+    /// The wasm engine could not be set up.
+    #[error(transparent)]
+    Plugins(#[from] PluginError),
+    /// The plugin folder could not be created.
+    #[error("cannot create the plugin folder {path}: {source}")]
+    PluginDir {
+        /// The folder.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin folder could not be watched.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    /// The HTTP API could not listen on its address.
+    #[error("cannot serve HTTP on {addr} (http.listen): {source}")]
+    Http {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running host. Dropping it without [`Host::shutdown`] stops it abruptly
+/// (in-flight messages come back when their leases expire).
+#[derive(Debug)]
+pub struct Host {
+    ingest: SharedMailbox,
+    store: SharedMailbox,
+    routes: Routes,
+    wake: Arc<Notify>,
+    shutdown: watch::Sender<bool>,
+    dispatcher: JoinHandle<()>,
+    folder: JoinHandle<()>,
+    _watcher: FolderWatcher,
+    plugin_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    /// False once the plugin folder's events stop being applied.
+    watching: Arc<AtomicBool>,
+    http: Option<http::Server>,
+}
+
+impl Host {
+    /// Opens the store (creating it if needed), reclaims leases left by a
+    /// previous run, loads every plugin in the folder (creating the folder if
+    /// needed), starts watching it, and starts the dispatcher.
+    ///
+    /// Must be called inside a multi-threaded tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError`] naming what could not be set up.
+    pub async fn start(config: &Config) -> Result<Self, HostError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Host::start`], reading time from `clock`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::start`].
+    pub async fn start_with_clock(config: &Config, clock: SharedClock) -> Result<Self, HostError> {
+        // Bound first, so a taken port fails the start before any work is done.
+        let listener = match config.http.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| HostError::Http { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let open = |durability: Durability| -> Result<SharedMailbox, MailboxError> {
+            let mut options = config.open_options(true);
+            options.durability = durability;
+            Ok(SharedMailbox::new(
+                Mailbox::open_with(&config.store.path, &options)?
+                    .with_clock(clock.clone())
+                    .with_policies(config.policies()),
+            ))
+        };
+        // Enqueues are acknowledged only once synced (per the configured
+        // durability). Claims, acks and failures need no sync: losing them to
+        // a power cut means a redelivery, never a loss, because an ack and
+        // the events it emits commit together.
+        let ingest = open(config.store.durability)?;
+        let store = open(Durability::Fast)?;
+        let reclaimed = store.call(|mb| mb.reclaim()).await?;
+        if reclaimed.requeued + reclaimed.dead > 0 {
+            tracing::warn!(
+                requeued = reclaimed.requeued,
+                dead = reclaimed.dead,
+                "reclaimed messages left in flight by a previous run"
+            );
+        }
+
+        let plugin_dir = config.plugins.dir.clone();
+        std::fs::create_dir_all(&plugin_dir).map_err(|source| HostError::PluginDir {
+            path: plugin_dir.clone(),
+            source,
+        })?;
+        // Absolute, so that the paths the start-up scan routes by and the
+        // paths the watcher reports (it makes a relative folder absolute)
+        // name a file the same way: otherwise the first change to a file
+        // found at start-up is refused as a second plugin for its types.
+        let plugin_dir =
+            std::path::absolute(&plugin_dir).map_err(|source| HostError::PluginDir {
+                path: plugin_dir.clone(),
+                source,
+            })?;
+        let plugin_host = {
+            let host_config = HostConfig {
+                limits: config.sandbox_limits(),
+                cache_dir: Some(config.cache_dir()),
+            };
+            tokio::task::spawn_blocking(move || PluginHost::new(host_config))
+                .await
+                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+        };
+        let routes = Routes::new();
+        let wake = Arc::new(Notify::new());
+        let loader = Loader::new(
+            plugin_host,
+            routes.clone(),
+            store.clone(),
+            plugin_dir.clone(),
+            wake.clone(),
+        )
+        .with_metrics(metrics.clone());
+
+        // Watch before the first scan, so a file landing in between is not missed.
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let watcher = watcher::watch(&plugin_dir, watcher::DEFAULT_DEBOUNCE, events_tx)?;
+        loader.scan().await;
+        let watching = Arc::new(AtomicBool::new(true));
+        let folder = tokio::spawn({
+            let watching = watching.clone();
+            async move {
+                while let Some(event) = events.recv().await {
+                    loader.apply(event).await;
+                }
+                watching.store(false, Ordering::Relaxed);
+            }
+        });
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            routes: routes.clone(),
+            settings: config.dispatcher.clone(),
+            clock,
+            wake: wake.clone(),
+            shutdown: shutdown_rx,
+            delivery_timeout: config.plugins.timeout,
+            metrics: metrics.clone(),
+        };
+        let dispatcher = tokio::spawn(dispatcher.run());
+        tracing::info!(
+            store = %config.store.path.display(),
+            plugins = %plugin_dir.display(),
+            event_types = ?routes.event_types(),
+            concurrency = config.dispatcher.concurrency,
+            "mailroom host running"
+        );
+        let mut host = Self {
+            ingest,
+            store,
+            routes,
+            wake,
+            shutdown,
+            dispatcher,
+            folder,
+            _watcher: watcher,
+            plugin_dir,
+            metrics,
+            watching,
+            http: None,
+        };
+        if let (Some(listener), Some(addr)) = (listener, config.http.listen) {
+            let state = http::ApiState::for_host(&host, http::Settings::from_config(config));
+            host.http = Some(
+                http::Server::start(listener, state)
+                    .map_err(|source| HostError::Http { addr, source })?,
+            );
+        }
+        Ok(host)
+    }
+
+    /// Enqueues messages in one durable transaction and wakes the dispatcher.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Invalid`] / [`MailboxError::InvalidInBatch`] (nothing
+    /// stored), or a store failure.
+    pub async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, MailboxError> {
+        let counted = messages.clone();
+        let enqueued = self
+            .ingest
+            .call(move |mb| mb.enqueue_batch(messages))
+            .await?;
+        self.metrics.enqueued(&counted, &enqueued);
+        self.wake.notify_one();
+        Ok(enqueued)
+    }
+
+    /// The producer connection (configured durability), for other ways in.
+    pub fn ingest(&self) -> &SharedMailbox {
+        &self.ingest
+    }
+
+    /// The dispatcher's connection (claims, acks, the plugin registry).
+    pub fn store(&self) -> &SharedMailbox {
+        &self.store
+    }
+
+    /// Wakes the dispatcher (after enqueueing through [`Host::ingest`]).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The routing table: which plugin serves each event type.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// The watched plugin folder.
+    pub fn plugin_dir(&self) -> &std::path::Path {
+        &self.plugin_dir
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The address the HTTP API serves on, when `http.listen` is set (with
+    /// the real port when it asked for port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(http::Server::local_addr)
+    }
+
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub(crate) fn readiness(&self) -> http::Readiness {
+        http::Readiness {
+            plugin_dir: self.plugin_dir.clone(),
+            watching: self.watching.clone(),
+        }
+    }
+
+    /// Stops the HTTP API (requests in progress finish), stops claiming,
+    /// lets running deliveries finish within the grace period, commits their
+    /// outcomes, releases what did not finish, and stops watching the plugin
+    /// folder.
+    pub async fn shutdown(mut self) {
+        // HTTP first: requests in progress finish (an enqueue is answered)
+        // while the dispatcher still runs.
+        if let Some(server) = self.http.take() {
+            server.stop().await;
+        }
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.dispatcher.await {
+            tracing::error!("the dispatcher stopped abnormally: {e}");
+        }
+        self.folder.abort();
+        // Give the aborted folder task a moment to drop its loader.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,329 @@
+//! `GET /v1/openapi.json`: the OpenAPI description of this API, generated
+//! from the handlers' `#[utoipa::path]` annotations when the router is built.
+//!
+//! The types here describe, for the document only, JSON that other modules
+//! serialize (the mailbox's [`crate::mailbox::Stats`] and friends, which the
+//! CLI's `--json` prints too, and [`crate::ingest::EventObject`]). A test
+//! checks that each has exactly the fields its real counterpart serializes,
+//! so the document cannot drift from the wire.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The document's frame; the paths come from the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mailroom",
+        description = "Ingest events, and operate a Mailroom host: stats, plugins, dead letters, health, metrics. \
+                       Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"index\"?}}`.",
+    ),
+    modifiers(&BearerToken),
+    tags(
+        (name = "events", description = "Enqueueing events"),
+        (name = "operations", description = "Stats, plugins and metrics"),
+        (name = "dead letters", description = "The dead-letter queue"),
+        (name = "health", description = "Liveness and readiness"),
+    ),
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// One event to enqueue. Only `event_type` and `payload` are required;
+/// unknown fields are refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EventObject {
+    /// Routes the event to its handler: 1 to 255 bytes of `[A-Za-z0-9._:-]`.
+    #[schema(example = "order.created")]
+    event_type: String,
+    /// Any JSON value, stored as written.
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    /// Idempotency key: a key already stored answers with the existing id.
+    key: Option<String>,
+    /// `low`, `normal` (default) or `high`.
+    priority: Option<Priority>,
+    /// Not due before this much time has passed, e.g. `"500ms"`, `"5s"`, `"1m 30s"`.
+    #[schema(example = "5s")]
+    delay: Option<String>,
+    /// Attempts before dead-lettering (at least 1); default from the retry policy.
+    max_attempts: Option<u32>,
+    /// Where the event came from.
+    source: Option<String>,
+    /// Groups a chain of events; defaults to the message's own id.
+    correlation_id: Option<String>,
+}
+
+/// How urgently a message should be handled.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum Priority {
+    /// After every due normal and high message.
+    Low,
+    /// The default.
+    Normal,
+    /// Before every due normal and low message.
+    High,
+}
+
+/// Message counts per state.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct StateCounts {
+    /// Waiting to be claimed.
+    queued: u64,
+    /// Claimed, being handled.
+    inflight: u64,
+    /// Dead-lettered.
+    dead: u64,
+}
+
+/// A snapshot of the store (as `mailroom stats --json`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Stats {
+    /// Queued messages.
+    queued: u64,
+    /// Messages being handled.
+    inflight: u64,
+    /// Dead letters.
+    dead: u64,
+    /// Per event type.
+    by_event_type: BTreeMap<String, StateCounts>,
+    /// Per priority (`low`, `normal`, `high`).
+    by_priority: BTreeMap<String, StateCounts>,
+    /// Queued messages due now.
+    due: u64,
+    /// Queued messages whose event type no running host serves.
+    waiting_for_handler: u64,
+    /// How long the longest-waiting due message has been due, in ms.
+    oldest_due_age_ms: Option<i64>,
+}
+
+/// One plugin file as a running host sees it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PluginRecord {
+    /// The file.
+    path: String,
+    /// `loaded` or `rejected`.
+    status: String,
+    /// The plugin's name (loaded only).
+    name: Option<String>,
+    /// The plugin's version (loaded only).
+    version: Option<String>,
+    /// The event types it serves (loaded only).
+    event_types: Vec<String>,
+    /// The SHA-256 of the file (loaded only).
+    digest: Option<String>,
+    /// Why it was refused (rejected only).
+    reason: Option<String>,
+    /// When the host recorded this (ms since the Unix epoch).
+    updated_at: i64,
+}
+
+/// The plugins of every running host (as `mailroom plugins --json`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PluginRegistry {
+    /// Serving their event types.
+    loaded: Vec<PluginRecord>,
+    /// Refused files, with the reason.
+    rejected: Vec<PluginRecord>,
+}
+
+/// A dead letter, without its payload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadLetter {
+    /// The message id (UUID v7).
+    id: String,
+    /// Its event type.
+    event_type: String,
+    /// Its idempotency key.
+    key: Option<String>,
+    /// Where it came from.
+    source: Option<String>,
+    /// Its correlation id.
+    correlation_id: String,
+    /// Its priority.
+    priority: Priority,
+    /// Attempts made.
+    attempts: u32,
+    /// Its attempt budget.
+    max_attempts: u32,
+    /// Why it died (truncated).
+    last_error: Option<String>,
+    /// The digest of the plugin build that ran its last attempt.
+    plugin_digest: Option<String>,
+    /// Payload size in bytes.
+    payload_bytes: u64,
+    /// When it was enqueued (ms since the Unix epoch).
+    created_at: i64,
+    /// When it died (ms since the Unix epoch).
+    dead_at: Option<i64>,
+}
+
+/// One page of dead letters, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadLetterPage {
+    /// The dead letters.
+    items: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// A dead letter with its payload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeadLetterDetail {
+    /// Always `dead`.
+    state: String,
+    /// The message id (UUID v7).
+    id: String,
+    /// Its event type.
+    event_type: String,
+    /// Its idempotency key.
+    key: Option<String>,
+    /// Where it came from.
+    source: Option<String>,
+    /// Its correlation id.
+    correlation_id: String,
+    /// Its priority.
+    priority: Priority,
+    /// Attempts made.
+    attempts: u32,
+    /// Its attempt budget.
+    max_attempts: u32,
+    /// Why it died (truncated).
+    last_error: Option<String>,
+    /// The digest of the plugin build that ran its last attempt.
+    plugin_digest: Option<String>,
+    /// Payload size in bytes.
+    payload_bytes: u64,
+    /// When it was enqueued (ms since the Unix epoch).
+    created_at: i64,
+    /// When it died (ms since the Unix epoch).
+    dead_at: Option<i64>,
+    /// When it was last due (ms since the Unix epoch).
+    available_at: i64,
+    /// The payload: JSON when it parses as JSON, else a string (see
+    /// `payload_encoding`).
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    /// `json` (the payload as JSON), `utf8` (a string holding the text) or
+    /// `base64` (a string holding the bytes in standard base64).
+    payload_encoding: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde::Serialize;
+    use utoipa::PartialSchema;
+
+    use super::*;
+    use crate::mailbox;
+    use crate::message::{MessageId, Priority as P};
+
+    fn properties<T: PartialSchema>() -> BTreeSet<String> {
+        let schema = serde_json::to_value(T::schema()).expect("schema serializes");
+        schema["properties"]
+            .as_object()
+            .expect("an object schema")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(value: &impl Serialize) -> BTreeSet<String> {
+        serde_json::to_value(value)
+            .expect("serializes")
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn dead_letter() -> mailbox::DeadLetter {
+        mailbox::DeadLetter {
+            id: MessageId::new(),
+            event_type: "t".into(),
+            key: Some("k".into()),
+            source: Some("s".into()),
+            correlation_id: "c".into(),
+            priority: P::Normal,
+            attempts: 1,
+            max_attempts: 2,
+            last_error: Some("e".into()),
+            plugin_digest: Some("d".into()),
+            payload_bytes: 2,
+            created_at: 1,
+            dead_at: Some(2),
+        }
+    }
+
+    #[test]
+    fn documented_shapes_match_what_is_served() {
+        assert_eq!(properties::<Stats>(), keys(&mailbox::Stats::default()));
+        assert_eq!(
+            properties::<StateCounts>(),
+            keys(&mailbox::StateCounts::default())
+        );
+        assert_eq!(properties::<DeadLetter>(), keys(&dead_letter()));
+        assert_eq!(
+            properties::<DeadLetterPage>(),
+            keys(&mailbox::DeadLetterPage::default())
+        );
+        assert_eq!(
+            properties::<PluginRegistry>(),
+            keys(&mailbox::PluginRegistry::default())
+        );
+        let detail = super::super::dead_letters::DeadLetterDetail::from(mailbox::StoredMessage {
+            state: crate::state_machine::MessageState::Dead,
+            summary: dead_letter(),
+            available_at: 3,
+            payload: b"{}".to_vec(),
+        });
+        assert_eq!(properties::<DeadLetterDetail>(), keys(&detail));
+        let event: crate::ingest::EventObject = serde_json::from_str(
+            r#"{"event_type":"t","payload":1,"key":"k","priority":"high","delay":"1s",
+                "max_attempts":2,"source":"s","correlation_id":"c"}"#,
+        )
+        .expect("a full event object");
+        assert_eq!(properties::<EventObject>(), keys(&event));
+    }
+
+    #[test]
+    fn plugin_records_have_no_undocumented_fields() {
+        let loaded = mailbox::PluginRecord {
+            path: "p".into(),
+            status: mailbox::PluginStatus::Loaded,
+            name: Some("n".into()),
+            version: Some("1".into()),
+            event_types: vec!["t".into()],
+            digest: Some("d".into()),
+            reason: Some("r".into()),
+            updated_at: 1,
+        };
+        assert_eq!(properties::<PluginRecord>(), keys(&loaded));
+    }
+}

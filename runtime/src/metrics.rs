@@ -1,0 +1,332 @@
+//! The host's Prometheus metrics: counters fed where things happen (the
+//! ingest paths, the dispatcher's outcome commits, the plugin loader) and
+//! queue gauges computed from [`Stats`] when `/metrics` is scraped.
+//!
+//! Counters count what this process did since it started, as Prometheus
+//! counters do: events enqueued by another process (`mailroom enqueue`) are
+//! not in this host's `mailroom_events_enqueued_total`, but they are in the
+//! queue gauges, which read the store itself.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `mailroom_events_enqueued_total` | counter | `event_type` |
+//! | `mailroom_events_emitted_total` | counter | `event_type` |
+//! | `mailroom_events_acked_total` | counter | `event_type` |
+//! | `mailroom_events_retried_total` | counter | `event_type` |
+//! | `mailroom_events_dead_lettered_total` | counter | `event_type` |
+//! | `mailroom_outcomes_uncommitted_total` | counter | `event_type` |
+//! | `mailroom_handler_duration_seconds` | histogram | `plugin` |
+//! | `mailroom_plugin_loads_total` | counter | `plugin` |
+//! | `mailroom_plugin_rejections_total` | counter | |
+//! | `mailroom_queue_depth` | gauge | `state` (`queued`, `inflight`, `dead`) |
+//! | `mailroom_queue_due` | gauge | |
+//! | `mailroom_queue_waiting_for_handler` | gauge | |
+//! | `mailroom_queue_oldest_due_age_seconds` | gauge | |
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::mailbox::{Enqueued, MailboxError, Settled, Settlement, Stats};
+use crate::message::NewMessage;
+
+/// The content type of [`Metrics::render`]'s text (OpenMetrics, which
+/// Prometheus scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventTypeLabel {
+    event_type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabel {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+type ByEventType = Family<EventTypeLabel, Counter>;
+
+/// The host's metrics. Cheap to update from any task; share it in an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    enqueued: ByEventType,
+    emitted: ByEventType,
+    acked: ByEventType,
+    retried: ByEventType,
+    dead_lettered: ByEventType,
+    uncommitted: ByEventType,
+    handler_duration: Family<PluginLabel, Histogram>,
+    plugin_loads: Family<PluginLabel, Counter>,
+    plugin_rejections: Counter,
+    queue_depth: Family<StateLabel, Gauge>,
+    queue_due: Gauge,
+    waiting_for_handler: Gauge,
+    oldest_due_age: Gauge<f64, AtomicU64>,
+    /// Two scrapes at once would interleave setting the gauges and encoding
+    /// them; scrapes are rare, so they simply take turns.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let mut by_event_type = |name: &str, help: &str| {
+            let family = ByEventType::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let enqueued = by_event_type(
+            "mailroom_events_enqueued",
+            "Events enqueued by producers through this process (duplicates of a stored key not counted)",
+        );
+        let emitted = by_event_type(
+            "mailroom_events_emitted",
+            "Events emitted by handlers and committed with their message's ack",
+        );
+        let acked = by_event_type(
+            "mailroom_events_acked",
+            "Messages handled successfully and acked",
+        );
+        let retried = by_event_type(
+            "mailroom_events_retried",
+            "Failed deliveries put back in the queue for another attempt",
+        );
+        let dead_lettered = by_event_type(
+            "mailroom_events_dead_lettered",
+            "Messages dead-lettered by a handler outcome (fatal error or attempts spent)",
+        );
+        let uncommitted = by_event_type(
+            "mailroom_outcomes_uncommitted",
+            "Delivery outcomes the store refused (lease lost); the message is delivered again",
+        );
+        // 1 ms to ~33 s: handlers run under a wall-clock limit of seconds.
+        let handler_duration = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "mailroom_handler_duration_seconds",
+            "Wall-clock time of one delivery to a plugin",
+            handler_duration.clone(),
+        );
+        let plugin_loads = Family::<PluginLabel, Counter>::default();
+        registry.register(
+            "mailroom_plugin_loads",
+            "Plugin versions loaded (a replaced version counts again)",
+            plugin_loads.clone(),
+        );
+        let plugin_rejections = Counter::default();
+        registry.register(
+            "mailroom_plugin_rejections",
+            "Plugin files refused (not a component, wrong world, event type taken, ...)",
+            plugin_rejections.clone(),
+        );
+        let queue_depth = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "mailroom_queue_depth",
+            "Messages in the store by state",
+            queue_depth.clone(),
+        );
+        let queue_due = Gauge::default();
+        registry.register(
+            "mailroom_queue_due",
+            "Queued messages that are due now",
+            queue_due.clone(),
+        );
+        let waiting_for_handler = Gauge::default();
+        registry.register(
+            "mailroom_queue_waiting_for_handler",
+            "Queued messages whose event type no running host has a plugin for",
+            waiting_for_handler.clone(),
+        );
+        let oldest_due_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "mailroom_queue_oldest_due_age_seconds",
+            "How long the longest-waiting due message has been due (0 when none is)",
+            oldest_due_age.clone(),
+        );
+        Self {
+            registry,
+            enqueued,
+            emitted,
+            acked,
+            retried,
+            dead_lettered,
+            uncommitted,
+            handler_duration,
+            plugin_loads,
+            plugin_rejections,
+            queue_depth,
+            queue_due,
+            waiting_for_handler,
+            oldest_due_age,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts a committed enqueue: `results[i]` is the outcome of `messages[i]`.
+    pub fn enqueued(&self, messages: &[NewMessage], results: &[Enqueued]) {
+        for (message, result) in messages.iter().zip(results) {
+            if !result.duplicate {
+                inc(&self.enqueued, &message.event_type);
+            }
+        }
+    }
+
+    /// Counts one finished delivery of an `event_type` message by `plugin`,
+    /// which took `took`, ended in `settlement`, and whose commit gave `result`.
+    pub fn delivered(
+        &self,
+        event_type: &str,
+        plugin: &str,
+        took: Duration,
+        settlement: &Settlement,
+        result: &Result<Settled, MailboxError>,
+    ) {
+        self.handler_duration
+            .get_or_create(&PluginLabel {
+                plugin: plugin.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+        match result {
+            Ok(Settled::Acked) => {
+                inc(&self.acked, event_type);
+                if let Settlement::Ack { follow_ups } = settlement {
+                    for f in follow_ups {
+                        inc(&self.emitted, &f.event_type);
+                    }
+                }
+            }
+            Ok(Settled::Requeued { .. }) => inc(&self.retried, event_type),
+            Ok(Settled::Dead) => inc(&self.dead_lettered, event_type),
+            Err(_) => inc(&self.uncommitted, event_type),
+        }
+    }
+
+    /// Counts a plugin version loaded (new or replacing an older one).
+    pub fn plugin_loaded(&self, plugin: &str) {
+        self.plugin_loads
+            .get_or_create(&PluginLabel {
+                plugin: plugin.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a plugin file refused.
+    pub fn plugin_rejected(&self) {
+        self.plugin_rejections.inc();
+    }
+
+    /// The exposition text: every counter, and the queue gauges set from `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        let _turn = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        for (state, n) in [
+            ("queued", stats.totals.queued),
+            ("inflight", stats.totals.inflight),
+            ("dead", stats.totals.dead),
+        ] {
+            self.queue_depth
+                .get_or_create(&StateLabel { state })
+                .set(gauge(n));
+        }
+        self.queue_due.set(gauge(stats.due));
+        self.waiting_for_handler
+            .set(gauge(stats.waiting_for_handler));
+        // Millisecond ages are far inside f64's exact integer range.
+        #[allow(clippy::cast_precision_loss)]
+        let age = stats.oldest_due_age_ms.unwrap_or(0).max(0) as f64 / 1000.0;
+        self.oldest_due_age.set(age);
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn inc(family: &ByEventType, event_type: &str) {
+    family
+        .get_or_create(&EventTypeLabel {
+            event_type: event_type.to_owned(),
+        })
+        .inc();
+}
+
+fn gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageId;
+
+    #[test]
+    fn counters_and_gauges_render() {
+        let m = Metrics::new();
+        let messages = vec![
+            NewMessage::new("a", b"1".to_vec()),
+            NewMessage::new("a", b"2".to_vec()),
+        ];
+        let results = [
+            Enqueued {
+                id: MessageId::new(),
+                duplicate: false,
+            },
+            Enqueued {
+                id: MessageId::new(),
+                duplicate: true,
+            },
+        ];
+        m.enqueued(&messages, &results);
+        m.delivered(
+            "a",
+            "p",
+            Duration::from_millis(3),
+            &Settlement::Ack {
+                follow_ups: vec![NewMessage::new("b", b"{}".to_vec())],
+            },
+            &Ok(Settled::Acked),
+        );
+        m.plugin_loaded("p");
+        m.plugin_rejected();
+        let stats = Stats {
+            oldest_due_age_ms: Some(1500),
+            ..Stats::default()
+        };
+        let text = m.render(&stats);
+        for line in [
+            "mailroom_events_enqueued_total{event_type=\"a\"} 1",
+            "mailroom_events_acked_total{event_type=\"a\"} 1",
+            "mailroom_events_emitted_total{event_type=\"b\"} 1",
+            "mailroom_plugin_loads_total{plugin=\"p\"} 1",
+            "mailroom_plugin_rejections_total 1",
+            "mailroom_handler_duration_seconds_count{plugin=\"p\"} 1",
+            "mailroom_queue_depth{state=\"queued\"} 0",
+            "mailroom_queue_oldest_due_age_seconds 1.5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}
