@@ -19,7 +19,7 @@ pub(crate) struct Finished {
 }
 
 /// Runs one delivery on `plugin`. Never fails: every failure is a settlement.
-pub(crate) async fn deliver(plugin: Plugin, claimed: Claimed) -> Finished {
+pub(crate) async fn deliver(plugin: Plugin, mut claimed: Claimed) -> Finished {
     let started = Instant::now();
     let delivery = Delivery {
         id: claimed.id(),
@@ -27,7 +27,8 @@ pub(crate) async fn deliver(plugin: Plugin, claimed: Claimed) -> Finished {
         key: claimed.key.clone(),
         source: claimed.source.clone(),
         correlation_id: claimed.correlation_id.clone(),
-        payload: claimed.payload.clone(),
+        // Settling needs the lease, not the payload: hand the bytes over.
+        payload: std::mem::take(&mut claimed.payload),
         attempt: claimed.attempts,
         max_attempts: claimed.max_attempts,
         created_at_ms: claimed.created_at,

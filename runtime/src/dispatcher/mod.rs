@@ -13,6 +13,7 @@
 //! attempt is not counted).
 
 mod delivery;
+mod settler;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,11 +23,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
-use crate::clock::{Clock, SharedClock};
+use crate::clock::SharedClock;
 use crate::config::DispatcherConfig;
-use crate::mailbox::{Claimed, Lease, MailboxError, Settled, SharedMailbox};
+use crate::mailbox::{Claimed, Lease, MailboxError, SharedMailbox};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
+use settler::Settler;
 
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
@@ -57,7 +59,9 @@ struct Run {
     /// large, which is where the throughput comes from.
     ready: VecDeque<Claimed>,
     running: JoinSet<Finished>,
-    leases: HashMap<TaskId, Claimed>,
+    /// The lease of each running delivery, to release it if it is cut short.
+    leases: HashMap<TaskId, Lease>,
+    /// Finished deliveries, handed to the settler to commit.
     finished: Vec<Finished>,
     /// Claim before sleeping again.
     want_claim: bool,
@@ -70,6 +74,16 @@ impl Dispatcher {
     /// Runs until shutdown is signalled. Store failures are logged and
     /// retried; they never end the loop.
     pub async fn run(mut self) {
+        // Commits run in their own task, so deliveries keep starting while
+        // a group of outcomes is being committed (and the next group grows).
+        let (settler, settled) = Settler {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            // After each commit: follow-ups may be claimable.
+            committed: self.wake.clone(),
+        }
+        .spawn(self.settings.batch_size * 4);
         let mut run = Run {
             ready: VecDeque::new(),
             running: JoinSet::new(),
@@ -104,9 +118,16 @@ impl Dispatcher {
                 () = self.wake.notified() => run.want_claim = true,
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
             }
-            self.commit(&mut run).await;
+            for finished in run.finished.drain(..) {
+                // Waits only when commits fall far behind: back-pressure.
+                if settler.send(finished).await.is_err() {
+                    tracing::error!(
+                        "the settler stopped; outcomes will be redelivered after their lease"
+                    );
+                }
+            }
         }
-        self.drain(run).await;
+        self.drain(run, settler, settled).await;
     }
 
     /// Claims a batch when fewer messages are waiting than there are
@@ -165,8 +186,9 @@ impl Dispatcher {
             };
             match self.routes.get(&c.event_type) {
                 Some(plugin) if c.lease_expires_at - now >= needed => {
-                    let handle = run.running.spawn(deliver(plugin, c.clone()));
-                    run.leases.insert(handle.id(), c);
+                    let lease = c.lease.clone();
+                    let handle = run.running.spawn(deliver(plugin, c));
+                    run.leases.insert(handle.id(), lease);
                 }
                 // Unloaded since the claim, or held too long: hand it back unspent.
                 _ => release.push(c.lease),
@@ -210,51 +232,6 @@ impl Dispatcher {
         }
     }
 
-    /// Commits every finished delivery in one transaction and logs each outcome.
-    async fn commit(&self, run: &mut Run) {
-        if run.finished.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut run.finished);
-        let (batch, result) = self
-            .store
-            .call(move |mb| {
-                let results = mb.settle(
-                    batch
-                        .iter()
-                        .map(|f| (&f.claimed, f.settlement.clone(), Some(f.digest.as_str())))
-                        .collect(),
-                );
-                Ok((batch, results))
-            })
-            .await
-            .unwrap_or_else(|_| unreachable!("the closure never fails"));
-        match result {
-            Ok(results) => {
-                for (finished, result) in batch.iter().zip(results) {
-                    let c = &finished.claimed;
-                    self.metrics.delivered(
-                        &c.event_type,
-                        &finished.plugin,
-                        finished.took,
-                        &finished.settlement,
-                        &result,
-                    );
-                    log_outcome(finished, &result);
-                }
-                // Follow-ups may be claimable, and there is room again.
-                run.want_claim = true;
-            }
-            Err(e) => {
-                // Nothing was committed and the leases are still held: keep
-                // the outcomes and commit them on a later turn.
-                self.store_failed("commit outcomes", &e);
-                run.finished = batch;
-                tokio::time::sleep(STORE_RETRY).await;
-            }
-        }
-    }
-
     async fn reclaim(&self, run: &mut Run) {
         run.next_reclaim = Instant::now() + self.settings.reclaim_interval;
         let idle = run.running.is_empty();
@@ -293,7 +270,12 @@ impl Dispatcher {
     }
 
     /// Shutdown: no more claims; running deliveries get the grace period.
-    async fn drain(&self, mut run: Run) {
+    async fn drain(
+        &self,
+        mut run: Run,
+        settler: tokio::sync::mpsc::Sender<Finished>,
+        settled: tokio::task::JoinHandle<()>,
+    ) {
         let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
         if !waiting.is_empty() {
             self.release(waiting).await;
@@ -312,13 +294,19 @@ impl Dispatcher {
                 () = sleep_until(deadline) => break,
             }
         }
-        self.commit(&mut run).await;
         run.running.abort_all();
         while let Some(done) = run.running.join_next_with_id().await {
             run.collect(done);
         }
-        self.commit(&mut run).await;
-        let unfinished: Vec<Lease> = run.leases.drain().map(|(_, c)| c.lease).collect();
+        for finished in run.finished.drain(..) {
+            let _ = settler.send(finished).await;
+        }
+        // Closing the channel lets the settler commit what it holds and stop.
+        drop(settler);
+        if let Err(e) = settled.await {
+            tracing::error!("the settler stopped abnormally: {e}");
+        }
+        let unfinished: Vec<Lease> = run.leases.drain().map(|(_, lease)| lease).collect();
         if !unfinished.is_empty() {
             tracing::info!(
                 released = unfinished.len(),
@@ -346,52 +334,9 @@ impl Run {
                 // A delivery task never panics (plugin calls turn every
                 // failure into an outcome); if one did, its message comes back
                 // when the lease expires.
-                let claimed = self.leases.remove(&e.id());
-                tracing::error!(id = ?claimed.map(|c| c.id()), "a delivery task failed: {e}");
+                let lease = self.leases.remove(&e.id());
+                tracing::error!(message_id = ?lease.map(|l| l.id), "a delivery task failed: {e}");
             }
         }
-    }
-}
-
-fn log_outcome(f: &Finished, result: &Result<Settled, MailboxError>) {
-    let c = &f.claimed;
-    let took_ms = u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX);
-    let reason = match &f.settlement {
-        crate::mailbox::Settlement::Fail(crate::state_machine::Failure::Retry {
-            reason, ..
-        })
-        | crate::mailbox::Settlement::Fail(crate::state_machine::Failure::Fatal { reason }) => {
-            reason.as_str()
-        }
-        _ => "",
-    };
-    macro_rules! line {
-        ($level:ident, $outcome:expr, $($rest:tt)*) => {
-            tracing::$level!(
-                message_id = %c.id(), event_type = %c.event_type, plugin = %f.plugin, attempt = c.attempts,
-                took_ms, outcome = $outcome, $($rest)*
-            )
-        };
-    }
-    match result {
-        Ok(Settled::Acked) => {
-            let emitted = match &f.settlement {
-                crate::mailbox::Settlement::Ack { follow_ups } => follow_ups.len(),
-                crate::mailbox::Settlement::Fail(_) => 0,
-            };
-            line!(info, "acked", emitted, "delivered");
-        }
-        Ok(Settled::Requeued { available_at }) => {
-            let retry_in_ms = available_at - crate::clock::SystemClock.now_ms();
-            line!(
-                warn,
-                "retry",
-                retry_in_ms,
-                reason,
-                "delivery failed; will retry"
-            );
-        }
-        Ok(Settled::Dead) => line!(error, "dead", reason, "delivery failed; dead-lettered"),
-        Err(e) => line!(warn, "lost", error = %e, "outcome not committed"),
     }
 }

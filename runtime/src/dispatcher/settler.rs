@@ -1,0 +1,122 @@
+//! Committing finished deliveries: everything that finished since the last
+//! commit goes into one transaction (group commit), in a task of its own so
+//! the dispatcher never waits for a commit before starting deliveries.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use super::STORE_RETRY;
+use super::delivery::Finished;
+use crate::clock::SharedClock;
+use crate::mailbox::{MailboxError, Settled, Settlement, SharedMailbox};
+use crate::metrics::Metrics;
+use crate::state_machine::Failure;
+
+/// Commits outcomes and reports each one (log line and metrics).
+pub(crate) struct Settler {
+    pub(crate) store: SharedMailbox,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Notified after every commit.
+    pub(crate) committed: Arc<Notify>,
+}
+
+impl Settler {
+    /// Starts the task. At most `backlog` outcomes wait uncommitted before
+    /// senders are held back. The task ends when every sender is dropped and
+    /// what it received is committed.
+    pub(crate) fn spawn(self, backlog: usize) -> (mpsc::Sender<Finished>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(backlog.max(1));
+        (tx, tokio::spawn(self.run(rx, backlog.max(1))))
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Finished>, max_batch: usize) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, max_batch).await > 0 {
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Commits `batch` in one transaction, retrying while the store fails
+    /// (the leases stay held meanwhile, until they expire).
+    async fn commit(&self, mut batch: Vec<Finished>) {
+        loop {
+            let (returned, result) = self
+                .store
+                .call(move |mb| {
+                    let results = mb.settle(
+                        batch
+                            .iter()
+                            .map(|f| (&f.claimed, f.settlement.clone(), Some(f.digest.as_str())))
+                            .collect(),
+                    );
+                    Ok((batch, results))
+                })
+                .await
+                .unwrap_or_else(|_| unreachable!("the closure never fails"));
+            batch = returned;
+            match result {
+                Ok(results) => {
+                    let now = self.clock.now_ms();
+                    for (finished, result) in batch.iter().zip(results) {
+                        self.metrics.delivered(
+                            &finished.claimed.event_type,
+                            &finished.plugin,
+                            finished.took,
+                            &finished.settlement,
+                            &result,
+                        );
+                        log_outcome(finished, &result, now);
+                    }
+                    self.committed.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("the store failed while committing outcomes: {e}; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+    }
+}
+
+fn log_outcome(f: &Finished, result: &Result<Settled, MailboxError>, now: i64) {
+    let c = &f.claimed;
+    let took_ms = u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX);
+    let reason = match &f.settlement {
+        Settlement::Fail(crate::state_machine::Failure::Retry { reason, .. })
+        | Settlement::Fail(Failure::Fatal { reason }) => reason.as_str(),
+        _ => "",
+    };
+    macro_rules! line {
+        ($level:ident, $outcome:expr, $($rest:tt)*) => {
+            tracing::$level!(
+                message_id = %c.id(), event_type = %c.event_type, plugin = %f.plugin, attempt = c.attempts,
+                took_ms, outcome = $outcome, $($rest)*
+            )
+        };
+    }
+    match result {
+        Ok(Settled::Acked) => {
+            let emitted = match &f.settlement {
+                Settlement::Ack { follow_ups } => follow_ups.len(),
+                Settlement::Fail(_) => 0,
+            };
+            line!(info, "acked", emitted, "delivered");
+        }
+        Ok(Settled::Requeued { available_at }) => {
+            let retry_in_ms = available_at - now;
+            line!(
+                warn,
+                "retry",
+                retry_in_ms,
+                reason,
+                "delivery failed; will retry"
+            );
+        }
+        Ok(Settled::Dead) => line!(error, "dead", reason, "delivery failed; dead-lettered"),
+        Err(e) => line!(warn, "lost", error = %e, "outcome not committed"),
+    }
+}
