@@ -149,6 +149,26 @@ impl Harness {
         (!ids.is_empty()).then(|| ids[pick % ids.len()])
     }
 
+    /// The dead letters a redrive or purge selects: one picked (none if
+    /// there is no dead letter), or all.
+    fn dead_selection(&self, pick: Option<usize>) -> Option<(Selection, Vec<MessageId>)> {
+        match pick {
+            Some(p) => {
+                let id = self.pick_where(p, |m| m.state == Model::Dead)?;
+                Some((Selection::One(id), vec![id]))
+            }
+            None => {
+                let all = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.state == Model::Dead)
+                    .map(|(id, _)| *id)
+                    .collect();
+                Some((Selection::All, all))
+            }
+        }
+    }
+
     fn live_lease(&self, pick: usize) -> Option<(MessageId, usize)> {
         let id = self.pick_where(pick, |m| matches!(m.state, Model::Inflight(_)))?;
         match self.msgs[&id].state {
@@ -333,22 +353,8 @@ impl Harness {
             Op::Advance { ms } => self.clock.advance(Duration::from_millis(ms)),
             Op::Redrive { pick } => {
                 let now = self.now();
-                let targets: Vec<MessageId> = match pick {
-                    Some(p) => self
-                        .pick_where(p, |m| m.state == Model::Dead)
-                        .into_iter()
-                        .collect(),
-                    None => self
-                        .msgs
-                        .iter()
-                        .filter(|(_, m)| m.state == Model::Dead)
-                        .map(|(id, _)| *id)
-                        .collect(),
-                };
-                let selection = match pick {
-                    Some(_) if targets.is_empty() => return,
-                    Some(_) => Selection::One(targets[0]),
-                    None => Selection::All,
+                let Some((selection, targets)) = self.dead_selection(pick) else {
+                    return;
                 };
                 assert_eq!(self.mb.redrive(&selection).expect("redrive"), targets.len());
                 for id in targets {
@@ -359,22 +365,8 @@ impl Harness {
                 }
             }
             Op::Purge { pick } => {
-                let targets: Vec<MessageId> = match pick {
-                    Some(p) => self
-                        .pick_where(p, |m| m.state == Model::Dead)
-                        .into_iter()
-                        .collect(),
-                    None => self
-                        .msgs
-                        .iter()
-                        .filter(|(_, m)| m.state == Model::Dead)
-                        .map(|(id, _)| *id)
-                        .collect(),
-                };
-                let selection = match pick {
-                    Some(_) if targets.is_empty() => return,
-                    Some(_) => Selection::One(targets[0]),
-                    None => Selection::All,
+                let Some((selection, targets)) = self.dead_selection(pick) else {
+                    return;
                 };
                 assert_eq!(self.mb.purge(&selection).expect("purge"), targets.len());
                 for id in targets {
