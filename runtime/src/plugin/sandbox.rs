@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter};
+use wasmtime::{
+    Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::message::DEFAULT_MAX_PAYLOAD_BYTES;
@@ -189,8 +191,23 @@ fn pooling_config(limits: &SandboxLimits) -> PoolingAllocationConfig {
     // pages) beyond those in use. With the line above this bounds the RSS
     // idle slots can hold to 20 MiB.
     pool.max_unused_warm_slots(20);
+    // Reset a freed memory by rewriting only the pages the instance dirtied
+    // (found with the PAGEMAP_SCAN ioctl, Linux 6.7 and later) instead of
+    // `memset` over the kept megabyte and `madvise` over the rest: a fresh
+    // instance per delivery then costs no system call in the common case.
+    // Older kernels keep the behaviour above.
+    pool.pagemap_scan(Enabled::Auto);
+    // What must still be returned to the OS is returned in batches: each
+    // `madvise` flushes the TLB of every core, so one flush per batch rather
+    // than per instance.
+    pool.decommit_batch_size(DECOMMIT_BATCH);
+    // Tables are reset like memories: the first 64 KiB with `memset`.
+    pool.table_keep_resident(64 << 10);
     pool
 }
+
+/// Freed instance resources returned to the OS per batch (see `pooling_config`).
+const DECOMMIT_BATCH: usize = 32;
 
 /// The WASI context of one store: nothing granted. No preopened directories,
 /// no environment, no arguments, no network (TCP, UDP and name lookup all
