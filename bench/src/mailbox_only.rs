@@ -37,6 +37,10 @@ pub fn run(
     }
     let enqueue = started.elapsed();
 
+    // Every message is acked, without follow-ups (the ceiling emits none).
+    let ack = Settlement::Ack {
+        follow_ups: Vec::new(),
+    };
     let started = Instant::now();
     loop {
         let claimed = worker.claim(claim_batch, Duration::from_secs(60), &[EVENT_TYPE])?;
@@ -47,13 +51,7 @@ pub fn run(
             .iter()
             .map(|c| {
                 std::hint::black_box(handle_natively(&c.payload));
-                (
-                    c,
-                    Settlement::Ack {
-                        follow_ups: Vec::new(),
-                    },
-                    None,
-                )
+                (c, &ack, None)
             })
             .collect();
         for result in worker.settle(settlements)? {

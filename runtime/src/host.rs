@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -315,7 +314,7 @@ impl Host {
             tracing::error!("the dispatcher stopped abnormally: {e}");
         }
         self.folder.abort();
-        // Give the aborted folder task a moment to drop its loader.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Wait until the aborted task has dropped its loader (its store handle).
+        let _ = self.folder.await;
     }
 }

@@ -518,27 +518,16 @@ fn a_settle_batch_is_one_transaction_with_per_message_results() {
         },
         ..claimed[2].clone()
     };
+    let ack = Settlement::Ack {
+        follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+    };
+    let retry = Settlement::Fail(retry("r"));
+    let fatal = Settlement::Fail(Failure::Fatal { reason: "x".into() });
     let batch = vec![
-        (
-            &claimed[0],
-            Settlement::Ack {
-                follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
-            },
-            None,
-        ),
-        (&claimed[1], Settlement::Fail(retry("r")), None),
-        (
-            &stale,
-            Settlement::Ack {
-                follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
-            },
-            None,
-        ),
-        (
-            &claimed[3],
-            Settlement::Fail(Failure::Fatal { reason: "x".into() }),
-            None,
-        ),
+        (&claimed[0], &ack, None),
+        (&claimed[1], &retry, None),
+        (&stale, &ack, None),
+        (&claimed[3], &fatal, None),
     ];
     let results = f.mb.settle(batch).expect("batch commits");
     assert!(matches!(results[0], Ok(Settled::Acked)));

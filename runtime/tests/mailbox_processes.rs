@@ -74,18 +74,10 @@ fn drain(mb: &mut Mailbox) -> usize {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
-        let batch = claimed
-            .iter()
-            .map(|c| {
-                (
-                    c,
-                    Settlement::Ack {
-                        follow_ups: vec![NewMessage::new(DONE, b"{}".to_vec())],
-                    },
-                    None,
-                )
-            })
-            .collect();
+        let ack = Settlement::Ack {
+            follow_ups: vec![NewMessage::new(DONE, b"{}".to_vec())],
+        };
+        let batch = claimed.iter().map(|c| (c, &ack, None)).collect();
         for result in mb.settle(batch).expect("settle: no busy error") {
             result.expect("our own lease");
             acked += 1;

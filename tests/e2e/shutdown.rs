@@ -50,24 +50,40 @@ fn wait_in_flight(host: &TestHost, ids: &[String], n: usize) -> BTreeSet<String>
     })
 }
 
-#[test]
-fn sigterm_lets_running_deliveries_finish_and_leaves_the_rest_queued() {
-    let host = TestHost::with_settings(&Settings {
-        concurrency: 2,
-        shutdown_grace: "30s",
-        ..Settings::default()
-    });
+/// Starts a host with `settings` and the behaviour plugin, enqueues `count`
+/// deliveries that each take `ms`, sends SIGTERM once two are running, and
+/// checks the host exits 0. Returns the host, the ids, and the running ones.
+fn sigterm_while_running(
+    settings: &Settings,
+    ms: u64,
+    count: usize,
+) -> (TestHost, Vec<String>, BTreeSet<String>) {
+    let host = TestHost::with_settings(settings);
     host.deploy(BEHAVIOUR, "behaviour.wasm");
     host.start();
     host.wait_loaded("behaviour");
 
-    let ids = host.enqueue(&vec![slow(700); 6]);
+    let ids = host.enqueue(&vec![slow(ms); count]);
     let running = wait_in_flight(&host, &ids, 2);
     host.sigterm();
     let status = host.wait_exit();
     assert!(
         status.success(),
         "the host exits 0 after SIGTERM, got {status}"
+    );
+    (host, ids, running)
+}
+
+#[test]
+fn sigterm_lets_running_deliveries_finish_and_leaves_the_rest_queued() {
+    let (host, ids, running) = sigterm_while_running(
+        &Settings {
+            concurrency: 2,
+            shutdown_grace: "30s",
+            ..Settings::default()
+        },
+        700,
+        6,
     );
 
     let done = done(&host);
@@ -114,24 +130,16 @@ fn sigterm_lets_running_deliveries_finish_and_leaves_the_rest_queued() {
 
 #[test]
 fn sigterm_releases_deliveries_that_outlast_the_grace_period_without_spending_an_attempt() {
-    let host = TestHost::with_settings(&Settings {
-        concurrency: 2,
-        shutdown_grace: "200ms",
-        plugin_timeout: "20s",
-        lease: "60s",
-        ..Settings::default()
-    });
-    host.deploy(BEHAVIOUR, "behaviour.wasm");
-    host.start();
-    host.wait_loaded("behaviour");
-
-    let ids = host.enqueue(&vec![slow(10_000); 3]);
-    let running = wait_in_flight(&host, &ids, 2);
-    host.sigterm();
-    let status = host.wait_exit();
-    assert!(
-        status.success(),
-        "the host exits 0 after SIGTERM, got {status}"
+    let (host, ids, running) = sigterm_while_running(
+        &Settings {
+            concurrency: 2,
+            shutdown_grace: "200ms",
+            plugin_timeout: "20s",
+            lease: "60s",
+            ..Settings::default()
+        },
+        10_000,
+        3,
     );
 
     assert!(

@@ -49,7 +49,7 @@ impl Settler {
                     let results = mb.settle(
                         batch
                             .iter()
-                            .map(|f| (&f.claimed, f.settlement.clone(), Some(f.digest.as_str())))
+                            .map(|f| (&f.claimed, &f.settlement, Some(f.digest.as_str())))
                             .collect(),
                     );
                     Ok((batch, results))

@@ -77,7 +77,7 @@ impl Mailbox {
         settlement: Settlement,
         plugin_digest: Option<&str>,
     ) -> Result<Settled, MailboxError> {
-        let mut results = self.settle(vec![(claimed, settlement, plugin_digest)])?;
+        let mut results = self.settle(vec![(claimed, &settlement, plugin_digest)])?;
         results.remove(0)
     }
 
@@ -90,7 +90,7 @@ impl Mailbox {
     /// The outer error is a store failure that rolled back the whole batch.
     pub fn settle(
         &mut self,
-        batch: Vec<(&Claimed, Settlement, Option<&str>)>,
+        batch: Vec<(&Claimed, &Settlement, Option<&str>)>,
     ) -> Result<Vec<Result<Settled, MailboxError>>, MailboxError> {
         let now = self.now();
         let policies = self.policies.clone();
@@ -99,7 +99,7 @@ impl Mailbox {
         let mut tx = self.tx()?;
         let mut results = Vec::with_capacity(batch.len());
         for (claimed, settlement, digest) in batch {
-            if let Settlement::Ack { follow_ups } = &settlement
+            if let Settlement::Ack { follow_ups } = settlement
                 && let Some(invalid) = follow_ups
                     .iter()
                     .find_map(|m| m.validate(max_payload).err())
@@ -108,7 +108,7 @@ impl Mailbox {
                 continue;
             }
             let mut sp = tx.savepoint().map_err(|e| ctx.err(e))?;
-            match settle_in(&sp, claimed, &settlement, digest, &policies, now) {
+            match settle_in(&sp, claimed, settlement, digest, &policies, now) {
                 Ok(Some(settled)) => {
                     sp.commit().map_err(|e| ctx.err(e))?;
                     results.push(Ok(settled));
