@@ -25,6 +25,12 @@ fn open(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // As Mailroom does: plan each statement once (no re-prepare when the
+    // claim's `LIMIT ?` is bound again).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS queue (
              seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL,

@@ -26,6 +26,11 @@ pub const ROUTABLE: &[(&str, &str)] = &[
     (mailroom_test_artifacts::FLAKY, "flaky.wasm"),
     (mailroom_test_artifacts::BEHAVIOUR, "behaviour.wasm"),
     (mailroom_test_artifacts::VERSIONED_V1, "versioned.wasm"),
+    (mailroom_test_artifacts::FLEET_A, "fleet-a.wasm"),
+    (mailroom_test_artifacts::FLEET_B, "fleet-b.wasm"),
+    (mailroom_test_artifacts::FLEET_C, "fleet-c.wasm"),
+    (mailroom_test_artifacts::FLEET_D, "fleet-d.wasm"),
+    (mailroom_test_artifacts::FLEET_E, "fleet-e.wasm"),
 ];
 
 /// What the child measured.
@@ -145,23 +150,14 @@ pub async fn time_to_first_handled(dir: &Path) -> anyhow::Result<Duration> {
         br#"{"succeed_on_attempt":1}"#.to_vec(),
     )])
     .await?;
-    let watch = rusqlite::Connection::open(&config.store.path)?;
     let started = Instant::now();
     mailroom_test_artifacts::deploy(
         mailroom_test_artifacts::FLAKY,
         &config.plugins.dir,
         "flaky.wasm",
     )?;
-    loop {
-        let left: i64 = watch.query_row(
-            "SELECT count(*) FROM messages WHERE event_type = 'flaky'",
-            [],
-            |r| r.get(0),
-        )?;
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    while host.metrics().acked_total("flaky") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let took = started.elapsed();
     host.shutdown().await;
@@ -181,14 +177,21 @@ fn peak_rss_mib() -> anyhow::Result<f64> {
     Ok(proc_status_kib("VmHWM:")? / 1024.0)
 }
 
-/// User + system CPU time of this process.
+/// CPU time of this process so far: the sum over its threads of the time
+/// the scheduler ran them (`/proc/self/task/*/schedstat`, in nanoseconds;
+/// `utime`/`stime` count whole 10 ms ticks, too coarse for an idle host).
 fn cpu_time() -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), counted after the name.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // The kernel's USER_HZ is 100 on every Linux architecture we run on.
-    Ok(Duration::from_millis(ticks * 10))
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        // A thread may end between listing and reading: skip it.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue;
+        };
+        total += stat
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse::<u64>()?;
+    }
+    Ok(Duration::from_nanos(total))
 }

@@ -47,18 +47,8 @@ pub async fn run(
         host.enqueue(batch).await?;
     }
     let offered = started.elapsed();
+    crate::end_to_end::until_acked(&host, n).await;
     let watch = rusqlite::Connection::open(&config.store.path)?;
-    loop {
-        let left: i64 = watch.query_row(
-            "SELECT count(*) FROM messages WHERE event_type = ?1",
-            [EVENT_TYPE],
-            |r| r.get(0),
-        )?;
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     host.shutdown().await;
     if offered > duration + duration / 10 {
         eprintln!("note: the producer fell behind: {n} messages offered in {offered:.2?}");

@@ -32,8 +32,22 @@ struct Args {
     /// Messages per throughput run (default 100000; 10000 with --quick).
     #[arg(long)]
     messages: Option<usize>,
+    /// Run only these sections after the ceiling (which every ratio needs),
+    /// e.g. `--only mailbox,end-to-end` to profile one of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
     #[command(subcommand)]
     child: Option<Child>,
+}
+
+/// The sections after the ceiling.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Mailbox,
+    EndToEnd,
+    Latency,
+    Wasm,
+    Footprint,
 }
 
 #[derive(Subcommand)]
@@ -77,16 +91,12 @@ fn main() -> anyhow::Result<()> {
     let messages = args
         .messages
         .unwrap_or(if args.quick { 10_000 } else { 100_000 });
-    let (latency_for, queued) = if args.quick {
-        (Duration::from_secs(3), 100_000)
-    } else {
-        (Duration::from_secs(20), 1_000_000)
-    };
     let scratch = tempfile::tempdir()?;
-    let dir = |name: &str| -> anyhow::Result<PathBuf> {
-        let d = scratch.path().join(name);
-        std::fs::create_dir_all(&d)?;
-        Ok(d)
+    let run = Run {
+        scratch: scratch.path().to_owned(),
+        messages,
+        quick: args.quick,
+        runtime,
     };
 
     println!("# mailroom-bench: {messages} messages of ~100-byte JSON; durability: full (default)");
@@ -94,127 +104,189 @@ fn main() -> anyhow::Result<()> {
         "cores: {}",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-
-    report::section("1. Ceiling: raw SQLite, native handler");
-    let ceiling = ceiling::run(&dir("ceiling")?, messages, ENQUEUE_BATCH, CLAIM_BATCH)?;
-    let ceiling_enqueue = report::rate(messages, ceiling.enqueue);
-    let ceiling_process = report::rate(messages, ceiling.process);
-    let ceiling_total = report::rate(messages, ceiling.enqueue + ceiling.process);
-    report::throughput(
-        "enqueue (batches of 1000)",
-        messages,
-        ceiling.enqueue,
-        ceiling_enqueue,
-    );
-    report::throughput(
-        "claim + handle + delete (batches of 64)",
-        messages,
-        ceiling.process,
-        ceiling_process,
-    );
-    report::throughput(
-        "total",
-        messages,
-        ceiling.enqueue + ceiling.process,
-        ceiling_total,
-    );
-
-    report::section("2. Mailbox only: Mailroom's mailbox API, native handler");
-    let mailbox = mailbox_only::run(&dir("mailbox")?, messages, ENQUEUE_BATCH, CLAIM_BATCH)?;
-    report::throughput(
-        "enqueue (batches of 1000)",
-        messages,
-        mailbox.enqueue,
-        ceiling_enqueue,
-    );
-    report::throughput(
-        "claim + handle + ack (batches of 64)",
-        messages,
-        mailbox.process,
-        ceiling_process,
-    );
-    report::throughput(
-        "total",
-        messages,
-        mailbox.enqueue + mailbox.process,
-        ceiling_total,
-    );
-
-    report::section("3. End to end: the host with the order-validator plugin (wasm)");
-    let full = runtime.block_on(end_to_end::full_queue(&dir("e2e-full")?, messages, 1))?;
-    report::throughput(
-        "full queue to empty, fresh instance each",
-        messages,
-        full,
-        ceiling_process,
-    );
-    let reused = runtime.block_on(end_to_end::full_queue(&dir("e2e-reuse")?, messages, 64))?;
-    report::throughput(
-        "full queue to empty, instance reuse 64",
-        messages,
-        reused,
-        ceiling_process,
-    );
-    let produced = runtime.block_on(end_to_end::with_producer(&dir("e2e-producer")?, messages))?;
-    report::throughput(
-        "with a concurrent producer (enqueue + handle)",
-        messages,
-        produced,
-        ceiling_total,
-    );
-
-    report::section(&format!(
-        "4. Latency: enqueue to ack at 5000 msg/s for {latency_for:?}"
-    ));
-    let l = runtime.block_on(latency::run(&dir("latency")?, 5000, latency_for))?;
-    report::figure("messages", l.count);
-    report::figure(
-        "p50 / p99 / max",
-        format!("{} ms / {} ms / {} ms", l.p50, l.p99, l.max),
-    );
-
-    report::section("5. Wasm cost per delivery (order-validator, sequential)");
-    let fresh = runtime.block_on(wasm_cost::per_delivery(messages.min(20_000), 1))?;
-    report::figure(
-        "instantiate + call (fresh instance)",
-        format!("{:.1} µs", fresh.as_secs_f64() * 1e6),
-    );
-    let reuse = runtime.block_on(wasm_cost::per_delivery(messages.min(20_000), 1000))?;
-    report::figure(
-        "call on a reused instance",
-        format!("{:.1} µs", reuse.as_secs_f64() * 1e6),
-    );
-
-    report::section("6. Footprint");
-    let host_dir = dir("footprint")?;
-    footprint::prepare(&host_dir, queued)?;
-    let f = footprint::in_child(
-        &host_dir,
-        queued,
-        Duration::from_secs(if args.quick { 2 } else { 5 }),
-    )?;
-    report::figure(
-        &format!("peak RSS, {} plugins, {} queued", f.plugins, f.queued),
-        format!("{:.1} MiB", f.peak_rss_mib),
-    );
-    report::figure(
-        "idle CPU",
-        format!("{:.2}% of one core", f.idle_cpu_percent),
-    );
-    let (cold, cached) = footprint::restart_times(&dir("restart")?)?;
-    let n = footprint::ROUTABLE.len();
-    report::figure(
-        &format!("restart with {n} plugins: cold compile"),
-        format!("{cold:.2?}"),
-    );
-    report::figure(
-        &format!("restart with {n} plugins: cached"),
-        format!("{cached:.2?}"),
-    );
-    let first = runtime.block_on(footprint::time_to_first_handled(&dir("first")?))?;
-    report::figure(
-        "plugin file landing to first handled message",
-        format!("{first:.2?}"),
-    );
+    let ceiling = run.ceiling()?;
+    let wants = |section| args.only.is_empty() || args.only.contains(&section);
+    if wants(Section::Mailbox) {
+        run.mailbox(&ceiling)?;
+    }
+    if wants(Section::EndToEnd) {
+        run.end_to_end(&ceiling)?;
+    }
+    if wants(Section::Latency) {
+        run.latency()?;
+    }
+    if wants(Section::Wasm) {
+        run.wasm()?;
+    }
+    if wants(Section::Footprint) {
+        run.footprint()?;
+    }
     Ok(())
+}
+
+/// The ceiling's rates, which every throughput is compared with.
+struct Ceiling {
+    enqueue: f64,
+    process: f64,
+    total: f64,
+}
+
+/// One benchmark run's settings and scratch space.
+struct Run {
+    scratch: PathBuf,
+    messages: usize,
+    quick: bool,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Run {
+    /// A fresh scratch directory for one measurement.
+    fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let d = self.scratch.join(name);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    /// Prints an enqueue / process / total triple against `ceiling`.
+    fn phases(&self, process_label: &str, phases: ceiling::Phases, ceiling: &Ceiling) {
+        let n = self.messages;
+        report::throughput(
+            &format!("enqueue (batches of {ENQUEUE_BATCH})"),
+            n,
+            phases.enqueue,
+            ceiling.enqueue,
+        );
+        report::throughput(process_label, n, phases.process, ceiling.process);
+        report::throughput("total", n, phases.enqueue + phases.process, ceiling.total);
+    }
+
+    fn ceiling(&self) -> anyhow::Result<Ceiling> {
+        report::section("1. Ceiling: raw SQLite, native handler");
+        let n = self.messages;
+        let phases = ceiling::run(&self.dir("ceiling")?, n, ENQUEUE_BATCH, CLAIM_BATCH)?;
+        let ceiling = Ceiling {
+            enqueue: report::rate(n, phases.enqueue),
+            process: report::rate(n, phases.process),
+            total: report::rate(n, phases.enqueue + phases.process),
+        };
+        self.phases(
+            &format!("claim + handle + delete (batches of {CLAIM_BATCH})"),
+            phases,
+            &ceiling,
+        );
+        Ok(ceiling)
+    }
+
+    fn mailbox(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
+        report::section("2. Mailbox only: Mailroom's mailbox API, native handler");
+        let phases = mailbox_only::run(
+            &self.dir("mailbox")?,
+            self.messages,
+            ENQUEUE_BATCH,
+            CLAIM_BATCH,
+        )?;
+        self.phases(
+            &format!("claim + handle + ack (batches of {CLAIM_BATCH})"),
+            phases,
+            ceiling,
+        );
+        Ok(())
+    }
+
+    fn end_to_end(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
+        report::section("3. End to end: the host with the order-validator plugin (wasm)");
+        let n = self.messages;
+        let rt = &self.runtime;
+        let full = rt.block_on(end_to_end::full_queue(&self.dir("e2e-full")?, n, 1))?;
+        report::throughput(
+            "full queue to empty, fresh instance each",
+            n,
+            full,
+            ceiling.process,
+        );
+        let reused = rt.block_on(end_to_end::full_queue(&self.dir("e2e-reuse")?, n, 64))?;
+        report::throughput(
+            "full queue to empty, instance reuse 64",
+            n,
+            reused,
+            ceiling.process,
+        );
+        let produced = rt.block_on(end_to_end::with_producer(&self.dir("e2e-producer")?, n))?;
+        report::throughput(
+            "with a concurrent producer (enqueue + handle)",
+            n,
+            produced,
+            ceiling.total,
+        );
+        Ok(())
+    }
+
+    fn latency(&self) -> anyhow::Result<()> {
+        let duration = Duration::from_secs(if self.quick { 3 } else { 20 });
+        report::section(&format!(
+            "4. Latency: enqueue to ack at 5000 msg/s for {duration:?}"
+        ));
+        let l = self
+            .runtime
+            .block_on(latency::run(&self.dir("latency")?, 5000, duration))?;
+        report::figure("messages", l.count);
+        report::figure(
+            "p50 / p99 / max",
+            format!("{} ms / {} ms / {} ms", l.p50, l.p99, l.max),
+        );
+        Ok(())
+    }
+
+    fn wasm(&self) -> anyhow::Result<()> {
+        report::section("5. Wasm cost per delivery (order-validator, sequential)");
+        let calls = self.messages.min(20_000);
+        let fresh = self.runtime.block_on(wasm_cost::per_delivery(calls, 1))?;
+        report::figure(
+            "instantiate + call (fresh instance)",
+            format!("{:.1} µs", fresh.as_secs_f64() * 1e6),
+        );
+        let reuse = self
+            .runtime
+            .block_on(wasm_cost::per_delivery(calls, 1000))?;
+        report::figure(
+            "call on a reused instance",
+            format!("{:.1} µs", reuse.as_secs_f64() * 1e6),
+        );
+        Ok(())
+    }
+
+    fn footprint(&self) -> anyhow::Result<()> {
+        report::section("6. Footprint");
+        let queued = if self.quick { 100_000 } else { 1_000_000 };
+        let host_dir = self.dir("footprint")?;
+        footprint::prepare(&host_dir, queued)?;
+        let idle = Duration::from_secs(if self.quick { 2 } else { 5 });
+        let f = footprint::in_child(&host_dir, queued, idle)?;
+        report::figure(
+            &format!("peak RSS, {} plugins, {} queued", f.plugins, f.queued),
+            format!("{:.1} MiB", f.peak_rss_mib),
+        );
+        report::figure(
+            "idle CPU",
+            format!("{:.2}% of one core", f.idle_cpu_percent),
+        );
+        let (cold, cached) = footprint::restart_times(&self.dir("restart")?)?;
+        let n = footprint::ROUTABLE.len();
+        report::figure(
+            &format!("restart with {n} plugins: cold compile"),
+            format!("{cold:.2?}"),
+        );
+        report::figure(
+            &format!("restart with {n} plugins: cached"),
+            format!("{cached:.2?}"),
+        );
+        let first = self
+            .runtime
+            .block_on(footprint::time_to_first_handled(&self.dir("first")?))?;
+        report::figure(
+            "plugin file landing to first handled message",
+            format!("{first:.2?}"),
+        );
+        Ok(())
+    }
 }

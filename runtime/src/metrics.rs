@@ -222,6 +222,15 @@ impl Metrics {
         }
     }
 
+    /// Messages of `event_type` acked (committed) since the host started.
+    pub fn acked_total(&self, event_type: &str) -> u64 {
+        self.acked
+            .get(&EventTypeLabel {
+                event_type: event_type.to_owned(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
     /// Counts a plugin version loaded (new or replacing an older one).
     pub fn plugin_loaded(&self, plugin: &str) {
         self.plugin_loads

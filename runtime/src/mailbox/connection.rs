@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use super::error::MailboxError;
@@ -108,6 +109,11 @@ pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, Mai
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)
         .map_err(|e| ctx.err(e))?;
     conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| ctx.err(e))?;
+    // Plan each statement once. Without this SQLite re-plans a statement
+    // whenever a parameter the planner peeked at is bound again (the claim's
+    // `LIMIT ?` is one): a full re-prepare on every claim.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(|e| ctx.err(e))?;
 
     migrate(&mut conn, &ctx)?;

@@ -108,6 +108,16 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     })
 }
 
+/// A page of dead letters after cursor `?1`, of type `?2` if not NULL, at
+/// most `?3`.
+pub(super) fn page_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM messages
+          WHERE state = 'dead' AND seq > ?1 AND (?2 IS NULL OR event_type = ?2)
+          ORDER BY seq LIMIT ?3"
+    )
+}
+
 /// The default and largest page of dead letters.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -133,13 +143,8 @@ impl Mailbox {
             })?,
         };
         let read = || -> rusqlite::Result<DeadLetterPage> {
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM messages
-                  WHERE state = ?1 AND seq > ?2 AND (?3 IS NULL OR event_type = ?3)
-                  ORDER BY seq LIMIT ?4"
-            ))?;
+            let mut stmt = self.conn.prepare_cached(&page_sql())?;
             let mut rows = stmt.query(params![
-                MessageState::Dead,
                 after,
                 filter.event_type,
                 super::row::sql_int(limit + 1)
@@ -240,14 +245,12 @@ impl Mailbox {
     ) -> Result<usize, MailboxError> {
         let n = params.len();
         let (filter, arg): (String, Option<String>) = match selection {
-            Selection::One(id) => (format!("id = ?{}", n + 2), Some(id.to_string())),
-            Selection::EventType(t) => (format!("event_type = ?{}", n + 2), Some(t.clone())),
+            Selection::One(id) => (format!("id = ?{}", n + 1), Some(id.to_string())),
+            Selection::EventType(t) => (format!("event_type = ?{}", n + 1), Some(t.clone())),
             Selection::All => ("1".to_owned(), None),
         };
-        let sql = format!("{statement} WHERE state = ?{} AND {filter}", n + 1);
+        let sql = format!("{statement} WHERE state = 'dead' AND {filter}");
         let mut all: Vec<&dyn rusqlite::ToSql> = params.to_vec();
-        let dead = MessageState::Dead;
-        all.push(&dead);
         if let Some(arg) = &arg {
             all.push(arg);
         }

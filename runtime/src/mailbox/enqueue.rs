@@ -87,7 +87,7 @@ pub(crate) fn insert(
             "INSERT INTO messages (id, event_type, payload, key, source, correlation_id, priority,
                                    state, attempts, max_attempts, available_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11)
-             ON CONFLICT (key) DO NOTHING",
+             ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
             id,

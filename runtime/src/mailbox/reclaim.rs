@@ -10,7 +10,16 @@ use super::row::get_u32;
 use super::settle::{Settled, apply_failure};
 use super::{Mailbox, MailboxError};
 use crate::clock::Millis;
-use crate::state_machine::{self, Failure, MessageState, Policies};
+use crate::state_machine::{self, Failure, Policies};
+
+/// In-flight messages whose lease ran out or whose owner is gone (`?2`: a
+/// JSON array of owners known dead) or was never recorded.
+pub(super) const STUCK: &str =
+    "SELECT id, lease_token, event_type, attempts, max_attempts FROM messages
+    WHERE state = 'inflight'
+      AND (lease_expires_at <= ?1
+           OR lease_owner IN (SELECT value FROM json_each(?2))
+           OR lease_owner NOT IN (SELECT owner FROM hosts))";
 
 /// What one reclaim pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,14 +91,8 @@ fn reclaim_in(
 
     // Expired, or held by an owner that is gone or was never recorded.
     let stuck: Vec<(Lease, String, u32, u32)> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, lease_token, event_type, attempts, max_attempts FROM messages
-              WHERE state = ?1
-                AND (lease_expires_at <= ?2
-                     OR lease_owner IN (SELECT value FROM json_each(?3))
-                     OR lease_owner NOT IN (SELECT owner FROM hosts))",
-        )?;
-        let rows = stmt.query_map(params![MessageState::Inflight, now, dead_json], |row| {
+        let mut stmt = tx.prepare_cached(STUCK)?;
+        let rows = stmt.query_map(params![now, dead_json], |row| {
             Ok((
                 Lease {
                     id: row.get(0)?,

@@ -82,8 +82,13 @@ impl Mailbox {
     }
 
     /// Settles many messages in one transaction. Each entry succeeds or fails
-    /// on its own: a lost lease or an invalid follow-up rolls back only that
-    /// entry (to a savepoint) and is reported in its slot.
+    /// on its own: a lost lease or an invalid follow-up changes nothing for
+    /// that entry and is reported in its slot.
+    ///
+    /// No savepoint per entry is needed: an entry is checked (follow-ups
+    /// validated, then the lease-guarded DELETE or UPDATE) before it writes
+    /// anything else, and any later failure is a store failure that rolls
+    /// back the whole batch.
     ///
     /// # Errors
     ///
@@ -96,7 +101,7 @@ impl Mailbox {
         let policies = self.policies.clone();
         let max_payload = self.max_payload_bytes;
         let ctx = self.ctx.clone();
-        let mut tx = self.tx()?;
+        let tx = self.tx()?;
         let mut results = Vec::with_capacity(batch.len());
         for (claimed, settlement, digest) in batch {
             if let Settlement::Ack { follow_ups } = settlement
@@ -107,23 +112,11 @@ impl Mailbox {
                 results.push(Err(MailboxError::Invalid(invalid)));
                 continue;
             }
-            let mut sp = tx.savepoint().map_err(|e| ctx.err(e))?;
-            match settle_in(&sp, claimed, settlement, digest, &policies, now) {
-                Ok(Some(settled)) => {
-                    sp.commit().map_err(|e| ctx.err(e))?;
-                    results.push(Ok(settled));
-                }
-                Ok(None) => {
-                    sp.rollback().map_err(|e| ctx.err(e))?;
-                    results.push(Err(MailboxError::LeaseLost { id: claimed.id() }));
-                }
-                Err(e) => {
-                    // Anything but a lost lease is a store failure: the whole
-                    // batch rolls back when `tx` drops.
-                    drop(sp);
-                    return Err(ctx.err(e));
-                }
-            }
+            // A store failure returns early: the whole batch rolls back when
+            // `tx` drops.
+            let settled = settle_in(&tx, claimed, settlement, digest, &policies, now)
+                .map_err(|e| ctx.err(e))?;
+            results.push(settled.ok_or(MailboxError::LeaseLost { id: claimed.id() }));
         }
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(results)

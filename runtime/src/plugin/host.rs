@@ -4,17 +4,18 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 
 use tokio::sync::Semaphore;
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, EngineWeak};
 
 use super::bindings::Handler;
 use super::cache::CodeCache;
+use super::epoch::EpochTicker;
 use super::error::PluginError;
 use super::loaded::{self, Plugin};
-use super::sandbox::{self, EPOCH_TICK, SandboxLimits};
+use super::sandbox::{self, SandboxLimits};
 use super::store::StoreState;
 
 /// How a [`PluginHost`] is set up.
@@ -56,7 +57,9 @@ pub(crate) struct HostInner {
     /// Warm instances kept for reuse across all plugins, at most
     /// `limits.max_warm_instances()`.
     pub(crate) warm: AtomicU32,
-    _ticker: EpochTicker,
+    /// Advances the epoch while calls run: hold [`EpochTicker::call`]
+    /// around every call into wasm.
+    pub(crate) ticker: EpochTicker,
 }
 
 impl PluginHost {
@@ -89,7 +92,7 @@ impl PluginHost {
         let permits = usize::try_from(limits.max_instances.max(1)).unwrap_or(usize::MAX);
         Ok(Self {
             inner: Arc::new(HostInner {
-                _ticker: EpochTicker::start(&engine)?,
+                ticker: EpochTicker::start(&engine)?,
                 engine,
                 linker,
                 limits,
@@ -140,43 +143,5 @@ fn new_engine(limits: &SandboxLimits) -> Result<Engine, PluginError> {
             );
             Engine::new(&sandbox::engine_config(limits, false)).map_err(engine_error)
         }
-    }
-}
-
-/// A thread advancing the engine's epoch every [`EPOCH_TICK`]; running wasm
-/// traps once its store's deadline (a number of ticks) has passed. It stops
-/// when the host is dropped, or when the engine is gone.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: &Engine) -> Result<Self, PluginError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let weak: EngineWeak = engine.weak();
-        let flag = stop.clone();
-        // Without the ticker a guest spinning in wasm would never be stopped:
-        // no ticker, no host.
-        std::thread::Builder::new()
-            .name("mailroom-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .map_err(|e| PluginError::Engine {
-                reason: format!("could not start the epoch ticker thread: {e}"),
-            })?;
-        Ok(Self { stop })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }

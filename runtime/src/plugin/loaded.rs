@@ -121,6 +121,7 @@ impl PluginInner {
         let Ok(_permit) = host.running.clone().acquire_owned().await else {
             return Outcome::retry("the plugin host is shutting down");
         };
+        let _ticking = host.ticker.call();
         let mut instance = self.take_warm().unwrap_or_else(|| {
             self.instantiations.fetch_add(1, Ordering::Relaxed);
             Instance::new(store::new_store(&host.engine, self.name.clone(), limits))
@@ -342,6 +343,7 @@ async fn call_info(
             reason: "the plugin host is shutting down".into(),
         });
     };
+    let _ticking = host.ticker.call();
     // The plugin has no name yet: its output during `info` is tagged with
     // the file name.
     let label: Arc<str> = path

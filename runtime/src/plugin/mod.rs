@@ -42,6 +42,7 @@
 mod bindings;
 mod cache;
 mod delivery;
+mod epoch;
 mod error;
 mod guest_io;
 mod host;

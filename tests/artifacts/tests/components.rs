@@ -23,6 +23,11 @@ const NAMED: &[&str] = &[
     artifacts::VERSIONED_V1,
     artifacts::VERSIONED_V2,
     artifacts::DUPLICATE_ORDER,
+    artifacts::FLEET_A,
+    artifacts::FLEET_B,
+    artifacts::FLEET_C,
+    artifacts::FLEET_D,
+    artifacts::FLEET_E,
 ];
 
 fn read(path: &str) -> Vec<u8> {
