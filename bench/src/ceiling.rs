@@ -26,11 +26,12 @@ fn open(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     // As Mailroom does: plan each statement once (no re-prepare when the
-    // claim's `LIMIT ?` is bound again).
+    // claim's `LIMIT ?` is bound again), and keep statement journals in memory.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS queue (
              seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL,

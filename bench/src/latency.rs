@@ -22,6 +22,9 @@ pub struct Latency {
     pub p99: i64,
     /// Worst.
     pub max: i64,
+    /// 99th percentile of the messages enqueued in the last quarter of the
+    /// run: above the overall p99 when a backlog builds up.
+    pub p99_last_quarter: i64,
 }
 
 /// Offers `rate` messages per second for `duration`, in ticks of 10 ms.
@@ -54,7 +57,8 @@ pub async fn run(
         eprintln!("note: the producer fell behind: {n} messages offered in {offered:.2?}");
     }
 
-    let mut latencies: Vec<i64> = {
+    // (enqueued at, latency), both in ms.
+    let mut samples: Vec<(i64, i64)> = {
         let mut stmt = watch.prepare(
             "SELECT correlation_id, created_at FROM messages WHERE event_type = 'order.accepted'",
         )?;
@@ -68,17 +72,36 @@ pub async fn run(
                 .ok_or_else(|| anyhow::anyhow!("{input} is not a UUID v7"))?
                 .to_unix();
             let enqueued_at = i64::try_from(secs)? * 1000 + i64::from(nanos / 1_000_000);
-            out.push(acked_at - enqueued_at);
+            out.push((enqueued_at, acked_at - enqueued_at));
         }
         out
     };
-    anyhow::ensure!(!latencies.is_empty(), "no follow-ups found");
+    anyhow::ensure!(!samples.is_empty(), "no follow-ups found");
+    samples.sort_unstable();
+    // A tail that grows over the run shows in its last quarter.
+    let last_quarter = percentiles(
+        samples[samples.len() * 3 / 4..]
+            .iter()
+            .map(|s| s.1)
+            .collect(),
+    );
+    let all = percentiles(samples.iter().map(|s| s.1).collect());
+    Ok(Latency {
+        count: samples.len(),
+        p99_last_quarter: last_quarter.p99,
+        ..all
+    })
+}
+
+/// p50, p99 and max of `latencies`, in a [`Latency`] without the trend.
+fn percentiles(mut latencies: Vec<i64>) -> Latency {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    Ok(Latency {
+    Latency {
         count: latencies.len(),
         p50: at(0.50),
         p99: at(0.99),
         max: *latencies.last().unwrap_or(&0),
-    })
+        p99_last_quarter: 0,
+    }
 }

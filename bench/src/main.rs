@@ -234,6 +234,10 @@ impl Run {
             "p50 / p99 / max",
             format!("{} ms / {} ms / {} ms", l.p50, l.p99, l.max),
         );
+        report::figure(
+            "p99 of the last quarter of the run",
+            format!("{} ms", l.p99_last_quarter),
+        );
         Ok(())
     }
 

@@ -27,6 +27,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::commit_watch::{self, CommitWatch};
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http;
@@ -82,6 +83,8 @@ pub struct Host {
     dispatcher: JoinHandle<()>,
     folder: JoinHandle<()>,
     _watcher: FolderWatcher,
+    /// Wakes the dispatcher when another process commits.
+    _commit_watch: Option<CommitWatch>,
     plugin_dir: PathBuf,
     metrics: Arc<Metrics>,
     /// False once the plugin folder's events stop being applied.
@@ -193,12 +196,15 @@ impl Host {
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let store_written = Arc::new(Notify::new());
+        let commit_watch = commit_watch::watch(&config.store.path, store_written.clone());
         let dispatcher = Dispatcher {
             store: store.clone(),
             routes: routes.clone(),
             settings: config.dispatcher.clone(),
             clock,
             wake: wake.clone(),
+            store_written,
             shutdown: shutdown_rx,
             delivery_timeout: config.plugins.timeout,
             metrics: metrics.clone(),
@@ -220,6 +226,7 @@ impl Host {
             dispatcher,
             folder,
             _watcher: watcher,
+            _commit_watch: commit_watch,
             plugin_dir,
             metrics,
             watching,

@@ -11,7 +11,8 @@
 //! - [`plugin`]: the sandboxed wasm host. The only module that knows wasmtime.
 //! - [`routing`], [`watcher`] and [`loader`]: which plugin serves each event
 //!   type, and keeping that in step with the plugin folder.
-//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes.
+//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes;
+//!   `commit_watch` wakes it when another process commits to the store.
 //! - [`host`]: everything assembled: the library API for embedding Mailroom.
 //! - The ways in and out: [`config`], [`logging`], [`http`] with [`metrics`],
 //!   and the `mailroom` command line (`cli`).
@@ -20,6 +21,7 @@
 #[doc(hidden)]
 pub mod cli;
 pub mod clock;
+mod commit_watch;
 pub mod config;
 pub mod dispatcher;
 pub mod host;

@@ -196,3 +196,26 @@ fn an_event_enqueued_by_another_process_just_after_start_is_handled() {
     });
     host.stop();
 }
+
+#[test]
+fn another_process_enqueueing_wakes_an_idle_host_without_waiting_for_the_poll() {
+    // The poll would not look for an hour: only the store's file watch can
+    // wake the idle host in time.
+    let host = TestHost::with_settings(&Settings {
+        poll_interval: "1h",
+        reclaim_interval: "1h",
+        ..Settings::default()
+    });
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    // Idle first: the start-up claims are over.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let id = host.enqueue_one("behaviour", json!({ "action": "echo" }));
+    host.wait_until("the event to be handled", || {
+        store::messages(&host.db(), "behaviour.echo")
+            .iter()
+            .any(|e| e.correlation_id == id)
+    });
+    host.stop();
+}

@@ -162,7 +162,9 @@ pub struct DispatcherConfig {
     /// Default 60 s.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
-    /// How often to look for messages enqueued by other processes. Default 50 ms.
+    /// How often to look for messages enqueued by other processes when no
+    /// notification came: the safety net behind the store's file watch
+    /// (a file system that reports no changes). Default 1 s.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// How often to return expired leases to the queue. Default 10 s.
@@ -180,7 +182,7 @@ impl Default for DispatcherConfig {
             concurrency: default_concurrency(),
             batch_size: 64,
             lease: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_secs(1),
             reclaim_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }

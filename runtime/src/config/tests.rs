@@ -49,7 +49,7 @@ fn defaults_without_any_source() {
     assert!(c.dispatcher.concurrency >= 1);
     assert_eq!(c.dispatcher.batch_size, 64);
     assert_eq!(c.dispatcher.lease, Duration::from_secs(60));
-    assert_eq!(c.dispatcher.poll_interval, Duration::from_millis(50));
+    assert_eq!(c.dispatcher.poll_interval, Duration::from_secs(1));
     assert_eq!(c.dispatcher.reclaim_interval, Duration::from_secs(10));
     assert_eq!(c.dispatcher.shutdown_grace, Duration::from_secs(10));
     assert_eq!(c.retry.max_attempts, 10);

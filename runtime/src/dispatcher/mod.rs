@@ -2,10 +2,11 @@
 //! event types that have a handler, run the handlers concurrently (bounded),
 //! and commit their outcomes in groups.
 //!
-//! It wakes at once when this process enqueues (a [`Notify`]), within one
-//! poll interval when another process does (a cheap `PRAGMA data_version`
-//! check, no claim), when the next delayed message falls due, and after
-//! every group of outcomes it commits. Idle, it does nothing but that check.
+//! It wakes at once when this process enqueues (a [`Notify`]); when another
+//! process commits (a file-system notification on the store's WAL file,
+//! then a cheap `PRAGMA data_version` check before any claim), with a slow
+//! poll of that check as the safety net; when the next delayed message
+//! falls due; and after every group of outcomes it commits. Idle, it sleeps.
 //! Expired leases are reclaimed at start and every reclaim interval.
 //!
 //! On shutdown it stops claiming, lets running deliveries finish within the
@@ -33,6 +34,10 @@ use settler::Settler;
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
+/// After a write to the store's WAL file that is not yet a visible commit,
+/// look again this much later.
+const COMMIT_RECHECK: Duration = Duration::from_millis(10);
+
 /// After a store error, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -45,6 +50,8 @@ pub struct Dispatcher {
     pub(crate) clock: SharedClock,
     /// Poked by in-process enqueues and routing changes.
     pub(crate) wake: Arc<Notify>,
+    /// Poked when the store's WAL file is written, by any process.
+    pub(crate) store_written: Arc<Notify>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The plugin time limit: how long a delivery may take.
     pub(crate) delivery_timeout: Duration,
@@ -67,6 +74,9 @@ struct Run {
     want_claim: bool,
     next_due: Option<i64>,
     data_version: Option<i64>,
+    /// Look for other processes' commits again then: the WAL file is
+    /// written a moment before the commit is visible to readers.
+    recheck: Option<Instant>,
     next_reclaim: Instant,
 }
 
@@ -92,6 +102,7 @@ impl Dispatcher {
             want_claim: true,
             next_due: None,
             data_version: None,
+            recheck: None,
             next_reclaim: Instant::now(),
         };
         loop {
@@ -116,6 +127,14 @@ impl Dispatcher {
                     }
                 }
                 () = self.wake.notified() => run.want_claim = true,
+                // Busy, it claims after every commit anyway; a write seen
+                // meanwhile is checked for once it is idle.
+                () = self.store_written.notified(), if run.running.is_empty() && run.ready.is_empty() => {
+                    self.check_other_commits(&mut run).await;
+                    if !run.want_claim {
+                        run.recheck = Some(Instant::now() + COMMIT_RECHECK);
+                    }
+                }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
             }
             for finished in run.finished.drain(..) {
@@ -204,6 +223,9 @@ impl Dispatcher {
     fn next_wake(&self, run: &Run) -> Instant {
         let now = Instant::now();
         let mut wake = (now + self.settings.poll_interval).min(run.next_reclaim);
+        if let Some(recheck) = run.recheck {
+            wake = wake.min(recheck);
+        }
         if let Some(due) = run.next_due {
             let wait = u64::try_from(due - self.clock.now_ms()).unwrap_or(0);
             wake = wake.min(now + Duration::from_millis(wait));
@@ -214,10 +236,17 @@ impl Dispatcher {
     /// A timer fired: claim if another process committed, or a delayed
     /// message fell due.
     async fn on_tick(&self, run: &mut Run) {
+        run.recheck = None;
         if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) {
             run.want_claim = true;
             return;
         }
+        self.check_other_commits(run).await;
+    }
+
+    /// Claims next time round if another connection (another process, or
+    /// this host's ingest) committed since the last check.
+    async fn check_other_commits(&self, run: &mut Run) {
         match self.store.call(|mb| mb.data_version()).await {
             Ok(version) => {
                 // The first reading is a change too: a commit between the

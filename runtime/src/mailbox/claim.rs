@@ -10,18 +10,20 @@ use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, Priority};
 use crate::state_machine::MessageState;
 
-/// Claims due messages of given types, marking them in flight under a lease.
-/// `INDEXED BY` pins the claim order index: the planner could otherwise pick
-/// the due-time index and sort, which gets slower as the queue grows.
-pub(super) const CLAIM: &str = "UPDATE messages
-       SET state = ?1, attempts = attempts + 1, lease_owner = ?2, lease_token = ?3,
+/// The first due queued messages of one type (`?1`) in claim order: highest
+/// priority, then oldest. Read per routable type, so messages of types no
+/// plugin handles (which may pile up) are never scanned past.
+pub(super) const CANDIDATES: &str = "SELECT seq, priority FROM messages INDEXED BY messages_queue
+    WHERE state = 'queued' AND event_type = ?1 AND available_at <= ?2
+    ORDER BY priority DESC, seq
+    LIMIT ?3";
+
+/// Takes the chosen candidates (`?1`: a JSON array of their `seq`): in
+/// flight under the lease, one more attempt each.
+pub(super) const TAKE: &str = "UPDATE messages
+       SET state = 'inflight', attempts = attempts + 1, lease_owner = ?2, lease_token = ?3,
            lease_expires_at = ?4, updated_at = ?5
-     WHERE seq IN (
-           SELECT seq FROM messages INDEXED BY messages_queue
-            WHERE state = 'queued' AND available_at <= ?5
-              AND event_type IN (SELECT value FROM json_each(?6))
-            ORDER BY priority DESC, seq
-            LIMIT ?7)
+     WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'
     RETURNING id, event_type, payload, key, source, correlation_id, priority,
               attempts, max_attempts, created_at, seq";
 
@@ -93,9 +95,6 @@ impl Mailbox {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
-        let types =
-            serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
-                .unwrap_or_else(|_| "[]".to_owned());
         let now = self.now();
         let expires = now.saturating_add(duration_ms(lease));
         let token = uuid::Uuid::now_v7().to_string();
@@ -107,48 +106,61 @@ impl Mailbox {
             if first_claim {
                 super::registry::register_owner(&tx, &owner, now)?;
             }
-            let mut stmt = tx.prepare_cached(CLAIM)?;
-            let rows = stmt.query_map(
-                params![
-                    MessageState::Inflight,
-                    owner.id,
-                    token,
-                    expires,
-                    now,
-                    types,
-                    super::row::sql_int(limit),
-                ],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(10)?,
-                        Claimed {
-                            lease: Lease {
-                                id: row.get(0)?,
-                                token: token.clone(),
-                            },
-                            event_type: row.get(1)?,
-                            payload: row.get(2)?,
-                            key: row.get(3)?,
-                            source: row.get(4)?,
-                            correlation_id: row.get(5)?,
-                            priority: row.get(6)?,
-                            attempts: get_u32(row, 7)?,
-                            max_attempts: get_u32(row, 8)?,
-                            created_at: row.get(9)?,
-                            lease_expires_at: expires,
+            // The claim order across types: each type's first `limit`
+            // candidates, merged.
+            let mut candidates: Vec<(Priority, i64)> = Vec::new();
+            let mut select = tx.prepare_cached(CANDIDATES)?;
+            let types: std::collections::BTreeSet<&str> =
+                event_types.iter().map(AsRef::as_ref).collect();
+            for event_type in types {
+                let rows = select.query_map(
+                    params![event_type, now, super::row::sql_int(limit)],
+                    |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
+                )?;
+                for row in rows {
+                    candidates.push(row?);
+                }
+            }
+            candidates.sort_by(|(pa, sa), (pb, sb)| pb.cmp(pa).then(sa.cmp(sb)));
+            candidates.truncate(limit);
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+            let seqs =
+                serde_json::to_string(&candidates.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                    .unwrap_or_else(|_| "[]".to_owned());
+            let mut take = tx.prepare_cached(TAKE)?;
+            let rows = take.query_map(params![seqs, owner.id, token, expires, now], |row| {
+                Ok((
+                    row.get::<_, i64>(10)?,
+                    Claimed {
+                        lease: Lease {
+                            id: row.get(0)?,
+                            token: token.clone(),
                         },
-                    ))
-                },
-            )?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+                        event_type: row.get(1)?,
+                        payload: row.get(2)?,
+                        key: row.get(3)?,
+                        source: row.get(4)?,
+                        correlation_id: row.get(5)?,
+                        priority: row.get(6)?,
+                        attempts: get_u32(row, 7)?,
+                        max_attempts: get_u32(row, 8)?,
+                        created_at: row.get(9)?,
+                        lease_expires_at: expires,
+                    },
+                ))
+            })?;
+            let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            // RETURNING gives no order guarantee: restore the claim order.
+            claimed.sort_by(|(sa, a), (sb, b)| b.priority.cmp(&a.priority).then(sa.cmp(sb)));
+            let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
+            Ok::<_, rusqlite::Error>(claimed)
         })();
-        let mut claimed = result.map_err(|e| ctx.err(e))?;
+        let claimed = result.map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         self.registered = true;
-        // RETURNING gives no order guarantee: restore the claim order.
-        claimed
-            .sort_by(|(seq_a, a), (seq_b, b)| b.priority.cmp(&a.priority).then(seq_a.cmp(seq_b)));
-        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+        Ok(claimed)
     }
 }
 

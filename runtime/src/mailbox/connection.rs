@@ -115,6 +115,10 @@ pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, Mai
     // `LIMIT ?` is one): a full re-prepare on every claim.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(|e| ctx.err(e))?;
+    // Statement journals (a claim's multi-row UPDATE keeps one) stay in
+    // memory instead of spilling to a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(|e| ctx.err(e))?;
 
     migrate(&mut conn, &ctx)?;
     Ok(conn)

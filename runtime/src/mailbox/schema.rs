@@ -122,9 +122,11 @@ ALTER TABLE messages_v2 RENAME TO messages;
 
 -- Idempotency keys: unique among stored messages that have one.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key) WHERE key IS NOT NULL;
--- Claim order: highest priority, then oldest, among queued messages.
+-- Claim order within each event type: highest priority, then oldest,
+-- among queued messages. Claims read it per routable type, so queued
+-- messages no plugin handles are never scanned past.
 CREATE INDEX IF NOT EXISTS messages_queue
-    ON messages (priority DESC, seq) WHERE state = 'queued';
+    ON messages (event_type, priority DESC, seq) WHERE state = 'queued';
 -- When the next queued message of given types becomes due.
 CREATE INDEX IF NOT EXISTS messages_due
     ON messages (event_type, available_at) WHERE state = 'queued';
@@ -237,7 +239,12 @@ mod tests {
         let mb = Mailbox::open(dir.path().join("m.db")).expect("open");
         let page = super::super::dead_letters::page_sql();
         for (name, sql, index) in [
-            ("claim", super::super::claim::CLAIM, "messages_queue"),
+            (
+                "claim",
+                super::super::claim::CANDIDATES,
+                "messages_queue (event_type=?",
+            ),
+            ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
             ("next due", super::super::claim::NEXT_DUE, "messages_due"),
             ("reclaim", super::super::reclaim::STUCK, "messages_leases"),
             ("dead letters", page.as_str(), "messages_dead"),
