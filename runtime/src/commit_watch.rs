@@ -57,7 +57,7 @@ pub(crate) fn watch(store: &Path, changed: Arc<Notify>) -> Option<CommitWatch> {
                     event.kind,
                     EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
                 );
-                if written && event.paths.iter().any(|p| *p == wal) {
+                if written && event.paths.contains(&wal) {
                     changed.notify_one();
                 }
             })
