@@ -19,6 +19,9 @@ pub fn config(dir: &Path, instance_reuse: u32) -> anyhow::Result<Config> {
     config.store.path = dir.join("mailroom.db");
     config.plugins.dir = dir.join("plugins");
     config.plugins.instance_reuse = instance_reuse;
+    if let Ok(c) = std::env::var("BENCH_CONC") {
+        config.dispatcher.concurrency = c.parse()?;
+    }
     config.log.level = "warn".into();
     std::fs::create_dir_all(&config.plugins.dir)?;
     mailroom_test_artifacts::deploy(
@@ -39,12 +42,22 @@ pub async fn until_acked(host: &Host, messages: usize) {
     }
 }
 
+/// How a full queue drained.
+#[derive(Debug, Clone, Copy)]
+pub struct Drained {
+    /// From the host's start to the last ack.
+    pub took: Duration,
+    /// The share of that time the dispatcher's store connection was in use
+    /// (claims and commits): near 1, the store is the bottleneck.
+    pub store_busy: f64,
+}
+
 /// From a full queue of `messages` to empty.
 pub async fn full_queue(
     dir: &Path,
     messages: usize,
     instance_reuse: u32,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Drained> {
     let config = config(dir, instance_reuse)?;
     {
         let mut mb = Mailbox::open(&config.store.path)?;
@@ -59,10 +72,14 @@ pub async fn full_queue(
     }
     let started = Instant::now();
     let host = Host::start(&config).await?;
+    let busy_before = host.store().busy();
+    let draining = Instant::now();
     until_acked(&host, messages).await;
+    let store_busy = (host.store().busy() - busy_before).as_secs_f64()
+        / draining.elapsed().as_secs_f64().max(1e-9);
     let took = started.elapsed();
     host.shutdown().await;
-    Ok(took)
+    Ok(Drained { took, store_busy })
 }
 
 /// A producer enqueues `messages` in batches of 100 while the host works;

@@ -201,15 +201,23 @@ impl Run {
         report::throughput(
             "full queue to empty, fresh instance each",
             n,
-            full,
+            full.took,
             ceiling.process,
         );
         let reused = rt.block_on(end_to_end::full_queue(&self.dir("e2e-reuse")?, n, 64))?;
         report::throughput(
             "full queue to empty, instance reuse 64",
             n,
-            reused,
+            reused.took,
             ceiling.process,
+        );
+        report::figure(
+            "store connection busy (fresh / reuse)",
+            format!(
+                "{:.0}% / {:.0}% of the run",
+                100.0 * full.store_busy,
+                100.0 * reused.store_busy
+            ),
         );
         let produced = rt.block_on(end_to_end::with_producer(&self.dir("e2e-producer")?, n))?;
         report::throughput(
