@@ -6,6 +6,7 @@
 mod harness;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use harness::{Settings, TestHost, event, store};
 use mailroom_test_artifacts::{BEHAVIOUR, NOTIFIER, ORDER_VALIDATOR};
@@ -180,36 +181,28 @@ fn an_event_enqueued_by_another_process_just_after_start_is_handled() {
     // Long intervals widen the moment between the host's first claim and
     // its first look for other processes' commits; an enqueue landing there
     // must still be noticed.
-    let host = TestHost::with_settings(&Settings {
-        poll_interval: "1s",
-        reclaim_interval: "1h",
-        ..Settings::default()
-    });
-    host.deploy(BEHAVIOUR, "behaviour.wasm");
-    host.start();
-
-    let id = host.enqueue_one("behaviour", json!({ "action": "echo" }));
-    host.wait_until("the event to be handled", || {
-        store::messages(&host.db(), "behaviour.echo")
-            .iter()
-            .any(|e| e.correlation_id == id)
-    });
-    host.stop();
+    echo_from_another_process_is_handled("1s", Duration::ZERO);
 }
 
 #[test]
 fn another_process_enqueueing_wakes_an_idle_host_without_waiting_for_the_poll() {
     // The poll would not look for an hour: only the store's file watch can
-    // wake the idle host in time.
+    // wake the idle host in time. Idle first: the start-up claims are over.
+    echo_from_another_process_is_handled("1h", Duration::from_millis(300));
+}
+
+/// Starts a host polling every `poll_interval`, waits `idle_first`, then
+/// enqueues an echo through the CLI (another process) and waits for the
+/// host to handle it.
+fn echo_from_another_process_is_handled(poll_interval: &'static str, idle_first: Duration) {
     let host = TestHost::with_settings(&Settings {
-        poll_interval: "1h",
+        poll_interval,
         reclaim_interval: "1h",
         ..Settings::default()
     });
     host.deploy(BEHAVIOUR, "behaviour.wasm");
     host.start();
-    // Idle first: the start-up claims are over.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(idle_first);
 
     let id = host.enqueue_one("behaviour", json!({ "action": "echo" }));
     host.wait_until("the event to be handled", || {
