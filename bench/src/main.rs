@@ -16,7 +16,7 @@ mod report;
 mod wasm_cost;
 mod workload;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +36,10 @@ struct Args {
     /// e.g. `--only mailbox,end-to-end` to profile one of them.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// Run each throughput measurement this many times and report the median
+    /// (the ratios of a noisy machine settle with 3 or 5).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+    repeat: u32,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -96,10 +100,14 @@ fn main() -> anyhow::Result<()> {
         scratch: scratch.path().to_owned(),
         messages,
         quick: args.quick,
+        repeat: args.repeat,
         runtime,
     };
 
     println!("# mailroom-bench: {messages} messages of ~100-byte JSON; durability: full (default)");
+    if args.repeat > 1 {
+        println!("throughputs: the median of {} runs each", args.repeat);
+    }
     println!(
         "cores: {}",
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -136,6 +144,8 @@ struct Run {
     scratch: PathBuf,
     messages: usize,
     quick: bool,
+    /// Runs per throughput measurement; the median is reported.
+    repeat: u32,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -145,6 +155,43 @@ impl Run {
         let d = self.scratch.join(name);
         std::fs::create_dir_all(&d)?;
         Ok(d)
+    }
+
+    /// Runs `measure` (given a fresh scratch directory named after `name`)
+    /// `repeat` times; returns the runs sorted by `key`, so the median is in
+    /// the middle.
+    fn repeated<T>(
+        &self,
+        name: &str,
+        mut measure: impl FnMut(&Path) -> anyhow::Result<T>,
+        key: impl Fn(&T) -> Duration,
+    ) -> anyhow::Result<T> {
+        let mut runs = Vec::new();
+        for i in 0..self.repeat {
+            runs.push(measure(&self.dir(&format!("{name}-{i}"))?)?);
+        }
+        runs.sort_by_key(|r| key(r));
+        Ok(runs.swap_remove(runs.len() / 2))
+    }
+
+    /// The median phases of `repeat` runs of `measure`, phase by phase.
+    fn repeated_phases(
+        &self,
+        name: &str,
+        mut measure: impl FnMut(&Path) -> anyhow::Result<ceiling::Phases>,
+    ) -> anyhow::Result<ceiling::Phases> {
+        let mut runs = Vec::new();
+        for i in 0..self.repeat {
+            runs.push(measure(&self.dir(&format!("{name}-{i}"))?)?);
+        }
+        let median = |mut d: Vec<Duration>| {
+            d.sort();
+            d[d.len() / 2]
+        };
+        Ok(ceiling::Phases {
+            enqueue: median(runs.iter().map(|r| r.enqueue).collect()),
+            process: median(runs.iter().map(|r| r.process).collect()),
+        })
     }
 
     /// Prints an enqueue / process / total triple against `ceiling`.
@@ -163,7 +210,9 @@ impl Run {
     fn ceiling(&self) -> anyhow::Result<Ceiling> {
         report::section("1. Ceiling: raw SQLite, native handler");
         let n = self.messages;
-        let phases = ceiling::run(&self.dir("ceiling")?, n, ENQUEUE_BATCH, CLAIM_BATCH)?;
+        let phases = self.repeated_phases("ceiling", |dir| {
+            Ok(ceiling::run(dir, n, ENQUEUE_BATCH, CLAIM_BATCH)?)
+        })?;
         let ceiling = Ceiling {
             enqueue: report::rate(n, phases.enqueue),
             process: report::rate(n, phases.process),
@@ -179,12 +228,14 @@ impl Run {
 
     fn mailbox(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
         report::section("2. Mailbox only: Mailroom's mailbox API, native handler");
-        let phases = mailbox_only::run(
-            &self.dir("mailbox")?,
-            self.messages,
-            ENQUEUE_BATCH,
-            CLAIM_BATCH,
-        )?;
+        let phases = self.repeated_phases("mailbox", |dir| {
+            Ok(mailbox_only::run(
+                dir,
+                self.messages,
+                ENQUEUE_BATCH,
+                CLAIM_BATCH,
+            )?)
+        })?;
         self.phases(
             &format!("claim + handle + ack (batches of {CLAIM_BATCH})"),
             phases,
@@ -197,14 +248,15 @@ impl Run {
         report::section("3. End to end: the host with the order-validator plugin (wasm)");
         let n = self.messages;
         let rt = &self.runtime;
-        let full = rt.block_on(end_to_end::full_queue(&self.dir("e2e-full")?, n, 1))?;
+        let drained = |reuse| move |dir: &Path| rt.block_on(end_to_end::full_queue(dir, n, reuse));
+        let full = self.repeated("e2e-full", drained(1), |d| d.took)?;
         report::throughput(
             "full queue to empty, fresh instance each",
             n,
             full.took,
             ceiling.process,
         );
-        let reused = rt.block_on(end_to_end::full_queue(&self.dir("e2e-reuse")?, n, 64))?;
+        let reused = self.repeated("e2e-reuse", drained(64), |d| d.took)?;
         report::throughput(
             "full queue to empty, instance reuse 64",
             n,
@@ -219,7 +271,11 @@ impl Run {
                 100.0 * reused.store_busy
             ),
         );
-        let produced = rt.block_on(end_to_end::with_producer(&self.dir("e2e-producer")?, n))?;
+        let produced = self.repeated(
+            "e2e-producer",
+            |dir| rt.block_on(end_to_end::with_producer(dir, n)),
+            |took| *took,
+        )?;
         report::throughput(
             "with a concurrent producer (enqueue + handle)",
             n,
