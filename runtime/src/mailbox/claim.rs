@@ -31,6 +31,12 @@ pub(super) const TAKE: &str = "UPDATE messages
 pub(super) const NEXT_DUE: &str = "SELECT min(available_at) FROM messages
     WHERE state = 'queued' AND event_type IN (SELECT value FROM json_each(?1))";
 
+/// Claim order between two queued messages given as (priority, seq):
+/// highest priority first, then oldest.
+fn claim_order(a: (Priority, i64), b: (Priority, i64)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
 /// Proof of a claim: the message id and the token of this claim. Acks and
 /// failures are refused once the lease is no longer held.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,7 +127,7 @@ impl Mailbox {
                     candidates.push(row?);
                 }
             }
-            candidates.sort_by(|(pa, sa), (pb, sb)| pb.cmp(pa).then(sa.cmp(sb)));
+            candidates.sort_by(|a, b| claim_order(*a, *b));
             candidates.truncate(limit);
             if candidates.is_empty() {
                 return Ok(Vec::new());
@@ -153,7 +159,7 @@ impl Mailbox {
             })?;
             let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             // RETURNING gives no order guarantee: restore the claim order.
-            claimed.sort_by(|(sa, a), (sb, b)| b.priority.cmp(&a.priority).then(sa.cmp(sb)));
+            claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
             let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
             Ok::<_, rusqlite::Error>(claimed)
         })();
