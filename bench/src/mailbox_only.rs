@@ -11,12 +11,22 @@ use mailroom::message::NewMessage;
 use crate::ceiling::Phases;
 use crate::workload::{EVENT_TYPE, handle_natively, payload};
 
-/// Runs the mailbox over `messages` messages in `dir`.
+/// How acks are committed.
+#[derive(Debug, Clone, Copy)]
+pub struct AckShape {
+    /// Outcomes per settle transaction.
+    pub group: usize,
+    /// Whether each ack commits a follow-up message, as the order-validator's do.
+    pub follow_up: bool,
+}
+
+/// Runs the mailbox over `messages` messages in `dir`, acking as `shape` says.
 pub fn run(
     dir: &Path,
     messages: usize,
     enqueue_batch: usize,
     claim_batch: usize,
+    shape: AckShape,
 ) -> Result<Phases, MailboxError> {
     let path = dir.join("mailbox.db");
     let mut ingest = Mailbox::open(&path)?;
@@ -37,9 +47,12 @@ pub fn run(
     }
     let enqueue = started.elapsed();
 
-    // Every message is acked, without follow-ups (the ceiling emits none).
     let ack = Settlement::Ack {
-        follow_ups: Vec::new(),
+        follow_ups: if shape.follow_up {
+            vec![NewMessage::new("order.accepted", payload(0))]
+        } else {
+            Vec::new()
+        },
     };
     let started = Instant::now();
     loop {
@@ -54,8 +67,10 @@ pub fn run(
                 (c, &ack, None)
             })
             .collect();
-        for result in worker.settle(settlements)? {
-            result?;
+        for group in settlements.chunks(shape.group.max(1)) {
+            for result in worker.settle(group.to_vec())? {
+                result?;
+            }
         }
     }
     Ok(Phases {

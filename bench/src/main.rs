@@ -70,6 +70,9 @@ enum Child {
 
 /// Messages per claim and per settle transaction: the dispatcher's default batch.
 const CLAIM_BATCH: usize = 64;
+/// Outcomes per settle transaction in the end-to-end run on 2 cores: the
+/// settler commits whatever finished during its previous commit.
+const HOST_SETTLE_GROUP: usize = 19;
 /// Messages per enqueue transaction.
 const ENQUEUE_BATCH: usize = 1000;
 
@@ -228,18 +231,39 @@ impl Run {
 
     fn mailbox(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
         report::section("2. Mailbox only: Mailroom's mailbox API, native handler");
-        let phases = self.repeated_phases("mailbox", |dir| {
-            Ok(mailbox_only::run(
-                dir,
-                self.messages,
-                ENQUEUE_BATCH,
-                CLAIM_BATCH,
-            )?)
-        })?;
+        let shaped = |shape| {
+            move |dir: &Path| -> anyhow::Result<ceiling::Phases> {
+                Ok(mailbox_only::run(
+                    dir,
+                    self.messages,
+                    ENQUEUE_BATCH,
+                    CLAIM_BATCH,
+                    shape,
+                )?)
+            }
+        };
+        let like_ceiling = mailbox_only::AckShape {
+            group: CLAIM_BATCH,
+            follow_up: false,
+        };
+        let phases = self.repeated_phases("mailbox", shaped(like_ceiling))?;
         self.phases(
             &format!("claim + handle + ack (batches of {CLAIM_BATCH})"),
             phases,
             ceiling,
+        );
+        // The store's share of the end-to-end run, without wasm or dispatcher:
+        // acks as the host commits them there.
+        let like_host = mailbox_only::AckShape {
+            group: HOST_SETTLE_GROUP,
+            follow_up: true,
+        };
+        let phases = self.repeated_phases("mailbox-host-shape", shaped(like_host))?;
+        report::throughput(
+            &format!("  same, a follow-up per ack, acks in {HOST_SETTLE_GROUP}s"),
+            self.messages,
+            phases.process,
+            ceiling.process,
         );
         Ok(())
     }
