@@ -138,6 +138,7 @@ impl Host {
         let ingest = open(config.store.durability)?;
         let store = open(Durability::Fast)?;
         let reclaimed = store.call(|mb| mb.reclaim()).await?;
+        metrics.reclaimed(&reclaimed);
         if reclaimed.requeued + reclaimed.dead > 0 {
             tracing::warn!(
                 requeued = reclaimed.requeued,

@@ -34,7 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::mailbox::{Enqueued, MailboxError, Settled, Settlement, Stats};
+use crate::mailbox::{Enqueued, MailboxError, Reclaimed, Settled, Settlement, Stats};
 use crate::message::NewMessage;
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
@@ -113,7 +113,7 @@ impl Metrics {
         );
         let dead_lettered = by_event_type(
             "mailroom_events_dead_lettered",
-            "Messages dead-lettered by a handler outcome (fatal error or attempts spent)",
+            "Messages dead-lettered: a handler's fatal error, or attempts spent (by failures or by leases that ran out)",
         );
         let uncommitted = by_event_type(
             "mailroom_outcomes_uncommitted",
@@ -224,11 +224,24 @@ impl Metrics {
 
     /// Messages of `event_type` acked (committed) since the host started.
     pub fn acked_total(&self, event_type: &str) -> u64 {
-        self.acked
-            .get(&EventTypeLabel {
-                event_type: event_type.to_owned(),
-            })
-            .map_or(0, |counter| counter.get())
+        total(&self.acked, event_type)
+    }
+
+    /// Counts the messages a reclaim pass dead-lettered: their last attempt's
+    /// lease ran out (a host crashed or hung on it).
+    pub fn reclaimed(&self, reclaimed: &Reclaimed) {
+        for (event_type, n) in &reclaimed.dead_by_event_type {
+            self.dead_lettered
+                .get_or_create(&EventTypeLabel {
+                    event_type: event_type.clone(),
+                })
+                .inc_by(u64::try_from(*n).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Messages of `event_type` dead-lettered since the host started.
+    pub fn dead_lettered_total(&self, event_type: &str) -> u64 {
+        total(&self.dead_lettered, event_type)
     }
 
     /// Counts a plugin version loaded (new or replacing an older one).
@@ -269,6 +282,14 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+fn total(family: &ByEventType, event_type: &str) -> u64 {
+    family
+        .get(&EventTypeLabel {
+            event_type: event_type.to_owned(),
+        })
+        .map_or(0, |counter| counter.get())
 }
 
 fn inc(family: &ByEventType, event_type: &str) {

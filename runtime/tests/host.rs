@@ -140,3 +140,27 @@ async fn retries_back_off_until_success_or_the_dead_letter_queue() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_last_lease_ran_out_counts_as_dead_lettered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    std::fs::create_dir_all(&config.plugins.dir).expect("mkdir");
+    {
+        // A host that claimed the message's only attempt and vanished.
+        let mut gone = Mailbox::open(&config.store.path).expect("open");
+        gone.enqueue(NewMessage {
+            max_attempts: Some(1),
+            ..NewMessage::new("stuck", b"{}".to_vec())
+        })
+        .expect("enqueue");
+        let claimed = gone.claim(1, Duration::ZERO, &["stuck"]).expect("claim");
+        assert_eq!(claimed.len(), 1);
+    }
+
+    // The new host's start-up reclaim finds the lease run out.
+    let host = Host::start(&config).await.expect("start");
+    assert_eq!(count(dir.path(), "stuck"), (0, 0, 1));
+    assert_eq!(host.metrics().dead_lettered_total("stuck"), 1);
+    host.shutdown().await;
+}

@@ -276,6 +276,7 @@ impl Dispatcher {
             .await
         {
             Ok(r) if r.requeued + r.dead > 0 => {
+                self.metrics.reclaimed(&r);
                 tracing::warn!(
                     requeued = r.requeued,
                     dead = r.dead,

@@ -2,6 +2,8 @@
 //! whose owner process on this machine is gone. Runs on open of a host and
 //! periodically; a crash therefore costs one attempt, never the message.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, params};
 
 use super::claim::Lease;
@@ -22,12 +24,14 @@ pub(super) const STUCK: &str =
            OR lease_owner NOT IN (SELECT owner FROM hosts))";
 
 /// What one reclaim pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reclaimed {
     /// Messages put back in the queue.
     pub requeued: usize,
     /// Messages dead-lettered because their attempts were spent.
     pub dead: usize,
+    /// Those dead-lettered messages, counted by event type.
+    pub dead_by_event_type: BTreeMap<String, usize>,
     /// Owners found gone and forgotten.
     pub dead_owners: usize,
 }
@@ -117,7 +121,10 @@ fn reclaim_in(
             rand::random::<f64>(),
         );
         match apply_failure(tx, &lease, &transition, None, now)? {
-            Some(Settled::Dead) => result.dead += 1,
+            Some(Settled::Dead) => {
+                result.dead += 1;
+                *result.dead_by_event_type.entry(event_type).or_default() += 1;
+            }
             Some(_) => result.requeued += 1,
             None => {}
         }
