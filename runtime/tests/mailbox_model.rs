@@ -383,6 +383,39 @@ impl Harness {
             self.msgs.len() as u64,
             "no message lost or invented"
         );
+        // Every count the stats report, recomputed from the model.
+        let mut by_type: std::collections::BTreeMap<String, (u64, u64, u64)> =
+            std::collections::BTreeMap::new();
+        let (mut due, mut oldest_due) = (0u64, None::<i64>);
+        for m in self.msgs.values() {
+            let c = by_type.entry(TYPES[m.ty].to_owned()).or_default();
+            match m.state {
+                Model::Queued => {
+                    c.0 += 1;
+                    if m.available_at <= self.now() {
+                        due += 1;
+                        oldest_due =
+                            Some(oldest_due.map_or(m.available_at, |o| o.min(m.available_at)));
+                    }
+                }
+                Model::Inflight(_) => c.1 += 1,
+                Model::Dead => c.2 += 1,
+            }
+        }
+        let reported: std::collections::BTreeMap<String, (u64, u64, u64)> = stats
+            .by_event_type
+            .iter()
+            .map(|(t, c)| (t.clone(), (c.queued, c.inflight, c.dead)))
+            .collect();
+        assert_eq!(reported, by_type, "counts by event type");
+        let by_priority: u64 = stats.by_priority.values().map(|c| c.total()).sum();
+        assert_eq!(by_priority, self.msgs.len() as u64, "counts by priority");
+        assert_eq!(stats.due, due, "due now");
+        assert_eq!(
+            stats.oldest_due_age_ms,
+            oldest_due.map(|at| (self.now() - at).max(0)),
+            "oldest due"
+        );
         let mut holders = std::collections::HashSet::new();
         for (id, m) in &self.msgs {
             let stored = self

@@ -248,6 +248,26 @@ mod tests {
             ("next due", super::super::claim::NEXT_DUE, "messages_due"),
             ("reclaim", super::super::reclaim::STUCK, "messages_leases"),
             ("dead letters", page.as_str(), "messages_dead"),
+            (
+                "stats: queued",
+                super::super::stats::COUNTS[0].1,
+                "COVERING INDEX messages_queue",
+            ),
+            (
+                "stats: in flight",
+                super::super::stats::COUNTS[1].1,
+                "messages_leases",
+            ),
+            (
+                "stats: dead",
+                super::super::stats::COUNTS[2].1,
+                "messages_dead",
+            ),
+            (
+                "stats: due",
+                super::super::stats::DUE,
+                "COVERING INDEX messages_due",
+            ),
         ] {
             let steps = plan(&mb, sql);
             assert!(

@@ -56,6 +56,33 @@ pub struct Stats {
     pub oldest_due_age_ms: Option<Millis>,
 }
 
+/// Messages of one state by event type and priority. Each state's query
+/// reads that state's partial index (queued ones never touch the table),
+/// so a scrape of a store holding a large backlog reads small index
+/// entries rather than every row.
+pub(super) const COUNTS: [(MessageState, &str); 3] = [
+    (
+        MessageState::Queued,
+        "SELECT event_type, priority, count(*) FROM messages INDEXED BY messages_queue
+          WHERE state = 'queued' GROUP BY event_type, priority",
+    ),
+    (
+        MessageState::Inflight,
+        "SELECT event_type, priority, count(*) FROM messages INDEXED BY messages_leases
+          WHERE state = 'inflight' GROUP BY event_type, priority",
+    ),
+    (
+        MessageState::Dead,
+        "SELECT event_type, priority, count(*) FROM messages INDEXED BY messages_dead
+          WHERE state = 'dead' GROUP BY event_type, priority",
+    ),
+];
+
+/// Queued messages due at `?1`, and the earliest due time among them.
+pub(super) const DUE: &str =
+    "SELECT count(*), min(available_at) FROM messages INDEXED BY messages_due
+    WHERE state = 'queued' AND available_at <= ?1";
+
 impl Mailbox {
     /// Counts the store's messages.
     ///
@@ -67,36 +94,31 @@ impl Mailbox {
         let registry = self.plugin_registry()?;
         let served = registry.served_event_types();
         let read = || -> rusqlite::Result<Stats> {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT event_type, priority, state, count(*),
-                        sum(state = ?1 AND available_at <= ?2),
-                        min(CASE WHEN state = ?1 AND available_at <= ?2 THEN available_at END)
-                   FROM messages GROUP BY event_type, priority, state",
-            )?;
-            let mut rows = stmt.query(params![MessageState::Queued, now])?;
             let mut stats = Stats::default();
-            let mut oldest_due: Option<Millis> = None;
-            while let Some(row) = rows.next()? {
-                let event_type: String = row.get(0)?;
-                let priority: Priority = row.get(1)?;
-                let state: MessageState = row.get(2)?;
-                let n = u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
-                let due = u64::try_from(row.get::<_, Option<i64>>(4)?.unwrap_or(0)).unwrap_or(0);
-                if let Some(at) = row.get::<_, Option<Millis>>(5)? {
-                    oldest_due = Some(oldest_due.map_or(at, |o| o.min(at)));
+            for (state, sql) in COUNTS {
+                let mut stmt = self.conn.prepare_cached(sql)?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let event_type: String = row.get(0)?;
+                    let priority: Priority = row.get(1)?;
+                    let n = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
+                    stats.totals.add(state, n);
+                    stats.by_priority.entry(priority).or_default().add(state, n);
+                    if state == MessageState::Queued && !served.contains(event_type.as_str()) {
+                        stats.waiting_for_handler += n;
+                    }
+                    stats
+                        .by_event_type
+                        .entry(event_type)
+                        .or_default()
+                        .add(state, n);
                 }
-                stats.totals.add(state, n);
-                stats.by_priority.entry(priority).or_default().add(state, n);
-                stats.due += due;
-                if state == MessageState::Queued && !served.contains(event_type.as_str()) {
-                    stats.waiting_for_handler += n;
-                }
-                stats
-                    .by_event_type
-                    .entry(event_type)
-                    .or_default()
-                    .add(state, n);
             }
+            let (due, oldest_due): (i64, Option<Millis>) = self
+                .conn
+                .prepare_cached(DUE)?
+                .query_row(params![now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            stats.due = u64::try_from(due).unwrap_or(0);
             stats.oldest_due_age_ms = oldest_due.map(|at| now.saturating_sub(at).max(0));
             Ok(stats)
         };
