@@ -19,9 +19,6 @@ pub fn config(dir: &Path, instance_reuse: u32) -> anyhow::Result<Config> {
     config.store.path = dir.join("mailroom.db");
     config.plugins.dir = dir.join("plugins");
     config.plugins.instance_reuse = instance_reuse;
-    if let Ok(c) = std::env::var("BENCH_CONC") {
-        config.dispatcher.concurrency = c.parse()?;
-    }
     config.log.level = "warn".into();
     std::fs::create_dir_all(&config.plugins.dir)?;
     mailroom_test_artifacts::deploy(
