@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mailroom::config::Config;
 use mailroom::host::Host;
-use mailroom::mailbox::Mailbox;
+use mailroom::store::sqlite::Mailbox;
 use mailroom::message::NewMessage;
 
 use crate::workload::{EVENT_TYPE, payload};

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use mailroom::config::Config;
 use mailroom::host::Host;
-use mailroom::mailbox::{Durability, Mailbox, OpenOptions};
+use mailroom::store::sqlite::Mailbox;
+use mailroom::store::{Durability, OpenOptions};
 use mailroom::message::NewMessage;
 use mailroom::plugin::{HostConfig, PluginHost};
 use serde::{Deserialize, Serialize};

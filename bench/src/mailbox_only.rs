@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mailroom::mailbox::{Durability, Mailbox, MailboxError, OpenOptions, Settlement};
+use mailroom::store::sqlite::Mailbox;
+use mailroom::store::{Durability, OpenOptions, Settlement, StoreError};
 use mailroom::message::NewMessage;
 
 use crate::ceiling::Phases;
@@ -27,7 +28,7 @@ pub fn run(
     enqueue_batch: usize,
     claim_batch: usize,
     shape: AckShape,
-) -> Result<Phases, MailboxError> {
+) -> Result<Phases, StoreError> {
     let path = dir.join("mailbox.db");
     let mut ingest = Mailbox::open(&path)?;
     let options = OpenOptions {
@@ -68,7 +69,7 @@ pub fn run(
             })
             .collect();
         for group in settlements.chunks(shape.group.max(1)) {
-            for result in worker.settle(group.to_vec())? {
+            for result in worker.settle(group)? {
                 result?;
             }
         }

@@ -14,6 +14,12 @@ pub type Millis = i64;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Now, in milliseconds since the Unix epoch.
     fn now_ms(&self) -> Millis;
+
+    /// Whether this is the machine's real clock (a store shared by several
+    /// machines then prefers the database server's clock to it).
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 /// The system clock.
@@ -25,6 +31,10 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

@@ -1,4 +1,4 @@
-//! The long-lived host, assembled: the store (one connection for ingest, one
+//! The long-lived host, assembled: the store (one handle for ingest, one
 //! for the dispatcher), the wasm plugin host, the routing table kept in step
 //! with the plugin folder, and the dispatcher. This is the library API for
 //! embedding Mailroom in another program; `mailroom run` is a thin shell
@@ -27,12 +27,11 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::commit_watch::{self, CommitWatch};
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http;
 use crate::loader::Loader;
-use crate::mailbox::{Durability, Enqueued, Mailbox, MailboxError, SharedMailbox};
+use crate::store::{Durability, Enqueued, Store, StoreError};
 use crate::message::NewMessage;
 use crate::metrics::Metrics;
 use crate::plugin::{HostConfig, PluginError, PluginHost};
@@ -44,7 +43,7 @@ use crate::watcher::{self, FolderWatcher, WatchError};
 pub enum HostError {
     /// The store could not be opened.
     #[error(transparent)]
-    Store(#[from] MailboxError),
+    Store(#[from] StoreError),
     /// The wasm engine could not be set up.
     #[error(transparent)]
     Plugins(#[from] PluginError),
@@ -75,16 +74,14 @@ pub enum HostError {
 /// (in-flight messages come back when their leases expire).
 #[derive(Debug)]
 pub struct Host {
-    ingest: SharedMailbox,
-    store: SharedMailbox,
+    ingest: Store,
+    store: Store,
     routes: Routes,
     wake: Arc<Notify>,
     shutdown: watch::Sender<bool>,
     dispatcher: JoinHandle<()>,
     folder: JoinHandle<()>,
     _watcher: FolderWatcher,
-    /// Wakes the dispatcher when another process commits.
-    _commit_watch: Option<CommitWatch>,
     plugin_dir: PathBuf,
     metrics: Arc<Metrics>,
     /// False once the plugin folder's events stop being applied.
@@ -122,22 +119,22 @@ impl Host {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let open = |durability: Durability| -> Result<SharedMailbox, MailboxError> {
+        let location = config.store_location();
+        let open = |durability: Durability| {
             let mut options = config.open_options(true);
             options.durability = durability;
-            Ok(SharedMailbox::new(
-                Mailbox::open_with(&config.store.path, &options)?
-                    .with_clock(clock.clone())
-                    .with_policies(config.policies()),
-            ))
+            options.clock = clock.clone();
+            let location = location.clone();
+            async move { Store::open(&location, &options).await }
         };
         // Enqueues are acknowledged only once synced (per the configured
         // durability). Claims, acks and failures need no sync: losing them to
         // a power cut means a redelivery, never a loss, because an ack and
         // the events it emits commit together.
-        let ingest = open(config.store.durability)?;
-        let store = open(Durability::Fast)?;
-        let reclaimed = store.call(|mb| mb.reclaim()).await?;
+        let ingest = open(config.store.durability).await?;
+        let store = open(Durability::Fast).await?;
+        store.register_host().await?;
+        let reclaimed = store.reclaim().await?;
         metrics.reclaimed(&reclaimed);
         if reclaimed.requeued + reclaimed.dead > 0 {
             tracing::warn!(
@@ -197,22 +194,21 @@ impl Host {
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let store_written = Arc::new(Notify::new());
-        let commit_watch = commit_watch::watch(&config.store.path, store_written.clone());
+        let commits = store.commit_signal().await;
         let dispatcher = Dispatcher {
             store: store.clone(),
             routes: routes.clone(),
             settings: config.dispatcher.clone(),
             clock,
             wake: wake.clone(),
-            store_written,
+            commits,
             shutdown: shutdown_rx,
             delivery_timeout: config.plugins.timeout,
             metrics: metrics.clone(),
         };
         let dispatcher = tokio::spawn(dispatcher.run());
         tracing::info!(
-            store = %config.store.path.display(),
+            store = %location,
             plugins = %plugin_dir.display(),
             event_types = ?routes.event_types(),
             concurrency = config.dispatcher.concurrency,
@@ -227,7 +223,6 @@ impl Host {
             dispatcher,
             folder,
             _watcher: watcher,
-            _commit_watch: commit_watch,
             plugin_dir,
             metrics,
             watching,
@@ -247,26 +242,23 @@ impl Host {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Invalid`] / [`MailboxError::InvalidInBatch`] (nothing
+    /// [`StoreError::Invalid`] / [`StoreError::InvalidInBatch`] (nothing
     /// stored), or a store failure.
-    pub async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, MailboxError> {
+    pub async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
         let counted = messages.clone();
-        let enqueued = self
-            .ingest
-            .call(move |mb| mb.enqueue_batch(messages))
-            .await?;
+        let enqueued = self.ingest.enqueue_batch(messages).await?;
         self.metrics.enqueued(&counted, &enqueued);
         self.wake.notify_one();
         Ok(enqueued)
     }
 
     /// The producer connection (configured durability), for other ways in.
-    pub fn ingest(&self) -> &SharedMailbox {
+    pub fn ingest(&self) -> &Store {
         &self.ingest
     }
 
     /// The dispatcher's connection (claims, acks, the plugin registry).
-    pub fn store(&self) -> &SharedMailbox {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -324,5 +316,7 @@ impl Host {
         self.folder.abort();
         // Wait until the aborted task has dropped its loader (its store handle).
         let _ = self.folder.await;
+        // Other processes stop showing this host at once.
+        self.store.close().await;
     }
 }

@@ -4,15 +4,16 @@
 //!
 //! - [`message`], [`ingest`] and [`clock`]: what a message is, the JSON
 //!   object producers send, and the one source of time.
-//! - [`mailbox`]: the durable SQLite store. It holds no policy: it executes
-//!   the transitions it is told to, each guarded by the expected state and lease.
+//! - [`store`]: the durable mailbox, one seam over two backends (an embedded
+//!   SQLite file, or a PostgreSQL database many hosts share). It holds no
+//!   policy: it executes the transitions it is told to, each guarded by the
+//!   expected state and lease, and wakes hosts when others commit.
 //! - [`state_machine`]: the decisions (what follows a success, a retryable or a
 //!   fatal failure, an expired lease; backoff with cap and jitter). Pure, no I/O.
 //! - [`plugin`]: the sandboxed wasm host. The only module that knows wasmtime.
 //! - [`routing`], [`watcher`] and [`loader`]: which plugin serves each event
 //!   type, and keeping that in step with the plugin folder.
-//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes;
-//!   `commit_watch` wakes it when another process commits to the store.
+//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes.
 //! - [`host`]: everything assembled: the library API for embedding Mailroom.
 //! - The ways in and out: [`config`], [`logging`], [`http`] with [`metrics`],
 //!   and the `mailroom` command line (`cli`).
@@ -21,7 +22,6 @@
 #[doc(hidden)]
 pub mod cli;
 pub mod clock;
-mod commit_watch;
 pub mod config;
 pub mod dispatcher;
 pub mod host;
@@ -29,10 +29,10 @@ pub mod http;
 pub mod ingest;
 pub mod loader;
 pub mod logging;
-pub mod mailbox;
 pub mod message;
 pub mod metrics;
 pub mod plugin;
 pub mod routing;
 pub mod state_machine;
+pub mod store;
 pub mod watcher;

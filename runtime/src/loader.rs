@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::Notify;
 
-use crate::mailbox::SharedMailbox;
+use crate::store::{Store, StoreError};
 use crate::plugin::{PluginHost, file_digest};
 use crate::routing::{Routed, Routes};
 use crate::watcher::{FolderEvent, is_plugin_file};
@@ -18,7 +18,7 @@ use crate::watcher::{FolderEvent, is_plugin_file};
 pub struct Loader {
     host: PluginHost,
     routes: Routes,
-    store: SharedMailbox,
+    store: Store,
     dir: PathBuf,
     /// Poked when routes change, so the dispatcher claims for new types at once.
     routes_changed: std::sync::Arc<Notify>,
@@ -31,7 +31,7 @@ impl Loader {
     pub fn new(
         host: PluginHost,
         routes: Routes,
-        store: SharedMailbox,
+        store: Store,
         dir: PathBuf,
         routes_changed: std::sync::Arc<Notify>,
     ) -> Self {
@@ -139,7 +139,7 @@ impl Loader {
                     .unwrap_or_default();
                 tracing::error!(path = %path_text, "plugin rejected: {reason}{keeps}");
                 self.metrics.plugin_rejected();
-                self.record(move |mb| mb.record_plugin_rejected(&path_text, &reason))
+                self.record(self.store.record_plugin_rejected(path_text, reason))
                     .await;
             }
         }
@@ -153,30 +153,23 @@ impl Loader {
                 "plugin unloaded: messages of its event types wait for a handler"
             );
         }
-        self.record(move |mb| mb.forget_plugin(&path_text)).await;
+        self.record(self.store.forget_plugin(path_text)).await;
     }
 
     /// Records `plugin` as loaded from `path_text` (clearing a rejection).
     async fn record_loaded(&self, plugin: &crate::plugin::Plugin, path_text: String) {
-        let (name, version, types, digest) = (
+        self.record(self.store.record_plugin_loaded(
+            path_text,
             plugin.name().to_owned(),
             plugin.version().to_owned(),
             plugin.event_types().to_vec(),
             plugin.digest().to_owned(),
-        );
-        self.record(move |mb| {
-            mb.record_plugin_loaded(&path_text, &name, &version, &types, &digest)
-        })
+        ))
         .await;
     }
 
-    async fn record<F>(&self, f: F)
-    where
-        F: FnOnce(&mut crate::mailbox::Mailbox) -> Result<(), crate::mailbox::MailboxError>
-            + Send
-            + 'static,
-    {
-        if let Err(e) = self.store.call(f).await {
+    async fn record(&self, write: impl Future<Output = Result<(), StoreError>>) {
+        if let Err(e) = write.await {
             tracing::warn!("could not record the plugin registry in the store: {e}");
         }
     }

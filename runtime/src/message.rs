@@ -135,6 +135,9 @@ pub enum InvalidInput {
     /// A message id does not parse.
     #[error("{0}")]
     Id(String),
+    /// The payload is not what this way in takes (the SQL outbox takes JSON).
+    #[error("{0}")]
+    Payload(String),
     /// A key, source or correlation id is empty or too long.
     #[error("{field} must be 1 to {max} bytes long")]
     Field {

@@ -34,7 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::mailbox::{Enqueued, MailboxError, Reclaimed, Settled, Settlement, Stats};
+use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::message::NewMessage;
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
@@ -200,7 +200,7 @@ impl Metrics {
         plugin: &str,
         took: Duration,
         settlement: &Settlement,
-        result: &Result<Settled, MailboxError>,
+        result: &Result<Settled, StoreError>,
     ) {
         self.handler_duration
             .get_or_create(&PluginLabel {

@@ -1,17 +1,19 @@
 //! A producer: enqueues `order.created` events straight into the store a
 //! `mailroom run` host is working on, through Mailroom's library API. The
 //! enqueue is durable when `enqueue_batch` returns; the host (another
-//! process) notices it within its poll interval.
+//! process) notices it at once.
 //!
 //! ```sh
 //! cargo run -p mailroom-example-producer -- target/demo/mailroom.db 100
+//! cargo run -p mailroom-example-producer -- postgres://app:secret@localhost/shop 100
 //! ```
 
 use anyhow::Context as _;
-use mailroom::mailbox::Mailbox;
 use mailroom::message::NewMessage;
+use mailroom::store::{Location, OpenOptions, Store};
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let store = args.next().unwrap_or_else(|| "mailroom.db".to_owned());
     let count: usize = match args.next() {
@@ -20,9 +22,14 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("`{n}` is not a number of orders"))?,
         None => 10,
     };
+    // A URL names a PostgreSQL store (or `sqlite:PATH`); anything else is a file.
+    let location = if store.contains("://") || store.starts_with("sqlite:") {
+        Location::parse_url(&store)?
+    } else {
+        Location::Sqlite(store.into())
+    };
 
-    let mut mailbox =
-        Mailbox::open(&store).with_context(|| format!("cannot open the store {store}"))?;
+    let store = Store::open(&location, &OpenOptions::default()).await?;
     let orders = (1..=count)
         .map(|n| {
             let payload = format!(
@@ -32,10 +39,10 @@ fn main() -> anyhow::Result<()> {
             NewMessage::new("order.created", payload.into_bytes()).with_key(format!("order-p-{n}"))
         })
         .collect();
-    let enqueued = mailbox.enqueue_batch(orders)?;
+    let enqueued = store.enqueue_batch(orders).await?;
     let new = enqueued.iter().filter(|e| !e.duplicate).count();
     println!(
-        "enqueued {new} new orders ({} already stored) into {store}",
+        "enqueued {new} new orders ({} already stored) into {location}",
         enqueued.len() - new
     );
     Ok(())

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::output::{self, print_json, print_table, table, timestamp};
 use crate::config::Config;
-use crate::mailbox::{DeadLetterFilter, MailboxError, Selection, StoredMessage};
+use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 use crate::message::{self, MessageId};
 
 /// The `dlq` commands.
@@ -75,25 +75,27 @@ pub struct SelectArgs {
     json: bool,
 }
 
-pub(super) fn execute(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
+pub(super) async fn execute(config: &Config, command: DlqCommand) -> anyhow::Result<()> {
     match command {
-        DlqCommand::List(args) => list(config, args),
-        DlqCommand::Show(args) => show(config, &args),
-        DlqCommand::Redrive(args) => act(config, &args, Action::Redrive),
-        DlqCommand::Purge(args) => act(config, &args, Action::Purge),
+        DlqCommand::List(args) => list(config, args).await,
+        DlqCommand::Show(args) => show(config, &args).await,
+        DlqCommand::Redrive(args) => act(config, &args, Action::Redrive).await,
+        DlqCommand::Purge(args) => act(config, &args, Action::Purge).await,
     }
 }
 
-fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
+async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     if let Some(t) = &args.event_type {
         message::validate_event_type(t).context("bad --event-type")?;
     }
-    let mailbox = super::open_existing(config)?;
-    let page = mailbox.dead_letters(&DeadLetterFilter {
-        event_type: args.event_type.clone(),
-        limit: usize::from(args.limit),
-        cursor: args.cursor,
-    })?;
+    let store = super::open_existing(config).await?;
+    let page = store
+        .dead_letters(DeadLetterFilter {
+            event_type: args.event_type.clone(),
+            limit: usize::from(args.limit),
+            cursor: args.cursor,
+        })
+        .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         print_json(&mut out, &page.items)?;
@@ -141,10 +143,10 @@ struct Shown<'a> {
     payload_hex: Option<String>,
 }
 
-fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
+async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
-    let mailbox = super::open_existing(config)?;
-    let message = mailbox.dead_letter(id).map_err(not_dead)?;
+    let store = super::open_existing(config).await?;
+    let message = store.dead_letter(id).await.map_err(not_dead)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let bytes = &message.payload;
@@ -218,7 +220,7 @@ enum Action {
     Purge,
 }
 
-fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Result<()> {
+async fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Result<()> {
     let selection = if let Some(id) = &args.id {
         Selection::One(parse_id(id)?)
     } else if let Some(t) = &args.event_type {
@@ -227,15 +229,15 @@ fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Result<()>
     } else {
         Selection::All
     };
-    let mut mailbox = super::open_existing(config)?;
+    let store = super::open_existing(config).await?;
     let (count, verb, name) = match action {
         Action::Redrive => (
-            mailbox.redrive(&selection).map_err(not_dead)?,
+            store.redrive(selection.clone()).await.map_err(not_dead)?,
             "redrove",
             "redrive",
         ),
         Action::Purge => (
-            mailbox.purge(&selection).map_err(not_dead)?,
+            store.purge(selection.clone()).await.map_err(not_dead)?,
             "purged",
             "purge",
         ),
@@ -267,12 +269,12 @@ fn parse_id(id: &str) -> anyhow::Result<MessageId> {
 }
 
 /// Says what to do when the message is missing or not a dead letter.
-fn not_dead(error: MailboxError) -> anyhow::Error {
+fn not_dead(error: StoreError) -> anyhow::Error {
     match error {
-        MailboxError::WrongState { .. } => {
+        StoreError::WrongState { .. } => {
             anyhow::anyhow!("{error}: only dead letters can be shown, redriven or purged")
         }
-        MailboxError::NoSuchMessage { .. } => {
+        StoreError::NoSuchMessage { .. } => {
             anyhow::anyhow!(
                 "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
             )

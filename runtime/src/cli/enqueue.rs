@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::output::print_json;
 use crate::config::Config;
 use crate::ingest::{self, EventDefaults};
-use crate::mailbox::{Enqueued, Mailbox, MailboxError};
+use crate::store::{Enqueued, Store, StoreError};
 use crate::message::{self, InvalidInput, MessageId, NewMessage, Priority};
 
 /// Lines per transaction with `--ndjson`: large enough that a commit (and its
@@ -99,7 +99,7 @@ struct Report {
     duplicates: Vec<MessageId>,
 }
 
-pub(super) fn execute(config: &Config, args: EnqueueArgs) -> anyhow::Result<()> {
+pub(super) async fn execute(config: &Config, args: EnqueueArgs) -> anyhow::Result<()> {
     if let Some(event_type) = &args.event_type {
         message::validate_event_type(event_type)
             .with_context(|| "bad EVENT_TYPE argument".to_owned())?;
@@ -116,19 +116,23 @@ pub(super) fn execute(config: &Config, args: EnqueueArgs) -> anyhow::Result<()> 
     let mut report = Report::default();
     let result = if args.ndjson {
         // Opened first, so a bad store path fails before a long input is read.
-        let mut mailbox = super::open_or_create(config)?;
+        let store = super::open_or_create(config).await?;
         let stdin = std::io::stdin();
         enqueue_lines(
-            &mut mailbox,
+            &store,
             stdin.lock(),
             args.event_type.as_deref(),
             &defaults,
             &mut |done: &[Enqueued]| record(&mut out, &mut report, done, args.json),
         )
+        .await
     } else {
         let message = single(&args, &defaults)?;
-        let mut mailbox = super::open_or_create(config)?;
-        let done = mailbox.enqueue(message).map_err(|e| explain(e, config))?;
+        let store = super::open_or_create(config).await?;
+        let done = store
+            .enqueue(message)
+            .await
+            .map_err(|e| explain(e, config))?;
         record(&mut out, &mut report, &[done], args.json)
     };
     if args.json {
@@ -168,8 +172,8 @@ fn single(args: &EnqueueArgs, defaults: &EventDefaults) -> anyhow::Result<NewMes
 /// Reads `input` line by line and enqueues a batch at a time, calling
 /// `done` after each commit. On a bad line, the batches before it stay
 /// stored and the error says from which line to resend.
-fn enqueue_lines(
-    mailbox: &mut Mailbox,
+async fn enqueue_lines(
+    store: &Store,
     mut input: impl BufRead,
     event_type: Option<&str>,
     defaults: &EventDefaults,
@@ -214,13 +218,13 @@ fn enqueue_lines(
         }
         if batch.len() == BATCH || (n == 0 && !batch.is_empty()) {
             let count = batch.len();
-            let result = mailbox.enqueue_batch(std::mem::take(&mut batch));
+            let result = store.enqueue_batch(std::mem::take(&mut batch)).await;
             let enqueued = result.map_err(|e| {
                 let (line, reason) = match e {
-                    MailboxError::InvalidInBatch { index, source } => {
+                    StoreError::InvalidInBatch { index, source } => {
                         (lines.get(index).copied(), invalid(&source))
                     }
-                    MailboxError::Invalid(source) => (lines.first().copied(), invalid(&source)),
+                    StoreError::Invalid(source) => (lines.first().copied(), invalid(&source)),
                     other => (None, other.to_string()),
                 };
                 let place = line.map(|l| format!("line {l}: ")).unwrap_or_default();
@@ -275,9 +279,9 @@ fn invalid(source: &InvalidInput) -> String {
 }
 
 /// Adds reasons the mailbox cannot know to its errors.
-fn explain(error: MailboxError, config: &Config) -> anyhow::Error {
+fn explain(error: StoreError, config: &Config) -> anyhow::Error {
     match &error {
-        MailboxError::Invalid(InvalidInput::PayloadTooLarge { .. }) => anyhow::anyhow!(
+        StoreError::Invalid(InvalidInput::PayloadTooLarge { .. }) => anyhow::anyhow!(
             "{error}: send a smaller payload, or raise store.max_payload_bytes (now {})",
             config.store.max_payload_bytes
         ),

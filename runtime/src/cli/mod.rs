@@ -27,15 +27,18 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Overrides};
-use crate::mailbox::Mailbox;
+use anyhow::Context as _;
+
+use crate::store::Store;
 
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "mailroom",
     version,
-    about = "A WebAssembly-pluggable event processing runtime with a durable SQLite mailbox",
-    long_about = "A WebAssembly-pluggable event processing runtime with a durable SQLite mailbox.\n\n\
+    about = "A WebAssembly-pluggable event processing runtime with a durable mailbox",
+    long_about = "A WebAssembly-pluggable event processing runtime with a durable mailbox: an embedded \
+        SQLite file, or a PostgreSQL database that many hosts share.\n\n\
         `mailroom run` is the long-lived host: it watches a folder of .wasm plugins and hands \
         each due message to the plugin for its event type. The other commands work on the same \
         store from another process, while the host runs or not.\n\n\
@@ -66,10 +69,21 @@ pub struct GlobalArgs {
         display_order = 900
     )]
     pub config: Option<PathBuf>,
-    /// The store file; overrides store.path from the config file and
-    /// MAILROOM_STORE_PATH [default: mailroom.db]
+    /// The store file; overrides store.path and store.url from the config
+    /// file and the environment [default: mailroom.db]
     #[arg(long, global = true, value_name = "PATH", display_order = 901)]
     pub db: Option<PathBuf>,
+    /// The store as a URL: postgres://USER:PASSWORD@HOST:PORT/DATABASE for a
+    /// PostgreSQL store, or sqlite:PATH; overrides store.url and
+    /// MAILROOM_STORE_URL
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        conflicts_with = "db",
+        display_order = 902
+    )]
+    pub store: Option<String>,
 }
 
 /// The commands.
@@ -120,6 +134,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     let mut overrides = Overrides {
         config: cli.global.config,
         store_path: cli.global.db,
+        store_url: cli.global.store,
         ..Overrides::default()
     };
     if let Command::Run(args) = &cli.command {
@@ -131,10 +146,22 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&overrides)?;
     let result = match cli.command {
         Command::Run(_) => run::execute(config),
-        Command::Enqueue(args) => enqueue::execute(&config, args),
-        Command::Stats(args) => stats::execute(&config, &args),
-        Command::Dlq(command) => dlq::execute(&config, command),
-        Command::Plugins(args) => plugins::execute(&config, &args),
+        command => {
+            // The other commands do a few store calls each: one thread will do.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                match command {
+                    Command::Run(_) => unreachable!("handled above"),
+                    Command::Enqueue(args) => enqueue::execute(&config, args).await,
+                    Command::Stats(args) => stats::execute(&config, &args).await,
+                    Command::Dlq(command) => dlq::execute(&config, command).await,
+                    Command::Plugins(args) => plugins::execute(&config, &args).await,
+                }
+            })
+        }
     };
     match result {
         // A reader that went away (`mailroom dlq list | head`) is not an error.
@@ -152,15 +179,14 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 /// Opens the configured store for a command that must not create it.
-fn open_existing(config: &Config) -> anyhow::Result<Mailbox> {
-    let mailbox = Mailbox::open_with(&config.store.path, &config.open_options(false))?;
-    Ok(mailbox.with_policies(config.policies()))
+async fn open_existing(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store_location(), &config.open_options(false)).await?)
 }
 
-/// Opens the configured store, creating the file (not its directory) if needed.
-fn open_or_create(config: &Config) -> anyhow::Result<Mailbox> {
-    let mailbox = Mailbox::open_with(&config.store.path, &config.open_options(true))?;
-    Ok(mailbox.with_policies(config.policies()))
+/// Opens the configured store, creating it (not the file's directory) if
+/// needed.
+async fn open_or_create(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store_location(), &config.open_options(true)).await?)
 }
 
 /// Writes to stdout, naming stdout in the error.

@@ -9,13 +9,15 @@ use serde::Serialize;
 use super::output::{ago, print_json, print_table, table};
 use crate::clock::Millis;
 use crate::config::Config;
-use crate::mailbox::PluginRegistry;
+use crate::store::{HostRecord, PluginRegistry};
 
 /// `mailroom plugins`'s arguments.
 #[derive(Debug, Args)]
 pub struct PluginsArgs {
     /// Print JSON: {"loaded": [{"name", "version", "event_types", "digest",
-    /// "path", "updated_at"}], "rejected": [{"path", "reason", "updated_at"}]}
+    /// "path", "host", "updated_at"}], "rejected": [{"path", "reason", "host",
+    /// "updated_at"}], "hosts": [{"host", "hostname", "pid", "started_at",
+    /// "heartbeat_at"}]}
     #[arg(long)]
     json: bool,
 }
@@ -28,6 +30,7 @@ struct Loaded<'a> {
     event_types: &'a [String],
     digest: &'a str,
     path: &'a str,
+    host: &'a str,
     updated_at: Millis,
 }
 
@@ -36,6 +39,7 @@ struct Loaded<'a> {
 struct Rejected<'a> {
     path: &'a str,
     reason: &'a str,
+    host: &'a str,
     updated_at: Millis,
 }
 
@@ -43,11 +47,12 @@ struct Rejected<'a> {
 struct Report<'a> {
     loaded: Vec<Loaded<'a>>,
     rejected: Vec<Rejected<'a>>,
+    hosts: &'a [HostRecord],
 }
 
-pub(super) fn execute(config: &Config, args: &PluginsArgs) -> anyhow::Result<()> {
-    let mailbox = super::open_existing(config)?;
-    let registry = mailbox.plugin_registry()?;
+pub(super) async fn execute(config: &Config, args: &PluginsArgs) -> anyhow::Result<()> {
+    let store = super::open_existing(config).await?;
+    let registry = store.plugin_registry().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         return print_json(&mut out, &report(&registry));
@@ -66,6 +71,7 @@ fn report(registry: &PluginRegistry) -> Report<'_> {
                 event_types: &p.event_types,
                 digest: text(&p.digest),
                 path: &p.path,
+                host: &p.host,
                 updated_at: p.updated_at,
             })
             .collect(),
@@ -75,9 +81,11 @@ fn report(registry: &PluginRegistry) -> Report<'_> {
             .map(|p| Rejected {
                 path: &p.path,
                 reason: text(&p.reason),
+                host: &p.host,
                 updated_at: p.updated_at,
             })
             .collect(),
+        hosts: &registry.hosts,
     }
 }
 
@@ -93,10 +101,12 @@ fn human(out: &mut impl Write, registry: &PluginRegistry) -> std::io::Result<()>
         )?;
         return Ok(());
     }
+    super::stats::hosts(out, &registry.hosts)?;
+    writeln!(out)?;
     writeln!(out, "loaded: {}", registry.loaded.len())?;
     if !registry.loaded.is_empty() {
         let mut t = table(
-            &["NAME", "VERSION", "EVENT TYPES", "DIGEST", "PATH", "SINCE"],
+            &["NAME", "VERSION", "EVENT TYPES", "DIGEST", "PATH", "HOST", "SINCE"],
             &[],
         );
         for p in &registry.loaded {
@@ -106,17 +116,30 @@ fn human(out: &mut impl Write, registry: &PluginRegistry) -> std::io::Result<()>
                 p.event_types.join(", "),
                 short_digest(p.digest.as_deref().unwrap_or("")),
                 p.path.clone(),
+                p.host.clone(),
                 ago(p.updated_at),
             ]);
         }
         print_table(out, &t)?;
     }
+    for (event_type, digests) in registry.mixed_builds() {
+        let builds: Vec<String> = digests.iter().map(|d| short_digest(d)).collect();
+        writeln!(
+            out,
+            "note: hosts serve {event_type} with different builds ({}): a deploy in progress, or plugin folders that differ",
+            builds.join(", ")
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "rejected: {}", registry.rejected.len())?;
     if !registry.rejected.is_empty() {
-        let mut t = table(&["PATH", "REASON"], &[]);
+        let mut t = table(&["PATH", "HOST", "REASON"], &[]);
         for p in &registry.rejected {
-            t.add_row(vec![p.path.clone(), p.reason.clone().unwrap_or_default()]);
+            t.add_row(vec![
+                p.path.clone(),
+                p.host.clone(),
+                p.reason.clone().unwrap_or_default(),
+            ]);
         }
         print_table(out, &t)?;
     }

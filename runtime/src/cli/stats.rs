@@ -4,23 +4,24 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::output::{age, print_json, print_table, table};
+use super::output::{age, ago, print_json, print_table, table};
 use crate::config::Config;
-use crate::mailbox::{StateCounts, Stats};
+use crate::store::{HostRecord, StateCounts, Stats};
 
 /// `mailroom stats`'s arguments.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Print JSON: {"queued", "inflight", "dead", "by_event_type": {TYPE: {"queued",
     /// "inflight", "dead"}}, "by_priority", "due", "waiting_for_handler",
-    /// "oldest_due_age_ms"}
+    /// "oldest_due_age_ms", "hosts": [{"host", "hostname", "pid", "started_at",
+    /// "heartbeat_at"}]}
     #[arg(long)]
     json: bool,
 }
 
-pub(super) fn execute(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
-    let mailbox = super::open_existing(config)?;
-    let stats = mailbox.stats()?;
+pub(super) async fn execute(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
+    let store = super::open_existing(config).await?;
+    let stats = store.stats().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         return print_json(&mut out, &stats);
@@ -29,7 +30,8 @@ pub(super) fn execute(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
 }
 
 fn human(out: &mut impl Write, stats: &Stats, config: &Config) -> std::io::Result<()> {
-    writeln!(out, "store: {}", config.store.path.display())?;
+    writeln!(out, "store: {}", config.store_location())?;
+    hosts(out, &stats.hosts)?;
     if stats.totals.total() == 0 {
         writeln!(out, "no messages")?;
         return Ok(());
@@ -66,6 +68,19 @@ fn human(out: &mut impl Write, stats: &Stats, config: &Config) -> std::io::Resul
         writeln!(out, "oldest due message:     due for {}", age(ms))?;
     }
     Ok(())
+}
+
+/// The running hosts, one line each.
+pub(super) fn hosts(out: &mut impl Write, hosts: &[HostRecord]) -> std::io::Result<()> {
+    if hosts.is_empty() {
+        return writeln!(out, "hosts: none running");
+    }
+    writeln!(out, "hosts: {}", hosts.len())?;
+    let mut t = table(&["HOST", "STARTED", "LAST HEARTBEAT"], &[]);
+    for h in hosts {
+        t.add_row(vec![h.host.clone(), ago(h.started_at), ago(h.heartbeat_at)]);
+    }
+    print_table(out, &t)
 }
 
 fn row(label: &str, counts: &StateCounts) -> Vec<String> {

@@ -62,9 +62,11 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
         let mut s = Section::new("store", store_entries, &mut decoder, problems);
         let store = StoreConfig {
             path: s.get("path", PATH, d.path),
+            url: s.optional("url", "a URL such as \"postgres://user:password@host:5432/db\"", parse),
             durability: s.get("durability", "\"full\" or \"fast\"", d.durability),
             busy_timeout: s.duration("busy_timeout", d.busy_timeout),
             max_payload_bytes: s.get("max_payload_bytes", WHOLE_NUMBER, d.max_payload_bytes),
+            max_connections: s.get("max_connections", WHOLE_NUMBER, d.max_connections),
         };
         s.finish();
         store
@@ -94,6 +96,7 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
             poll_interval: s.duration("poll_interval", d.poll_interval),
             reclaim_interval: s.duration("reclaim_interval", d.reclaim_interval),
             shutdown_grace: s.duration("shutdown_grace", d.shutdown_grace),
+            heartbeat_misses: s.get("heartbeat_misses", WHOLE_NUMBER, d.heartbeat_misses),
         };
         s.finish();
         dispatcher

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mailbox::{self, Durability, OpenOptions};
+use crate::store::{self, Durability, Location, OpenOptions};
 use crate::plugin::SandboxLimits;
 use crate::state_machine::{Policies, RetryPolicy};
 
@@ -65,7 +65,7 @@ pub const DEFAULT_FILE: &str = "mailroom.toml";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The SQLite store.
+    /// The store: an SQLite file, or a PostgreSQL database.
     pub store: StoreConfig,
     /// The plugin folder and the sandbox limits.
     pub plugins: PluginsConfig,
@@ -79,12 +79,18 @@ pub struct Config {
     pub http: HttpConfig,
 }
 
-/// `[store]`: the SQLite file that holds every message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[store]`: where every message is kept: the SQLite file `path` (the
+/// embedded default) or the PostgreSQL database `url`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The store file. Default `mailroom.db`.
+    /// The store file, when `url` is not set. Default `mailroom.db`.
     pub path: PathBuf,
+    /// A store URL: `postgres://user:password@host:port/database` for a
+    /// PostgreSQL store, or `sqlite:PATH`. Overrides `path`. Never shown in
+    /// logs or errors with its password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Whether an enqueue waits for the disk before it is acknowledged.
     /// Default `full`; `fast` may lose the latest enqueues to a power loss.
     pub durability: Durability,
@@ -94,17 +100,36 @@ pub struct StoreConfig {
     /// The largest payload accepted, from producers and from handlers'
     /// emitted events alike. Default 1 MiB.
     pub max_payload_bytes: usize,
+    /// The most connections one process opens to a PostgreSQL store, per
+    /// role (producers, dispatcher). Default 8.
+    pub max_connections: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         let open = OpenOptions::default();
         Self {
-            path: mailbox::default_path(),
+            path: store::sqlite::default_path(),
+            url: None,
             durability: open.durability,
             busy_timeout: open.busy_timeout,
             max_payload_bytes: open.max_payload_bytes,
+            max_connections: open.max_connections,
         }
+    }
+}
+
+// By hand so a URL's password never reaches a log line or a panic message.
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(store::redact_url))
+            .field("durability", &self.durability)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("max_connections", &self.max_connections)
+            .finish()
     }
 }
 
@@ -174,6 +199,10 @@ pub struct DispatcherConfig {
     /// before they are released. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A host sends a heartbeat every `reclaim_interval`; one silent for this
+    /// many intervals is taken for dead and its leases are reclaimed at once
+    /// (hosts on other machines, or hung ones). Default 3.
+    pub heartbeat_misses: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -185,6 +214,7 @@ impl Default for DispatcherConfig {
             poll_interval: Duration::from_secs(1),
             reclaim_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            heartbeat_misses: 3,
         }
     }
 }
@@ -319,8 +349,10 @@ impl fmt::Debug for HttpConfig {
 pub struct Overrides {
     /// `--config`: the config file, which must then exist.
     pub config: Option<PathBuf>,
-    /// `--db`: `store.path`.
+    /// `--db`: `store.path` (and no `store.url`).
     pub store_path: Option<PathBuf>,
+    /// `--store`: `store.url`.
+    pub store_url: Option<String>,
     /// `--plugins`: `plugins.dir`.
     pub plugins_dir: Option<PathBuf>,
     /// `--concurrency`: `dispatcher.concurrency`.
@@ -427,7 +459,17 @@ impl Config {
         }
     }
 
-    /// How to open the store: `create` says whether a missing file may be
+    /// Where the store lives: `store.url` when set, else the file
+    /// `store.path`.
+    pub fn store_location(&self) -> Location {
+        self.store
+            .url
+            .as_deref()
+            .and_then(|url| Location::parse_url(url).ok())
+            .unwrap_or_else(|| Location::Sqlite(self.store.path.clone()))
+    }
+
+    /// How to open the store: `create` says whether a missing store may be
     /// created (a producer or the host) or not (the read-only commands).
     pub fn open_options(&self, create: bool) -> OpenOptions {
         OpenOptions {
@@ -435,17 +477,25 @@ impl Config {
             busy_timeout: self.store.busy_timeout,
             durability: self.store.durability,
             max_payload_bytes: self.store.max_payload_bytes,
+            host_silence: self
+                .dispatcher
+                .reclaim_interval
+                .saturating_mul(self.dispatcher.heartbeat_misses),
+            max_connections: self.store.max_connections,
+            policies: self.policies(),
+            ..OpenOptions::default()
         }
     }
 
     /// Where compiled plugins are cached: `plugins.cache_dir`, else
     /// `.mailroom-cache` in the store file's directory (so one store keeps one
-    /// cache, whatever the working directory).
+    /// cache, whatever the working directory); with a PostgreSQL store, in
+    /// the working directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.plugins.cache_dir.clone().unwrap_or_else(|| {
-            self.store
-                .path
-                .parent()
+            self.store_location()
+                .sqlite_path()
+                .and_then(Path::parent)
                 .unwrap_or_else(|| Path::new(""))
                 .join(".mailroom-cache")
         })

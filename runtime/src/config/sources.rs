@@ -125,6 +125,14 @@ impl Layers {
         let path = |p: &Path| Value::String(p.to_string_lossy().into_owned());
         if let Some(p) = &overrides.store_path {
             self.set("store", "path", path(p), "--db");
+            // A file named on the command line wins over a URL from the
+            // file or the environment.
+            if let Some(store) = self.sections.get_mut("store") {
+                store.remove("url");
+            }
+        }
+        if let Some(url) = &overrides.store_url {
+            self.set("store", "url", Value::String(url.clone()), "--store");
         }
         if let Some(p) = &overrides.plugins_dir {
             self.set("plugins", "dir", path(p), "--plugins");

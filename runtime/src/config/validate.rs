@@ -23,6 +23,29 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
     check.that(!c.store.path.as_os_str().is_empty(), "store.path", || {
         "is empty: give the path of the store file, e.g. \"mailroom.db\"".into()
     });
+    if let Some(url) = &c.store.url
+        && let Err(e) = crate::store::Location::parse_url(url)
+    {
+        check.that(false, "store.url", || match e {
+            crate::store::StoreError::BadUrl { reason, .. } => reason,
+            other => other.to_string(),
+        });
+    }
+    check.that(
+        (1..=1000).contains(&c.store.max_connections),
+        "store.max_connections",
+        || {
+            format!(
+                "is {}: allowed are 1 to 1000",
+                c.store.max_connections
+            )
+        },
+    );
+    check.that(
+        c.dispatcher.heartbeat_misses >= 1,
+        "dispatcher.heartbeat_misses",
+        || "is 0: use 1 or more (3 tolerates two late heartbeats)".into(),
+    );
     check.that(
         (1..=MAX_PAYLOAD_LIMIT).contains(&c.store.max_payload_bytes),
         "store.max_payload_bytes",

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::mailbox::{Claimed, Settlement};
+use crate::store::{Claimed, SettleEntry, Settlement};
 use crate::message::NewMessage;
 use crate::plugin::{Delivery, Emitted, Outcome, Plugin};
 use crate::state_machine::Failure;
@@ -16,6 +16,18 @@ pub(crate) struct Finished {
     pub(crate) plugin: String,
     pub(crate) digest: String,
     pub(crate) took: Duration,
+}
+
+impl SettleEntry for Finished {
+    fn claimed(&self) -> &Claimed {
+        &self.claimed
+    }
+    fn settlement(&self) -> &Settlement {
+        &self.settlement
+    }
+    fn digest(&self) -> Option<&str> {
+        Some(&self.digest)
+    }
 }
 
 /// Runs one delivery on `plugin`. Never fails: every failure is a settlement.

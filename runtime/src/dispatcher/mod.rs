@@ -3,10 +3,10 @@
 //! and commit their outcomes in groups.
 //!
 //! It wakes at once when this process enqueues (a [`Notify`]); when another
-//! process commits (a file-system notification on the store's WAL file,
-//! then a cheap `PRAGMA data_version` check before any claim), with a slow
-//! poll of that check as the safety net; when the next delayed message
-//! falls due; and after every group of outcomes it commits. Idle, it sleeps.
+//! process commits (the store's [`CommitSignal`]: the WAL file's
+//! notifications on SQLite, `LISTEN` on PostgreSQL), with a slow poll as the
+//! safety net; when the next delayed message falls due; and after every
+//! group of outcomes it commits. Idle, it sleeps.
 //! Expired leases are reclaimed at start and every reclaim interval.
 //!
 //! On shutdown it stops claiming, lets running deliveries finish within the
@@ -26,7 +26,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::clock::SharedClock;
 use crate::config::DispatcherConfig;
-use crate::mailbox::{Claimed, Lease, MailboxError, SharedMailbox};
+use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
 use settler::Settler;
@@ -34,24 +34,20 @@ use settler::Settler;
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
-/// After a write to the store's WAL file that is not yet a visible commit,
-/// look again this much later.
-const COMMIT_RECHECK: Duration = Duration::from_millis(10);
-
 /// After a store error, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// The dispatcher and what it shares with the rest of the host.
 #[derive(Debug)]
 pub struct Dispatcher {
-    pub(crate) store: SharedMailbox,
+    pub(crate) store: Store,
     pub(crate) routes: Routes,
     pub(crate) settings: DispatcherConfig,
     pub(crate) clock: SharedClock,
     /// Poked by in-process enqueues and routing changes.
     pub(crate) wake: Arc<Notify>,
-    /// Poked when the store's WAL file is written, by any process.
-    pub(crate) store_written: Arc<Notify>,
+    /// Wakes when another process commits to the store.
+    pub(crate) commits: CommitSignal,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The plugin time limit: how long a delivery may take.
     pub(crate) delivery_timeout: Duration,
@@ -73,10 +69,6 @@ struct Run {
     /// Claim before sleeping again.
     want_claim: bool,
     next_due: Option<i64>,
-    data_version: Option<i64>,
-    /// Look for other processes' commits again then: the WAL file is
-    /// written a moment before the commit is visible to readers.
-    recheck: Option<Instant>,
     next_reclaim: Instant,
 }
 
@@ -101,8 +93,6 @@ impl Dispatcher {
             finished: Vec::new(),
             want_claim: true,
             next_due: None,
-            data_version: None,
-            recheck: None,
             next_reclaim: Instant::now(),
         };
         loop {
@@ -127,13 +117,10 @@ impl Dispatcher {
                     }
                 }
                 () = self.wake.notified() => run.want_claim = true,
-                // Busy, it claims after every commit anyway; a write seen
-                // meanwhile is checked for once it is idle.
-                () = self.store_written.notified(), if run.running.is_empty() && run.ready.is_empty() => {
-                    self.check_other_commits(&mut run).await;
-                    if !run.want_claim {
-                        run.recheck = Some(Instant::now() + COMMIT_RECHECK);
-                    }
+                // Busy, it claims after every commit anyway; other
+                // processes' commits are looked for once it is idle.
+                () = self.commits.changed(), if run.running.is_empty() && run.ready.is_empty() => {
+                    run.want_claim = true;
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
             }
@@ -163,20 +150,17 @@ impl Dispatcher {
         }
         let limit = self.settings.batch_size;
         let lease = self.settings.lease;
-        let query_types = types.clone();
-        let claimed = self
-            .store
-            .call(move |mb| {
-                let claimed = mb.claim(limit, lease, &query_types)?;
-                // Only asked when the queue ran dry: when to look again.
-                let next_due = if claimed.len() < limit {
-                    mb.next_due_at(&query_types)?
-                } else {
-                    None
-                };
-                Ok((claimed, next_due))
-            })
-            .await;
+        let claimed = async {
+            let claimed = self.store.claim(limit, lease, &types).await?;
+            // Only asked when the queue ran dry: when to look again.
+            let next_due = if claimed.len() < limit {
+                self.store.next_due_at(&types).await?
+            } else {
+                None
+            };
+            Ok::<_, StoreError>((claimed, next_due))
+        }
+        .await;
         let (claimed, next_due) = match claimed {
             Ok(c) => c,
             Err(e) => {
@@ -223,9 +207,6 @@ impl Dispatcher {
     fn next_wake(&self, run: &Run) -> Instant {
         let now = Instant::now();
         let mut wake = (now + self.settings.poll_interval).min(run.next_reclaim);
-        if let Some(recheck) = run.recheck {
-            wake = wake.min(recheck);
-        }
         if let Some(due) = run.next_due {
             let wait = u64::try_from(due - self.clock.now_ms()).unwrap_or(0);
             wake = wake.min(now + Duration::from_millis(wait));
@@ -233,48 +214,26 @@ impl Dispatcher {
         wake
     }
 
-    /// A timer fired: claim if another process committed, or a delayed
-    /// message fell due.
-    async fn on_tick(&self, run: &mut Run) {
-        run.recheck = None;
-        if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) {
+    /// A timer fired: claim if a delayed message fell due, or (the slow
+    /// poll) if another process committed.
+    async fn on_tick(&mut self, run: &mut Run) {
+        if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) || self.commits.poll().await {
             run.want_claim = true;
-            return;
-        }
-        self.check_other_commits(run).await;
-    }
-
-    /// Claims next time round if another connection (another process, or
-    /// this host's ingest) committed since the last check.
-    async fn check_other_commits(&self, run: &mut Run) {
-        match self.store.call(|mb| mb.data_version()).await {
-            Ok(version) => {
-                // The first reading is a change too: a commit between the
-                // start-up claim and this first poll is already counted in
-                // `version`, and would otherwise never be noticed.
-                if run.data_version != Some(version) {
-                    run.want_claim = true;
-                }
-                run.data_version = Some(version);
-            }
-            Err(e) => self.store_failed("poll", &e),
         }
     }
 
     async fn reclaim(&self, run: &mut Run) {
         run.next_reclaim = Instant::now() + self.settings.reclaim_interval;
         let idle = run.running.is_empty();
-        match self
-            .store
-            .call(move |mb| {
-                let reclaimed = mb.reclaim()?;
-                if idle {
-                    mb.checkpoint()?;
-                }
-                Ok(reclaimed)
-            })
-            .await
-        {
+        let reclaimed = async {
+            let reclaimed = self.store.reclaim().await?;
+            if idle {
+                self.store.maintain().await?;
+            }
+            Ok::<_, StoreError>(reclaimed)
+        }
+        .await;
+        match reclaimed {
             Ok(r) if r.requeued + r.dead > 0 => {
                 self.metrics.reclaimed(&r);
                 tracing::warn!(
@@ -292,7 +251,7 @@ impl Dispatcher {
 
     async fn release(&self, leases: Vec<Lease>) {
         let n = leases.len();
-        if let Err(e) = self.store.call(move |mb| mb.release(&leases)).await {
+        if let Err(e) = self.store.release(leases).await {
             tracing::warn!(
                 "could not release {n} claimed messages ({e}); they return when their lease expires"
             );
@@ -346,7 +305,7 @@ impl Dispatcher {
         }
     }
 
-    fn store_failed(&self, what: &str, e: &MailboxError) {
+    fn store_failed(&self, what: &str, e: &StoreError) {
         tracing::error!("the store failed during {what}: {e}; retrying");
     }
 }

@@ -10,13 +10,13 @@ use tokio::task::JoinHandle;
 use super::STORE_RETRY;
 use super::delivery::Finished;
 use crate::clock::SharedClock;
-use crate::mailbox::{MailboxError, Settled, Settlement, SharedMailbox};
+use crate::store::{Settled, Settlement, Store, StoreError};
 use crate::metrics::Metrics;
 use crate::state_machine::Failure;
 
 /// Commits outcomes and reports each one (log line and metrics).
 pub(crate) struct Settler {
-    pub(crate) store: SharedMailbox,
+    pub(crate) store: Store,
     pub(crate) clock: SharedClock,
     pub(crate) metrics: Arc<Metrics>,
     /// Notified after every commit.
@@ -43,19 +43,7 @@ impl Settler {
     /// (the leases stay held meanwhile, until they expire).
     async fn commit(&self, mut batch: Vec<Finished>) {
         loop {
-            let (returned, result) = self
-                .store
-                .call(move |mb| {
-                    let results = mb.settle(
-                        batch
-                            .iter()
-                            .map(|f| (&f.claimed, &f.settlement, Some(f.digest.as_str())))
-                            .collect(),
-                    );
-                    Ok((batch, results))
-                })
-                .await
-                .unwrap_or_else(|_| unreachable!("the closure never fails"));
+            let (returned, result) = self.store.settle(batch).await;
             batch = returned;
             match result {
                 Ok(results) => {
@@ -82,7 +70,7 @@ impl Settler {
     }
 }
 
-fn log_outcome(f: &Finished, result: &Result<Settled, MailboxError>, now: i64) {
+fn log_outcome(f: &Finished, result: &Result<Settled, StoreError>, now: i64) {
     let c = &f.claimed;
     let took_ms = u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX);
     let reason = match &f.settlement {

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::mailbox::{DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
+use crate::store::{DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
 use crate::message::{MessageId, validate_event_type};
 
 /// Lists dead letters oldest first, a page at a time.
@@ -81,7 +81,7 @@ pub(crate) async fn list(
     Ok(Json(
         state
             .ingest
-            .call(move |mb| mb.dead_letters(&filter))
+            .dead_letters(filter)
             .await?,
     ))
 }
@@ -152,7 +152,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<DeadLetterDetail>, ApiError> {
     let id = message_id(&id)?;
-    let message = state.ingest.call(move |mb| mb.dead_letter(id)).await?;
+    let message = state.ingest.dead_letter(id).await?;
     Ok(Json(message.into()))
 }
 
@@ -191,7 +191,7 @@ pub(crate) async fn redrive_one(
     let id = message_id(&id)?;
     let redriven = state
         .ingest
-        .call(move |mb| mb.redrive(&Selection::One(id)))
+        .redrive(Selection::One(id))
         .await?;
     state.wake.notify_one();
     Ok(Json(Redriven { redriven }))
@@ -289,7 +289,7 @@ pub(crate) async fn redrive_many(
             ));
         }
     };
-    let redriven = state.ingest.call(move |mb| mb.redrive(&selection)).await?;
+    let redriven = state.ingest.redrive(selection).await?;
     state.wake.notify_one();
     Ok(Json(Redriven { redriven }))
 }
@@ -315,7 +315,7 @@ pub(crate) async fn purge_one(
     let id = message_id(&id)?;
     let purged = state
         .ingest
-        .call(move |mb| mb.purge(&Selection::One(id)))
+        .purge(Selection::One(id))
         .await?;
     Ok(Json(Purged { purged }))
 }

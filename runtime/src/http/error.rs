@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::mailbox::MailboxError;
+use crate::store::StoreError;
 use crate::message::InvalidInput;
 
 /// Why a request failed. Each variant is one status and one `code`.
@@ -175,7 +175,7 @@ impl ApiError {
     pub(crate) fn from_invalid(source: &InvalidInput, index: Option<usize>) -> Self {
         let field = match source {
             InvalidInput::EventType(_) => "event_type",
-            InvalidInput::PayloadTooLarge { .. } => "payload",
+            InvalidInput::PayloadTooLarge { .. } | InvalidInput::Payload(_) => "payload",
             InvalidInput::Priority(_) => "priority",
             InvalidInput::MaxAttempts => "max_attempts",
             InvalidInput::Id(_) => "id",
@@ -200,18 +200,18 @@ impl ApiError {
     }
 }
 
-impl From<MailboxError> for ApiError {
-    fn from(e: MailboxError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            MailboxError::Locked { .. } => Self::StoreBusy,
-            MailboxError::NoSuchMessage { id } => {
+            StoreError::Locked { .. } | StoreError::Unreachable { .. } => Self::StoreBusy,
+            StoreError::NoSuchMessage { id } => {
                 Self::NotFound(format!("no message with id {id}"))
             }
-            MailboxError::WrongState { id, actual, .. } => {
+            StoreError::WrongState { id, actual, .. } => {
                 Self::WrongState(format!("message {id} is {actual}, not a dead letter"))
             }
-            MailboxError::Invalid(source) => Self::from_invalid(&source, None),
-            MailboxError::InvalidInBatch { index, source } => {
+            StoreError::Invalid(source) => Self::from_invalid(&source, None),
+            StoreError::InvalidInBatch { index, source } => {
                 Self::from_invalid(&source, Some(index))
             }
             other => Self::Internal(other.to_string()),

@@ -115,12 +115,12 @@ pub(crate) async fn post_events(
     let batch = messages.clone();
     let enqueued = state
         .ingest
-        .call(move |mb| mb.enqueue_batch(batch))
+        .enqueue_batch(batch)
         .await
         .map_err(|e| match (e, shape) {
             // The mailbox reports a one-message batch without an index; a
             // JSON array or NDJSON body still deserves one.
-            (crate::mailbox::MailboxError::Invalid(source), Shape::Batch) => {
+            (crate::store::StoreError::Invalid(source), Shape::Batch) => {
                 ApiError::from_invalid(&source, Some(0))
             }
             (e, _) => ApiError::from(e),

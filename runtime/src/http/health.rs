@@ -49,7 +49,7 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Status>
     let mut problems = Vec::new();
     let store = tokio::time::timeout(
         STORE_CHECK_TIMEOUT,
-        state.ingest.call(|mb| mb.data_version()),
+        state.ingest.ping(),
     )
     .await;
     match store {

@@ -24,7 +24,7 @@ use super::error::{ApiError, ErrorBody};
 pub(crate) async fn get_metrics(
     State(state): State<ApiState>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stats = state.ingest.call(|mb| mb.stats()).await?;
+    let stats = state.ingest.stats().await?;
     let text = state.metrics.render(&stats);
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text))
 }

@@ -48,7 +48,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::mailbox::SharedMailbox;
+use crate::store::Store;
 use crate::metrics::Metrics;
 
 pub use dead_letters::DeadLetterDetail;
@@ -125,7 +125,7 @@ pub struct Readiness {
 /// What every handler shares. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    ingest: SharedMailbox,
+    ingest: Store,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
@@ -136,7 +136,7 @@ impl ApiState {
     /// State over a host's parts: `ingest` is the producer connection (every
     /// request uses it), `wake` the dispatcher's wake-up.
     pub fn new(
-        ingest: SharedMailbox,
+        ingest: Store,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
         readiness: Readiness,

@@ -2,7 +2,7 @@
 //! from the handlers' `#[utoipa::path]` annotations when the router is built.
 //!
 //! The types here describe, for the document only, JSON that other modules
-//! serialize (the mailbox's [`crate::mailbox::Stats`] and friends, which the
+//! serialize (the mailbox's [`crate::store::Stats`] and friends, which the
 //! CLI's `--json` prints too, and [`crate::ingest::EventObject`]). A test
 //! checks that each has exactly the fields its real counterpart serializes,
 //! so the document cannot drift from the wire.
@@ -113,6 +113,24 @@ pub(crate) struct Stats {
     waiting_for_handler: u64,
     /// How long the longest-waiting due message has been due, in ms.
     oldest_due_age_ms: Option<i64>,
+    /// The hosts running on the store.
+    hosts: Vec<HostRecord>,
+}
+
+/// A host process running on the store.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HostRecord {
+    /// `hostname:pid`, as plugin records name it.
+    host: String,
+    /// The machine's host name.
+    hostname: String,
+    /// The process id on that machine.
+    pid: u32,
+    /// When it started (ms since the Unix epoch).
+    started_at: i64,
+    /// Its last heartbeat (ms since the Unix epoch).
+    heartbeat_at: i64,
 }
 
 /// One plugin file as a running host sees it.
@@ -135,6 +153,8 @@ pub(crate) struct PluginRecord {
     reason: Option<String>,
     /// When the host recorded this (ms since the Unix epoch).
     updated_at: i64,
+    /// The host that recorded it, as `hostname:pid`.
+    host: String,
 }
 
 /// The plugins of every running host (as `mailroom plugins --json`).
@@ -145,6 +165,8 @@ pub(crate) struct PluginRegistry {
     loaded: Vec<PluginRecord>,
     /// Refused files, with the reason.
     rejected: Vec<PluginRecord>,
+    /// The hosts running on the store.
+    hosts: Vec<HostRecord>,
 }
 
 /// A dead letter, without its payload.
@@ -240,7 +262,7 @@ mod tests {
     use utoipa::PartialSchema;
 
     use super::*;
-    use crate::mailbox;
+    use crate::store;
     use crate::message::{MessageId, Priority as P};
 
     fn properties<T: PartialSchema>() -> BTreeSet<String> {
@@ -263,8 +285,8 @@ mod tests {
             .collect()
     }
 
-    fn dead_letter() -> mailbox::DeadLetter {
-        mailbox::DeadLetter {
+    fn dead_letter() -> store::DeadLetter {
+        store::DeadLetter {
             id: MessageId::new(),
             event_type: "t".into(),
             key: Some("k".into()),
@@ -283,21 +305,21 @@ mod tests {
 
     #[test]
     fn documented_shapes_match_what_is_served() {
-        assert_eq!(properties::<Stats>(), keys(&mailbox::Stats::default()));
+        assert_eq!(properties::<Stats>(), keys(&store::Stats::default()));
         assert_eq!(
             properties::<StateCounts>(),
-            keys(&mailbox::StateCounts::default())
+            keys(&store::StateCounts::default())
         );
         assert_eq!(properties::<DeadLetter>(), keys(&dead_letter()));
         assert_eq!(
             properties::<DeadLetterPage>(),
-            keys(&mailbox::DeadLetterPage::default())
+            keys(&store::DeadLetterPage::default())
         );
         assert_eq!(
             properties::<PluginRegistry>(),
-            keys(&mailbox::PluginRegistry::default())
+            keys(&store::PluginRegistry::default())
         );
-        let detail = super::super::dead_letters::DeadLetterDetail::from(mailbox::StoredMessage {
+        let detail = super::super::dead_letters::DeadLetterDetail::from(store::StoredMessage {
             state: crate::state_machine::MessageState::Dead,
             summary: dead_letter(),
             available_at: 3,
@@ -314,15 +336,16 @@ mod tests {
 
     #[test]
     fn plugin_records_have_no_undocumented_fields() {
-        let loaded = mailbox::PluginRecord {
+        let loaded = store::PluginRecord {
             path: "p".into(),
-            status: mailbox::PluginStatus::Loaded,
+            status: store::PluginStatus::Loaded,
             name: Some("n".into()),
             version: Some("1".into()),
             event_types: vec!["t".into()],
             digest: Some("d".into()),
             reason: Some("r".into()),
             updated_at: 1,
+            host: "h:1".into(),
         };
         assert_eq!(properties::<PluginRecord>(), keys(&loaded));
     }

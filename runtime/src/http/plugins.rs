@@ -6,7 +6,7 @@ use axum::extract::State;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::mailbox::PluginRegistry;
+use crate::store::PluginRegistry;
 
 /// Loaded plugins and rejected files, as recorded by the running hosts.
 #[utoipa::path(
@@ -22,5 +22,5 @@ use crate::mailbox::PluginRegistry;
 pub(crate) async fn get_plugins(
     State(state): State<ApiState>,
 ) -> Result<Json<PluginRegistry>, ApiError> {
-    Ok(Json(state.ingest.call(|mb| mb.plugin_registry()).await?))
+    Ok(Json(state.ingest.plugin_registry().await?))
 }

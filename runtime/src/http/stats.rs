@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::mailbox::Stats;
+use crate::store::Stats;
 
 /// Counts of the store's messages by state, event type and priority.
 #[utoipa::path(
@@ -19,5 +19,5 @@ use crate::mailbox::Stats;
     security(("bearer" = [])),
 )]
 pub(crate) async fn get_stats(State(state): State<ApiState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(state.ingest.call(|mb| mb.stats()).await?))
+    Ok(Json(state.ingest.stats().await?))
 }

@@ -2,90 +2,15 @@
 //! stored message by id.
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
 
+use super::Mailbox;
 use super::row::get_u32;
-use super::{Mailbox, MailboxError};
-use crate::clock::Millis;
-use crate::message::{MessageId, Priority};
+use crate::message::MessageId;
 use crate::state_machine::MessageState;
-
-/// A dead-lettered message, without its payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetter {
-    /// The message id.
-    pub id: MessageId,
-    /// Its event type.
-    pub event_type: String,
-    /// Its idempotency key.
-    pub key: Option<String>,
-    /// Where it came from.
-    pub source: Option<String>,
-    /// Its correlation id.
-    pub correlation_id: String,
-    /// Its priority.
-    pub priority: Priority,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The attempt budget it had.
-    pub max_attempts: u32,
-    /// Why it died (truncated).
-    pub last_error: Option<String>,
-    /// The digest of the plugin build that ran its last attempt.
-    pub plugin_digest: Option<String>,
-    /// Payload size in bytes.
-    pub payload_bytes: u64,
-    /// When it was enqueued (ms since the Unix epoch).
-    pub created_at: Millis,
-    /// When it died (ms since the Unix epoch).
-    pub dead_at: Option<Millis>,
-}
-
-/// Which dead letters to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeadLetterFilter {
-    /// Only this event type.
-    pub event_type: Option<String>,
-    /// At most this many (0 means the default of 100).
-    pub limit: usize,
-    /// Continue after this cursor (from [`DeadLetterPage::next_cursor`]).
-    pub cursor: Option<String>,
-}
-
-/// One page of dead letters, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DeadLetterPage {
-    /// The dead letters.
-    pub items: Vec<DeadLetter>,
-    /// Pass this back to get the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Which messages a redrive or purge applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// One message, by id.
-    One(MessageId),
-    /// Every dead letter of one event type.
-    EventType(String),
-    /// Every dead letter.
-    All,
-}
-
-/// Any stored message, payload included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredMessage {
-    /// Its state.
-    pub state: MessageState,
-    /// Everything a dead letter shows (`dead_at` is `None` unless dead).
-    #[serde(flatten)]
-    pub summary: DeadLetter,
-    /// When it is (or was) next due (ms since the Unix epoch).
-    pub available_at: Millis,
-    /// The payload bytes.
-    #[serde(skip)]
-    pub payload: Vec<u8>,
-}
+use crate::store::StoreError;
+use crate::store::dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage, not_dead,
+};
 
 const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
      max_attempts, last_error, last_plugin_digest, length(payload), created_at, dead_at, seq";
@@ -118,59 +43,41 @@ pub(super) fn page_sql() -> String {
     )
 }
 
-/// The default and largest page of dead letters.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 impl Mailbox {
     /// Lists dead letters oldest first, a page at a time.
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Invalid`]-style [`MailboxError::Corrupt`] never; a bad
-    /// cursor gives [`MailboxError::Invalid`]; otherwise a store failure.
-    pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, MailboxError> {
-        let limit = match filter.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let after: i64 = match &filter.cursor {
-            None => 0,
-            Some(c) => c.parse().map_err(|_| {
-                MailboxError::Invalid(crate::message::InvalidInput::Id(format!(
-                    "`{c}` is not a dead-letter cursor: pass the next_cursor of a previous page"
-                )))
-            })?,
-        };
-        let read = || -> rusqlite::Result<DeadLetterPage> {
+    /// [`StoreError::Invalid`]-style [`StoreError::Corrupt`] never; a bad
+    /// cursor gives [`StoreError::Invalid`]; otherwise a store failure.
+    pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, StoreError> {
+        let limit = filter.page_size();
+        let after = filter.after()?;
+        let read = || -> rusqlite::Result<Vec<(DeadLetter, i64)>> {
             let mut stmt = self.conn.prepare_cached(&page_sql())?;
             let mut rows = stmt.query(params![
                 after,
                 filter.event_type,
                 super::row::sql_int(limit + 1)
             ])?;
-            let mut page = DeadLetterPage::default();
-            let mut last_seq = 0;
+            let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                if page.items.len() == limit {
-                    page.next_cursor = Some(last_seq.to_string());
-                    break;
-                }
-                page.items.push(summary(row)?);
-                last_seq = row.get::<_, i64>(13)?;
+                out.push((summary(row)?, row.get::<_, i64>(13)?));
             }
-            Ok(page)
+            Ok(out)
         };
-        read().map_err(|e| self.ctx.err(e))
+        let rows = read().map_err(|e| self.ctx.err(e))?;
+        Ok(DeadLetterPage::from_rows(rows, limit))
     }
 
     /// Looks up any stored message by id.
     ///
     /// # Errors
     ///
-    /// [`MailboxError::NoSuchMessage`] when no message has that id (acked,
+    /// [`StoreError::NoSuchMessage`] when no message has that id (acked,
     /// purged or never enqueued), or a store failure.
-    pub fn message(&self, id: MessageId) -> Result<StoredMessage, MailboxError> {
+    pub fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
         let found = self
             .conn
             .prepare_cached(&format!(
@@ -188,19 +95,19 @@ impl Mailbox {
                 .optional()
             })
             .map_err(|e| self.ctx.err(e))?;
-        found.ok_or(MailboxError::NoSuchMessage { id })
+        found.ok_or(StoreError::NoSuchMessage { id })
     }
 
     /// One dead letter, payload included.
     ///
     /// # Errors
     ///
-    /// [`MailboxError::NoSuchMessage`], [`MailboxError::WrongState`] when the
+    /// [`StoreError::NoSuchMessage`], [`StoreError::WrongState`] when the
     /// message is not dead, or a store failure.
-    pub fn dead_letter(&self, id: MessageId) -> Result<StoredMessage, MailboxError> {
+    pub fn dead_letter(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
         let message = self.message(id)?;
         if message.state != MessageState::Dead {
-            return Err(MailboxError::WrongState {
+            return Err(StoreError::WrongState {
                 id,
                 expected: MessageState::Dead,
                 actual: message.state,
@@ -214,9 +121,9 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// For [`Selection::One`]: [`MailboxError::NoSuchMessage`] or
-    /// [`MailboxError::WrongState`]. Otherwise a store failure.
-    pub fn redrive(&mut self, selection: &Selection) -> Result<usize, MailboxError> {
+    /// For [`Selection::One`]: [`StoreError::NoSuchMessage`] or
+    /// [`StoreError::WrongState`]. Otherwise a store failure.
+    pub fn redrive(&mut self, selection: &Selection) -> Result<usize, StoreError> {
         let now = self.now();
         self.on_dead(
             selection,
@@ -231,7 +138,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// As [`Mailbox::redrive`].
-    pub fn purge(&mut self, selection: &Selection) -> Result<usize, MailboxError> {
+    pub fn purge(&mut self, selection: &Selection) -> Result<usize, StoreError> {
         self.on_dead(selection, "DELETE FROM messages", params![])
     }
 
@@ -242,7 +149,7 @@ impl Mailbox {
         selection: &Selection,
         statement: &str,
         params: &[&dyn rusqlite::ToSql],
-    ) -> Result<usize, MailboxError> {
+    ) -> Result<usize, StoreError> {
         let n = params.len();
         let (filter, arg): (String, Option<String>) = match selection {
             Selection::One(id) => (format!("id = ?{}", n + 1), Some(id.to_string())),
@@ -265,12 +172,7 @@ impl Mailbox {
             && let Selection::One(id) = selection
         {
             // Say why nothing happened: unknown id, or not dead.
-            let message = self.message(*id)?;
-            return Err(MailboxError::WrongState {
-                id: *id,
-                expected: MessageState::Dead,
-                actual: message.state,
-            });
+            return Err(not_dead(*id, self.message(*id)));
         }
         Ok(changed)
     }

@@ -39,7 +39,7 @@ fn wal_path(store: &Path) -> std::io::Result<PathBuf> {
 /// should look again shortly if it sees nothing new.
 /// `None`, with a warning, when the file system cannot be watched: the
 /// dispatcher's poll then does the job alone.
-pub(crate) fn watch(store: &Path, changed: Arc<Notify>) -> Option<CommitWatch> {
+pub(crate) fn watch_commits(store: &Path, changed: Arc<Notify>) -> Option<CommitWatch> {
     let set_up = || -> Result<CommitWatch, String> {
         let wal = wal_path(store).map_err(|e| e.to_string())?;
         let dir = wal
@@ -89,10 +89,10 @@ mod tests {
     async fn a_commit_by_another_connection_is_noticed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.db");
-        let _store = crate::mailbox::Mailbox::open(&path).expect("open");
-        let mut other = crate::mailbox::Mailbox::open(&path).expect("open");
+        let _store = super::super::Mailbox::open(&path).expect("open");
+        let mut other = super::super::Mailbox::open(&path).expect("open");
         let changed = Arc::new(Notify::new());
-        let _watch = watch(&path, changed.clone()).expect("watch");
+        let _watch = watch_commits(&path, changed.clone()).expect("watch");
         assert!(
             tokio::time::timeout(Duration::from_millis(300), changed.notified())
                 .await

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use rusqlite::params;
 
+use super::Mailbox;
 use super::row::get_u32;
-use super::{Mailbox, MailboxError};
+use crate::store::claim::{Claimed, Lease, claim_order};
+use crate::store::StoreError;
 use crate::clock::{Millis, duration_ms};
-use crate::message::{MessageId, Priority};
+use crate::message::Priority;
 use crate::state_machine::MessageState;
 
 /// The first due queued messages of one type (`?1`) in claim order: highest
@@ -31,56 +33,6 @@ pub(super) const TAKE: &str = "UPDATE messages
 pub(super) const NEXT_DUE: &str = "SELECT min(available_at) FROM messages
     WHERE state = 'queued' AND event_type IN (SELECT value FROM json_each(?1))";
 
-/// Claim order between two queued messages given as (priority, seq):
-/// highest priority first, then oldest.
-fn claim_order(a: (Priority, i64), b: (Priority, i64)) -> std::cmp::Ordering {
-    b.0.cmp(&a.0).then(a.1.cmp(&b.1))
-}
-
-/// Proof of a claim: the message id and the token of this claim. Acks and
-/// failures are refused once the lease is no longer held.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Lease {
-    /// The claimed message.
-    pub id: MessageId,
-    /// Unique to this claim of this message.
-    pub token: String,
-}
-
-/// A message handed to a claimer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimed {
-    /// The lease to ack or fail with.
-    pub lease: Lease,
-    /// The event type it was routed by.
-    pub event_type: String,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-    /// The idempotency key, if any.
-    pub key: Option<String>,
-    /// Where it came from, if known.
-    pub source: Option<String>,
-    /// Its correlation id.
-    pub correlation_id: String,
-    /// Its priority.
-    pub priority: Priority,
-    /// Attempts so far, this one included (1 on the first delivery).
-    pub attempts: u32,
-    /// The attempt budget.
-    pub max_attempts: u32,
-    /// When it was enqueued.
-    pub created_at: Millis,
-    /// When the lease runs out.
-    pub lease_expires_at: Millis,
-}
-
-impl Claimed {
-    /// The message id.
-    pub fn id(&self) -> MessageId {
-        self.lease.id
-    }
-}
-
 impl Mailbox {
     /// Claims up to `limit` due messages whose event type is in
     /// `event_types`, highest priority first, then oldest; each gets
@@ -90,14 +42,14 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// A store failure ([`MailboxError::Locked`] when another process kept the
+    /// A store failure ([`StoreError::Locked`] when another process kept the
     /// write lock past the busy timeout).
     pub fn claim<S: AsRef<str>>(
         &mut self,
         limit: usize,
         lease: Duration,
         event_types: &[S],
-    ) -> Result<Vec<Claimed>, MailboxError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
@@ -180,7 +132,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// A store failure.
-    pub fn release(&mut self, leases: &[Lease]) -> Result<usize, MailboxError> {
+    pub fn release(&mut self, leases: &[Lease]) -> Result<usize, StoreError> {
         let now = self.now();
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
@@ -219,7 +171,7 @@ impl Mailbox {
     pub fn next_due_at<S: AsRef<str>>(
         &self,
         event_types: &[S],
-    ) -> Result<Option<Millis>, MailboxError> {
+    ) -> Result<Option<Millis>, StoreError> {
         let types =
             serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
                 .unwrap_or_else(|_| "[]".to_owned());

@@ -3,54 +3,28 @@
 
 use rusqlite::{Connection, params};
 
-use super::claim::Claimed;
+use super::Mailbox;
 use super::enqueue::insert;
-use super::{Mailbox, MailboxError};
 use crate::clock::Millis;
 use crate::message::NewMessage;
-use crate::state_machine::{self, Failure, MessageState, Policies, Transition};
-
-/// How a delivery ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settlement {
-    /// The handler succeeded: remove the message and enqueue its follow-ups,
-    /// atomically. Follow-ups without a correlation id inherit the message's.
-    Ack {
-        /// Events the handler emitted.
-        follow_ups: Vec<NewMessage>,
-    },
-    /// The handler failed; [`crate::state_machine::after_failure`] decides
-    /// whether the message is requeued or dead.
-    Fail(Failure),
-}
-
-/// What settling one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settled {
-    /// Removed; its follow-ups were enqueued.
-    Acked,
-    /// Back in the queue, due at `available_at`.
-    Requeued {
-        /// When the next attempt may start.
-        available_at: Millis,
-    },
-    /// Dead-lettered.
-    Dead,
-}
+use crate::state_machine::{Failure, MessageState, Policies, Transition};
+use crate::store::claim::{Claimed, Lease};
+use crate::store::settle::{Outcome, SettleEntry, Settled, Settlement, decide};
+use crate::store::StoreError;
 
 impl Mailbox {
     /// Acks one claimed message, enqueueing `follow_ups` in the same transaction.
     ///
     /// # Errors
     ///
-    /// [`MailboxError::LeaseLost`] (nothing committed) when the lease is no
-    /// longer held; [`MailboxError::Invalid`] for an invalid follow-up
+    /// [`StoreError::LeaseLost`] (nothing committed) when the lease is no
+    /// longer held; [`StoreError::Invalid`] for an invalid follow-up
     /// (nothing committed); or a store failure.
     pub fn ack(
         &mut self,
         claimed: &Claimed,
         follow_ups: Vec<NewMessage>,
-    ) -> Result<(), MailboxError> {
+    ) -> Result<(), StoreError> {
         self.settle_one(claimed, Settlement::Ack { follow_ups }, None)
             .map(|_| ())
     }
@@ -59,9 +33,9 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::LeaseLost`] (nothing committed) when the lease is no
+    /// [`StoreError::LeaseLost`] (nothing committed) when the lease is no
     /// longer held, or a store failure.
-    pub fn fail(&mut self, claimed: &Claimed, failure: Failure) -> Result<Settled, MailboxError> {
+    pub fn fail(&mut self, claimed: &Claimed, failure: Failure) -> Result<Settled, StoreError> {
         self.settle_one(claimed, Settlement::Fail(failure), None)
     }
 
@@ -76,8 +50,13 @@ impl Mailbox {
         claimed: &Claimed,
         settlement: Settlement,
         plugin_digest: Option<&str>,
-    ) -> Result<Settled, MailboxError> {
-        let mut results = self.settle(vec![(claimed, &settlement, plugin_digest)])?;
+    ) -> Result<Settled, StoreError> {
+        let outcome = Outcome {
+            claimed: claimed.clone(),
+            settlement,
+            digest: plugin_digest.map(str::to_owned),
+        };
+        let mut results = self.settle(std::slice::from_ref(&outcome))?;
         results.remove(0)
     }
 
@@ -93,30 +72,32 @@ impl Mailbox {
     /// # Errors
     ///
     /// The outer error is a store failure that rolled back the whole batch.
-    pub fn settle(
+    pub fn settle<E: SettleEntry>(
         &mut self,
-        batch: Vec<(&Claimed, &Settlement, Option<&str>)>,
-    ) -> Result<Vec<Result<Settled, MailboxError>>, MailboxError> {
+        batch: &[E],
+    ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         let now = self.now();
         let policies = self.policies.clone();
         let max_payload = self.max_payload_bytes;
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
         let mut results = Vec::with_capacity(batch.len());
-        for (claimed, settlement, digest) in batch {
+        for entry in batch {
+            let (claimed, settlement, digest) =
+                (entry.claimed(), entry.settlement(), entry.digest());
             if let Settlement::Ack { follow_ups } = settlement
                 && let Some(invalid) = follow_ups
                     .iter()
                     .find_map(|m| m.validate(max_payload).err())
             {
-                results.push(Err(MailboxError::Invalid(invalid)));
+                results.push(Err(StoreError::Invalid(invalid)));
                 continue;
             }
             // A store failure returns early: the whole batch rolls back when
             // `tx` drops.
             let settled = settle_in(&tx, claimed, settlement, digest, &policies, now)
                 .map_err(|e| ctx.err(e))?;
-            results.push(settled.ok_or(MailboxError::LeaseLost { id: claimed.id() }));
+            results.push(settled.ok_or(StoreError::LeaseLost { id: claimed.id() }));
         }
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(results)
@@ -149,14 +130,13 @@ fn settle_in(
             Ok(Some(Settled::Acked))
         }
         Settlement::Fail(failure) => {
-            let policy = policies.for_event_type(&claimed.event_type);
-            let transition = state_machine::after_failure(
-                failure,
+            let transition = decide(
+                &claimed.event_type,
                 claimed.attempts,
                 claimed.max_attempts,
-                policy,
+                failure,
+                policies,
                 now,
-                rand::random::<f64>(),
             );
             apply_failure(tx, lease, &transition, digest, now)
         }
@@ -167,31 +147,17 @@ fn settle_in(
 /// `Ok(None)` when the lease is no longer held.
 pub(crate) fn apply_failure(
     tx: &Connection,
-    lease: &super::Lease,
+    lease: &Lease,
     transition: &Transition,
     digest: Option<&str>,
     now: Millis,
 ) -> rusqlite::Result<Option<Settled>> {
-    let (state, available_at, last_error, dead_at, settled) = match transition {
+    let (state, available_at, last_error, dead_at) = match transition {
         Transition::Requeue {
             available_at,
             last_error,
-        } => (
-            MessageState::Queued,
-            Some(*available_at),
-            last_error,
-            None,
-            Settled::Requeued {
-                available_at: *available_at,
-            },
-        ),
-        Transition::Dead { last_error } => (
-            MessageState::Dead,
-            None,
-            last_error,
-            Some(now),
-            Settled::Dead,
-        ),
+        } => (MessageState::Queued, Some(*available_at), last_error, None),
+        Transition::Dead { last_error } => (MessageState::Dead, None, last_error, Some(now)),
     };
     let changed = tx
         .prepare_cached(
@@ -212,5 +178,5 @@ pub(crate) fn apply_failure(
             MessageState::Inflight,
             lease.token,
         ])?;
-    Ok((changed == 1).then_some(settled))
+    Ok((changed == 1).then(|| Settled::of(transition)))
 }

@@ -1,34 +1,39 @@
-//! The durable mailbox: one SQLite file holding every message and its state.
+//! The embedded backend: one SQLite file (WAL) holding every message and
+//! its state.
 //!
-//! The mailbox executes transitions; it does not decide them. What follows a
-//! failure or an expired lease comes from [`crate::state_machine`]; every
+//! It executes transitions; it does not decide them. What follows a failure
+//! or an expired lease comes from [`crate::state_machine`]; every
 //! state-changing statement here is guarded by the state (and, for claimed
 //! messages, the lease token) it expects, and "no row changed" becomes a
-//! typed error ([`MailboxError::LeaseLost`], [`MailboxError::WrongState`]).
+//! typed error ([`StoreError::LeaseLost`], [`StoreError::WrongState`]).
 //!
 //! Each operation is one immediate transaction, batches included: a claim of
 //! 64 messages, or the acks and failures of 64 deliveries, cost one commit.
+//! [`Mailbox`] is one connection with a blocking API; [`SqliteStore`] shares
+//! one with async tasks, and is what [`crate::store::Store`] forwards to.
 //!
 //! | file              | holds                                               |
 //! | ----------------- | --------------------------------------------------- |
 //! | `connection.rs`   | opening: pragmas, durability, migrations, errors    |
 //! | `schema.rs`       | the numbered migrations                             |
-//! | `owner.rs`        | lease owners and whether their process is alive     |
 //! | `enqueue.rs`      | validated inserts with key dedupe                   |
 //! | `claim.rs`        | atomic batch claims under a lease                   |
 //! | `settle.rs`       | acks (with follow-ups) and failures, in batches     |
 //! | `reclaim.rs`      | expired leases and leases of dead processes         |
 //! | `dead_letters.rs` | list, show, redrive, purge                          |
 //! | `stats.rs`        | counts by state, type and priority                  |
-//! | `registry.rs`     | the plugins a running host has loaded or rejected   |
+//! | `registry.rs`     | hosts, and the plugins each has loaded or rejected  |
+//! | `row.rs`          | typed values to and from columns                    |
 //! | `shared.rs`       | one connection shared by async tasks                |
+//! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
+//! | `outbox.rs`       | enqueueing inside an application's own transaction  |
 
 mod claim;
+mod commit_watch;
 mod connection;
 mod dead_letters;
 mod enqueue;
-mod error;
-mod owner;
+pub mod outbox;
 mod reclaim;
 mod registry;
 mod row;
@@ -41,20 +46,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use crate::clock::{Millis, SharedClock, SystemClock};
+use super::owner::LeaseOwner;
+use super::{OpenOptions, StoreError};
+use crate::clock::{Millis, SharedClock};
 use crate::state_machine::Policies;
 
-pub use claim::{Claimed, Lease};
-pub use connection::{Durability, OpenOptions};
-pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
-pub use enqueue::Enqueued;
-pub use error::MailboxError;
-pub use owner::LeaseOwner;
-pub use reclaim::Reclaimed;
-pub use registry::{PluginRecord, PluginRegistry, PluginStatus};
-pub use settle::{Settled, Settlement};
-pub use shared::SharedMailbox;
-pub use stats::{StateCounts, Stats};
+pub(crate) use commit_watch::{CommitWatch, watch_commits};
+pub use shared::SqliteStore;
 
 use connection::Ctx;
 
@@ -71,8 +69,10 @@ pub struct Mailbox {
     owner: LeaseOwner,
     policies: Policies,
     max_payload_bytes: usize,
+    /// How long a host may stay silent before it is taken for dead.
+    host_silence: std::time::Duration,
     /// Whether this mailbox has recorded its owner in `hosts` (done at its
-    /// first claim, so producers never appear there).
+    /// first claim or registry write, so producers never appear there).
     registered: bool,
 }
 
@@ -82,10 +82,10 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::MissingDirectory`], [`MailboxError::NotADatabase`],
-    /// [`MailboxError::Locked`], [`MailboxError::SchemaTooNew`], or any other
+    /// [`StoreError::MissingDirectory`], [`StoreError::NotADatabase`],
+    /// [`StoreError::Locked`], [`StoreError::SchemaTooNew`], or any other
     /// SQLite failure, each naming the path.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, MailboxError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, &OpenOptions::default())
     }
 
@@ -93,18 +93,19 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// As [`Mailbox::open`], plus [`MailboxError::NotFound`] when the file is
+    /// As [`Mailbox::open`], plus [`StoreError::NotFound`] when the file is
     /// missing and `options.create` is false.
-    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, MailboxError> {
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let conn = connection::open(path, options)?;
         Ok(Self {
             conn,
             ctx: Ctx::new(path, options.busy_timeout),
-            clock: std::sync::Arc::new(SystemClock),
+            clock: options.clock.clone(),
             owner: LeaseOwner::current(),
-            policies: Policies::default(),
+            policies: options.policies.clone(),
             max_payload_bytes: options.max_payload_bytes,
+            host_silence: options.host_silence,
             registered: false,
         })
     }
@@ -142,7 +143,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// Any SQLite failure.
-    pub fn data_version(&self) -> Result<i64, MailboxError> {
+    pub fn data_version(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("PRAGMA data_version", [], |row| row.get(0))
             .map_err(|e| self.ctx.err(e))
@@ -155,7 +156,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// Any SQLite failure.
-    pub fn checkpoint(&self) -> Result<(), MailboxError> {
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| self.ctx.err(e))
@@ -165,10 +166,25 @@ impl Mailbox {
         self.clock.now_ms()
     }
 
-    fn tx(&mut self) -> Result<rusqlite::Transaction<'_>, MailboxError> {
+    fn tx(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
         // Immediate (set on open): the write lock is taken here, waiting up
         // to the busy timeout.
         self.conn.transaction().map_err(|e| self.ctx.err(e))
+    }
+}
+
+impl Mailbox {
+    /// Forgets this mailbox's host and its registry rows (a clean stop).
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn forget_host(&mut self) -> Result<(), StoreError> {
+        if self.registered {
+            registry::forget_owner(&self.conn, &self.owner.id).map_err(|e| self.ctx.err(e))?;
+            self.registered = false;
+        }
+        Ok(())
     }
 }
 

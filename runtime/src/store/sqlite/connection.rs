@@ -1,5 +1,5 @@
 //! Opening the SQLite file: pragmas, migrations, and turning SQLite's error
-//! codes into [`MailboxError`]s that name the file.
+//! codes into [`StoreError`]s that name the file.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,78 +7,27 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::error::MailboxError;
 use super::schema::{LATEST_VERSION, MIGRATIONS};
-
-/// What a committed write costs if the machine loses power.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Every enqueue is synced to disk before it is acknowledged
-    /// (`synchronous=FULL`): a power loss cannot lose an acknowledged message.
-    #[default]
-    Full,
-    /// Enqueues commit without waiting for the disk (`synchronous=NORMAL`): a
-    /// power loss may lose the most recently acknowledged enqueues. A process
-    /// crash still loses nothing that was committed.
-    Fast,
-}
-
-impl Durability {
-    fn synchronous(self) -> &'static str {
-        match self {
-            Self::Full => "FULL",
-            Self::Fast => "NORMAL",
-        }
-    }
-}
-
-/// How to open the store.
-#[derive(Debug, Clone)]
-pub struct OpenOptions {
-    /// Create the file (not its directory) when it does not exist.
-    pub create: bool,
-    /// How long a write waits for another process's write lock before
-    /// failing with [`MailboxError::Locked`].
-    pub busy_timeout: Duration,
-    /// The sync policy of this connection. Producers (ingest) use the
-    /// configured durability; the dispatcher's claims, acks and failures may
-    /// use [`Durability::Fast`], since losing them to a power cut only causes a
-    /// redelivery: an ack and the events it emits commit together.
-    pub durability: Durability,
-    /// The largest payload accepted, in bytes.
-    pub max_payload_bytes: usize,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        Self {
-            create: true,
-            busy_timeout: Duration::from_secs(10),
-            durability: Durability::Full,
-            max_payload_bytes: crate::message::DEFAULT_MAX_PAYLOAD_BYTES,
-        }
-    }
-}
+use crate::store::{Durability, OpenOptions, StoreError};
 
 /// After a checkpoint SQLite truncates the WAL file back to this size, so a
 /// burst of writes does not leave a large `-wal` file behind.
 const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Opens (and if needed creates and migrates) the store at `path`.
-pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, MailboxError> {
+pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, StoreError> {
     let exists = path.exists();
     if !exists {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
-            return Err(MailboxError::MissingDirectory {
+            return Err(StoreError::MissingDirectory {
                 path: path.to_owned(),
                 dir: dir.to_owned(),
             });
         }
         if !options.create {
-            return Err(MailboxError::NotFound {
+            return Err(StoreError::NotFound {
                 path: path.to_owned(),
             });
         }
@@ -104,7 +53,11 @@ pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, Mai
             "could not switch to WAL mode (got `{mode}`); is the file on a network filesystem?"
         )));
     }
-    conn.pragma_update(None, "synchronous", options.durability.synchronous())
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Fast => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| ctx.err(e))?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)
         .map_err(|e| ctx.err(e))?;
@@ -124,13 +77,13 @@ pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, Mai
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), MailboxError> {
+fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError> {
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| ctx.err(e))?;
     if found > LATEST_VERSION {
-        return Err(MailboxError::SchemaTooNew {
-            path: ctx.path.clone(),
+        return Err(StoreError::SchemaTooNew {
+            store: ctx.name(),
             found,
             supported: LATEST_VERSION,
         });
@@ -144,7 +97,7 @@ fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), MailboxError> {
     })
 }
 
-/// Maps rusqlite errors on one store to [`MailboxError`]s naming it.
+/// Maps rusqlite errors on one store to [`StoreError`]s naming it.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub(crate) path: PathBuf,
@@ -161,35 +114,40 @@ impl Ctx {
         }
     }
 
-    pub(crate) fn err(&self, e: rusqlite::Error) -> MailboxError {
+    pub(crate) fn err(&self, e: rusqlite::Error) -> StoreError {
         match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => MailboxError::Locked {
-                path: self.path.clone(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+                store: self.name(),
                 waited: self
                     .started
                     .map_or(self.busy_timeout, |started| started.elapsed()),
             },
-            Some(ErrorCode::NotADatabase) => MailboxError::NotADatabase {
+            Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
                 path: self.path.clone(),
             },
             _ => match e {
                 rusqlite::Error::FromSqlConversionFailure(..)
                 | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..) => MailboxError::Corrupt {
-                    path: self.path.clone(),
+                | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt {
+                    store: self.name(),
                     reason: e.to_string(),
                 },
-                source => MailboxError::Sqlite {
-                    path: self.path.clone(),
+                source => StoreError::Sqlite {
+                    store: self.name(),
                     source,
                 },
             },
         }
     }
 
-    pub(crate) fn err_text(&self, reason: String) -> MailboxError {
-        MailboxError::Corrupt {
-            path: self.path.clone(),
+    /// The store as messages name it.
+    pub(crate) fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub(crate) fn err_text(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            store: self.name(),
             reason,
         }
     }

@@ -2,79 +2,17 @@
 //! or rejected. Recorded in the store so that another process (`mailroom
 //! plugins`, `mailroom stats`) sees what the hosts really run.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
-use serde::Serialize;
 
-use super::owner::LeaseOwner;
+use super::Mailbox;
 use super::row::get_u32;
-use super::{Mailbox, MailboxError};
 use crate::clock::Millis;
-
-/// Whether a host could load a plugin file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginStatus {
-    /// Serving its event types.
-    Loaded,
-    /// Refused; `reason` says why.
-    Rejected,
-}
-
-impl PluginStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Loaded => "loaded",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-/// One plugin file as a running host sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PluginRecord {
-    /// The file.
-    pub path: String,
-    /// Loaded or rejected.
-    pub status: PluginStatus,
-    /// The plugin's name (loaded only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The plugin's version (loaded only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// The event types it serves (loaded only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub event_types: Vec<String>,
-    /// The digest of the file's bytes (loaded only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Why it was rejected (rejected only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When the host recorded this, in milliseconds since the Unix epoch.
-    pub updated_at: Millis,
-}
-
-/// The plugins of every running host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PluginRegistry {
-    /// Plugins serving their event types.
-    pub loaded: Vec<PluginRecord>,
-    /// Files that were refused, with the reason.
-    pub rejected: Vec<PluginRecord>,
-}
-
-impl PluginRegistry {
-    /// Every event type some running host serves.
-    pub fn served_event_types(&self) -> BTreeSet<&str> {
-        self.loaded
-            .iter()
-            .flat_map(|p| p.event_types.iter().map(String::as_str))
-            .collect()
-    }
-}
+use crate::store::StoreError;
+use crate::store::owner::LeaseOwner;
+use crate::store::reclaim::host_is_gone;
+use crate::store::registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 
 impl Mailbox {
     /// Records that this host loaded the plugin at `path` (clearing an
@@ -90,7 +28,7 @@ impl Mailbox {
         version: &str,
         event_types: &[String],
         digest: &str,
-    ) -> Result<(), MailboxError> {
+    ) -> Result<(), StoreError> {
         let types = serde_json::to_string(event_types).unwrap_or_else(|_| "[]".to_owned());
         self.upsert_record(
             path,
@@ -105,7 +43,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// A store failure.
-    pub fn record_plugin_rejected(&mut self, path: &str, reason: &str) -> Result<(), MailboxError> {
+    pub fn record_plugin_rejected(&mut self, path: &str, reason: &str) -> Result<(), StoreError> {
         self.upsert_record(
             path,
             PluginStatus::Rejected,
@@ -118,7 +56,7 @@ impl Mailbox {
     /// # Errors
     ///
     /// A store failure.
-    pub fn forget_plugin(&mut self, path: &str) -> Result<(), MailboxError> {
+    pub fn forget_plugin(&mut self, path: &str) -> Result<(), StoreError> {
         let owner = self.owner.id.clone();
         self.conn
             .prepare_cached("DELETE FROM plugin_registry WHERE owner = ?1 AND path = ?2")
@@ -133,7 +71,7 @@ impl Mailbox {
         path: &str,
         status: PluginStatus,
         fields: [Option<&str>; 5],
-    ) -> Result<(), MailboxError> {
+    ) -> Result<(), StoreError> {
         let now = self.now();
         let owner = self.owner.clone();
         let first = !self.registered;
@@ -172,38 +110,74 @@ impl Mailbox {
         Ok(())
     }
 
+    /// The hosts that are still running, oldest first, each with its owner id.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub(crate) fn live_hosts(&self) -> Result<Vec<(String, HostRecord)>, StoreError> {
+        let now = self.now();
+        let read = || -> rusqlite::Result<Vec<(String, HostRecord)>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT owner, hostname, pid, process_start, started_at, heartbeat_at
+                   FROM hosts ORDER BY started_at, owner",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut hosts = Vec::new();
+            while let Some(row) = rows.next()? {
+                let hostname: String = row.get(1)?;
+                let pid = get_u32(row, 2)?;
+                let start = row
+                    .get::<_, Option<i64>>(3)?
+                    .and_then(|s| u64::try_from(s).ok());
+                let heartbeat_at: Millis = row.get(5)?;
+                if host_is_gone(&hostname, pid, start, heartbeat_at, now, self.host_silence) {
+                    continue;
+                }
+                hosts.push((
+                    row.get(0)?,
+                    HostRecord {
+                        host: HostRecord::label(&hostname, pid),
+                        hostname,
+                        pid,
+                        started_at: row.get(4)?,
+                        heartbeat_at,
+                    },
+                ));
+            }
+            Ok(hosts)
+        };
+        read().map_err(|e| self.ctx.err(e))
+    }
+
     /// The plugins of every host that is still running, newest record first.
     ///
     /// # Errors
     ///
     /// A store failure.
-    pub fn plugin_registry(&self) -> Result<PluginRegistry, MailboxError> {
-        let read = || -> rusqlite::Result<PluginRegistry> {
+    pub fn plugin_registry(&self) -> Result<PluginRegistry, StoreError> {
+        let hosts = self.live_hosts()?;
+        let labels: HashMap<&str, &str> = hosts
+            .iter()
+            .map(|(owner, h)| (owner.as_str(), h.host.as_str()))
+            .collect();
+        let read = || -> rusqlite::Result<Vec<PluginRecord>> {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT r.path, r.status, r.name, r.version, r.event_types, r.digest, r.reason,
-                        r.updated_at, h.hostname, h.pid, h.process_start
-                   FROM plugin_registry r JOIN hosts h ON h.owner = r.owner
-                  ORDER BY r.path, r.updated_at DESC",
+                "SELECT path, status, name, version, event_types, digest, reason, updated_at, owner
+                   FROM plugin_registry ORDER BY path, updated_at DESC",
             )?;
-            let mut registry = PluginRegistry::default();
             let mut rows = stmt.query([])?;
+            let mut records = Vec::new();
             while let Some(row) = rows.next()? {
-                let hostname: String = row.get(8)?;
-                let start = row
-                    .get::<_, Option<i64>>(10)?
-                    .and_then(|s| u64::try_from(s).ok());
-                if LeaseOwner::is_known_dead(&hostname, get_u32(row, 9)?, start) {
+                let owner: String = row.get(8)?;
+                let Some(host) = labels.get(owner.as_str()) else {
                     continue;
-                }
+                };
                 let status: String = row.get(1)?;
                 let types: Option<String> = row.get(4)?;
-                let record = PluginRecord {
+                records.push(PluginRecord {
                     path: row.get(0)?,
-                    status: if status == PluginStatus::Loaded.as_str() {
-                        PluginStatus::Loaded
-                    } else {
-                        PluginStatus::Rejected
-                    },
+                    status: PluginStatus::from_stored(&status),
                     name: row.get(2)?,
                     version: row.get(3)?,
                     event_types: types
@@ -212,15 +186,34 @@ impl Mailbox {
                     digest: row.get(5)?,
                     reason: row.get(6)?,
                     updated_at: row.get(7)?,
-                };
-                match record.status {
-                    PluginStatus::Loaded => registry.loaded.push(record),
-                    PluginStatus::Rejected => registry.rejected.push(record),
-                }
+                    host: (*host).to_owned(),
+                });
             }
-            Ok(registry)
+            Ok(records)
         };
-        read().map_err(|e| self.ctx.err(e))
+        let records = read().map_err(|e| self.ctx.err(e))?;
+        Ok(PluginRegistry::from_records(
+            records,
+            hosts.into_iter().map(|(_, h)| h).collect(),
+        ))
+    }
+
+    /// Records this mailbox's owner as a running host now, rather than at
+    /// its first claim or registry write: a host that serves nothing yet is
+    /// still shown.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn register_host(&mut self) -> Result<(), StoreError> {
+        let now = self.now();
+        let owner = self.owner.clone();
+        let ctx = self.ctx.clone();
+        let tx = self.tx()?;
+        register_owner(&tx, &owner, now).map_err(|e| ctx.err(e))?;
+        tx.commit().map_err(|e| ctx.err(e))?;
+        self.registered = true;
+        Ok(())
     }
 }
 

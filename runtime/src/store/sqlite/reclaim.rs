@@ -1,18 +1,19 @@
 //! Reclaiming leases whose holder will not finish: expired ones, and ones
-//! whose owner process on this machine is gone. Runs on open of a host and
-//! periodically; a crash therefore costs one attempt, never the message.
+//! whose host is gone (its process ended, or its heartbeat fell silent).
 
-use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::claim::Lease;
-use super::owner::LeaseOwner;
+use super::Mailbox;
 use super::row::get_u32;
-use super::settle::{Settled, apply_failure};
-use super::{Mailbox, MailboxError};
+use super::settle::apply_failure;
 use crate::clock::Millis;
-use crate::state_machine::{self, Failure, Policies};
+use crate::state_machine::{Failure, Policies};
+use crate::store::claim::Lease;
+use crate::store::reclaim::{Reclaimed, host_is_gone};
+use crate::store::settle::{Settled, decide};
+use crate::store::StoreError;
 
 /// In-flight messages whose lease ran out or whose owner is gone (`?2`: a
 /// JSON array of owners known dead) or was never recorded.
@@ -23,19 +24,6 @@ pub(super) const STUCK: &str =
            OR lease_owner IN (SELECT value FROM json_each(?2))
            OR lease_owner NOT IN (SELECT owner FROM hosts))";
 
-/// What one reclaim pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reclaimed {
-    /// Messages put back in the queue.
-    pub requeued: usize,
-    /// Messages dead-lettered because their attempts were spent.
-    pub dead: usize,
-    /// Those dead-lettered messages, counted by event type.
-    pub dead_by_event_type: BTreeMap<String, usize>,
-    /// Owners found gone and forgotten.
-    pub dead_owners: usize,
-}
-
 impl Mailbox {
     /// Returns every message whose lease expired, or whose owner process is
     /// gone, to the queue (or to the dead letters when its attempts are
@@ -45,14 +33,16 @@ impl Mailbox {
     /// # Errors
     ///
     /// A store failure.
-    pub fn reclaim(&mut self) -> Result<Reclaimed, MailboxError> {
+    pub fn reclaim(&mut self) -> Result<Reclaimed, StoreError> {
         let now = self.now();
         let policies = self.policies.clone();
         let me = self.owner.id.clone();
         let registered = self.registered;
+        let silence = self.host_silence;
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
-        let result = reclaim_in(&tx, &me, registered, &policies, now).map_err(|e| ctx.err(e))?;
+        let result = reclaim_in(&tx, &me, registered, silence, &policies, now)
+            .map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(result)
     }
@@ -62,6 +52,7 @@ fn reclaim_in(
     tx: &Connection,
     me: &str,
     registered: bool,
+    silence: Duration,
     policies: &Policies,
     now: Millis,
 ) -> rusqlite::Result<Reclaimed> {
@@ -71,7 +62,7 @@ fn reclaim_in(
     }
     let dead_owners: Vec<String> = {
         let mut stmt = tx.prepare_cached(
-            "SELECT owner, hostname, pid, process_start FROM hosts WHERE owner != ?1",
+            "SELECT owner, hostname, pid, process_start, heartbeat_at FROM hosts WHERE owner != ?1",
         )?;
         let rows = stmt.query_map([me], |row| {
             Ok((
@@ -79,13 +70,14 @@ fn reclaim_in(
                 row.get::<_, String>(1)?,
                 get_u32(row, 2)?,
                 row.get::<_, Option<i64>>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         })?;
         let mut dead = Vec::new();
         for row in rows {
-            let (owner, hostname, pid, start) = row?;
+            let (owner, hostname, pid, start, heartbeat_at) = row?;
             let start = start.and_then(|s| u64::try_from(s).ok());
-            if LeaseOwner::is_known_dead(&hostname, pid, start) {
+            if host_is_gone(&hostname, pid, start, heartbeat_at, now, silence) {
                 dead.push(owner);
             }
         }
@@ -112,13 +104,13 @@ fn reclaim_in(
 
     let mut result = Reclaimed::default();
     for (lease, event_type, attempts, max_attempts) in stuck {
-        let transition = state_machine::after_failure(
-            &Failure::LeaseExpired,
+        let transition = decide(
+            &event_type,
             attempts,
             max_attempts,
-            policies.for_event_type(&event_type),
+            &Failure::LeaseExpired,
+            policies,
             now,
-            rand::random::<f64>(),
         );
         match apply_failure(tx, &lease, &transition, None, now)? {
             Some(Settled::Dead) => {

@@ -2,19 +2,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Mailbox, MailboxError};
+use super::Mailbox;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{MessageState, Policies};
-
-/// The result of enqueueing one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Enqueued {
-    /// The message's id: new, or the existing message's when `duplicate`.
-    pub id: MessageId,
-    /// A message with the same key was already stored; nothing new was.
-    pub duplicate: bool,
-}
+use crate::store::{Enqueued, StoreError};
 
 impl Mailbox {
     /// Enqueues one message. It is durable (per the store's durability
@@ -22,9 +14,9 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Invalid`] when the message breaks a rule (nothing is
+    /// [`StoreError::Invalid`] when the message breaks a rule (nothing is
     /// stored), or a store failure.
-    pub fn enqueue(&mut self, message: NewMessage) -> Result<Enqueued, MailboxError> {
+    pub fn enqueue(&mut self, message: NewMessage) -> Result<Enqueued, StoreError> {
         let mut out = self.enqueue_batch(vec![message])?;
         Ok(out.remove(0))
     }
@@ -35,18 +27,18 @@ impl Mailbox {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Invalid`] naming the first invalid message (by its
+    /// [`StoreError::Invalid`] naming the first invalid message (by its
     /// index in the batch; nothing is stored), or a store failure.
     pub fn enqueue_batch(
         &mut self,
         messages: Vec<NewMessage>,
-    ) -> Result<Vec<Enqueued>, MailboxError> {
+    ) -> Result<Vec<Enqueued>, StoreError> {
         for (index, message) in messages.iter().enumerate() {
             message.validate(self.max_payload_bytes).map_err(|source| {
                 if messages.len() == 1 {
-                    MailboxError::Invalid(source)
+                    StoreError::Invalid(source)
                 } else {
-                    MailboxError::InvalidInBatch { index, source }
+                    StoreError::InvalidInBatch { index, source }
                 }
             })?;
         }

@@ -1,0 +1,194 @@
+//! What can go wrong in the store, as one enum callers can match, whichever
+//! backend holds the mailbox.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::message::{InvalidInput, MessageId};
+use crate::state_machine::MessageState;
+
+/// An error from the store. Each message names what went wrong and, where
+/// there is one, what to do about it. `store` fields name the store as the
+/// operator wrote it (a file path, or a PostgreSQL URL without its password).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory that should hold the store file does not exist.
+    #[error(
+        "cannot open the store {path}: the directory {dir} does not exist (create it, or choose another store path)"
+    )]
+    MissingDirectory {
+        /// The store's path.
+        path: PathBuf,
+        /// The missing directory.
+        dir: PathBuf,
+    },
+    /// The store file does not exist and was not to be created.
+    #[error(
+        "no store at {path}: start `mailroom run` there first, or pass the path of an existing store with --db"
+    )]
+    NotFound {
+        /// The store's path.
+        path: PathBuf,
+    },
+    /// The PostgreSQL database holds no Mailroom store, and it was not to be
+    /// created.
+    #[error(
+        "no Mailroom store in {store} (no `mailroom` schema): start `mailroom run` or `mailroom enqueue` there first"
+    )]
+    NoSchema {
+        /// The store, without its password.
+        store: String,
+    },
+    /// The file exists but is not an SQLite database.
+    #[error("{path} is not a Mailroom store (not an SQLite database): check the path")]
+    NotADatabase {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// The store URL cannot be used.
+    #[error("invalid store URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database server could not be reached.
+    #[error(
+        "cannot reach the PostgreSQL server of {store}: {reason} (is it running, and are host and port right?)"
+    )]
+    Unreachable {
+        /// The store, without its password.
+        store: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The database server refused the login.
+    #[error(
+        "the PostgreSQL server of {store} refused the login: {reason} (check the user name and password in the store URL)"
+    )]
+    LoginRefused {
+        /// The store, without its password.
+        store: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// The database user lacks a permission the store needs.
+    #[error(
+        "the PostgreSQL user of {store} lacks a permission: {reason} (grant it, or run once as the database owner so the schema is created)"
+    )]
+    PermissionDenied {
+        /// The store, without its password.
+        store: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// Another process held the write lock for longer than the busy timeout.
+    #[error(
+        "the store {store} stayed locked by another process for {waited:?}: retry, or raise the busy timeout"
+    )]
+    Locked {
+        /// The store.
+        store: String,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// The store was written by a newer Mailroom.
+    #[error(
+        "the store {store} has schema version {found}, newer than this mailroom understands ({supported}): upgrade mailroom"
+    )]
+    SchemaTooNew {
+        /// The store.
+        store: String,
+        /// The store's schema version.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A message broke a rule of the message contract.
+    #[error("invalid message: {0}")]
+    Invalid(#[from] InvalidInput),
+    /// One message of a batch broke a rule; nothing of the batch was stored.
+    #[error("invalid message at index {index} of the batch: {source}")]
+    InvalidInBatch {
+        /// The message's position in the batch, from 0.
+        index: usize,
+        /// What is wrong with it.
+        source: InvalidInput,
+    },
+    /// The lease on a claimed message is no longer held: it expired and the
+    /// message was reclaimed (and maybe claimed again). Nothing was committed.
+    #[error(
+        "the lease on message {id} is no longer held (it expired or was reclaimed); nothing was committed"
+    )]
+    LeaseLost {
+        /// The message.
+        id: MessageId,
+    },
+    /// No message has this id.
+    #[error("no message with id {id}")]
+    NoSuchMessage {
+        /// The id asked for.
+        id: MessageId,
+    },
+    /// The message exists but is not in the state the operation needs.
+    #[error("message {id} is {actual}, not {expected}")]
+    WrongState {
+        /// The message.
+        id: MessageId,
+        /// The state the operation needs.
+        expected: MessageState,
+        /// The state it is in.
+        actual: MessageState,
+    },
+    /// A stored row could not be read back (a corrupt or hand-edited store).
+    #[error("the store {store} holds a row this mailroom cannot read: {reason}")]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other SQLite failure.
+    #[error("SQLite failed on the store {store}: {source}")]
+    Sqlite {
+        /// The store's path.
+        store: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Any other PostgreSQL failure (the connection dropped, the server
+    /// restarted, a statement failed).
+    #[error("PostgreSQL failed on the store {store}: {reason}")]
+    Postgres {
+        /// The store, without its password.
+        store: String,
+        /// What went wrong, with the server's message where there is one.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this error means the store was busy (worth retrying later).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Locked { .. })
+    }
+
+    /// Whether the store could not be used at all (unreachable, refused,
+    /// locked, damaged), as opposed to a problem with the request: commands
+    /// exit with a distinct code for it.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. }
+                | Self::LoginRefused { .. }
+                | Self::PermissionDenied { .. }
+                | Self::Locked { .. }
+                | Self::SchemaTooNew { .. }
+                | Self::Corrupt { .. }
+                | Self::Sqlite { .. }
+                | Self::Postgres { .. }
+        )
+    }
+}

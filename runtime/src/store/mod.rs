@@ -1,0 +1,410 @@
+//! The durable mailbox, behind one seam with two backends.
+//!
+//! The rest of the runtime reaches the mailbox only through the named, async
+//! operations of [`Store`]: enqueue, claim, release, settle, reclaim, dead
+//! letters, stats, hosts, the plugin registry, wake-ups, a readiness ping and
+//! maintenance. [`Store`] is a closed enum over the two backends, so callers
+//! (dispatcher, settler, loader, HTTP, CLI) stay free of generics:
+//!
+//! - [`sqlite`]: one SQLite file in WAL mode, the embedded default. Several
+//!   processes on one machine may share it.
+//! - [`postgres`]: a schema `mailroom` in a PostgreSQL database, for hosts on
+//!   many machines sharing one queue, and for applications that enqueue
+//!   inside their own transactions (the outbox).
+//!
+//! Neither backend decides anything: what follows a failure or an expired
+//! lease, whether a host is gone, how counts add up and how pages end are
+//! pure functions in the files below (and [`crate::state_machine`]), which
+//! both backends call. Only this module names the database clients.
+//!
+//! | file              | holds                                                  |
+//! | ----------------- | ------------------------------------------------------ |
+//! | `location.rs`     | where the store lives: a file, or a PostgreSQL URL     |
+//! | `options.rs`      | how to open it: durability, timeouts, clock, policies  |
+//! | `error.rs`        | [`StoreError`]                                         |
+//! | `owner.rs`        | who holds a lease, and whether its process is alive    |
+//! | `enqueue.rs`      | what an enqueue answers                                |
+//! | `claim.rs`        | claimed messages, their leases and the claim order     |
+//! | `settle.rs`       | outcomes of deliveries, and the decision each leads to |
+//! | `reclaim.rs`      | what a reclaim did; whether a host is gone             |
+//! | `dead_letters.rs` | stored messages, dead letters, paging                  |
+//! | `stats.rs`        | counts, added up                                       |
+//! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
+//! | `wakeup.rs`       | noticing other processes' commits                      |
+
+mod claim;
+mod dead_letters;
+mod enqueue;
+mod error;
+mod location;
+mod options;
+mod owner;
+pub mod postgres;
+mod reclaim;
+mod registry;
+mod settle;
+pub mod sqlite;
+mod stats;
+mod wakeup;
+
+use std::time::Duration;
+
+use crate::clock::Millis;
+use crate::message::{MessageId, NewMessage};
+use crate::state_machine::Failure;
+
+pub use claim::{Claimed, Lease};
+pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
+pub use enqueue::Enqueued;
+pub use error::StoreError;
+pub use location::{Location, PostgresUrl, redact_url};
+pub use options::{Durability, OpenOptions};
+pub use owner::LeaseOwner;
+pub use reclaim::Reclaimed;
+pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
+pub use settle::{Outcome, SettleEntry, Settled, Settlement};
+pub use stats::{StateCounts, Stats};
+pub use wakeup::CommitSignal;
+
+use postgres::PgStore;
+use sqlite::SqliteStore;
+
+/// A connection (SQLite) or a pool of connections (PostgreSQL) to the
+/// mailbox. Cloning shares it. Give each role its own store: the host opens
+/// one for producers (synced commits) and one for the dispatcher.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An SQLite file.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+/// Runs the same operation on whichever backend this is. Each arm's
+/// expression sees the backend as `$b`.
+macro_rules! each {
+    ($self:expr, $b:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($b) => $e,
+            Store::Postgres($b) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store at `location`, creating and migrating it when
+    /// `options.create` allows.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] naming the store and what to do: a missing file or
+    /// folder, a file that is not a store, a server that cannot be reached or
+    /// refuses the login, a schema from a newer Mailroom.
+    pub async fn open(location: &Location, options: &OpenOptions) -> Result<Self, StoreError> {
+        match location {
+            Location::Sqlite(path) => Ok(Self::Sqlite(SqliteStore::open(path, options).await?)),
+            Location::Postgres(url) => Ok(Self::Postgres(PgStore::open(url, options).await?)),
+        }
+    }
+
+    /// The store as messages name it (a path, or a URL without password).
+    pub fn describe(&self) -> String {
+        each!(self, b => b.describe())
+    }
+
+    /// Enqueues one message; durable (per the store's durability) when this
+    /// returns.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] (nothing stored), or a store failure.
+    pub async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
+        let mut out = self.enqueue_batch(vec![message]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueues many messages in one transaction: all are stored or none.
+    /// A key repeated within the batch resolves to the first message that
+    /// carried it; a key already stored answers the stored message's id,
+    /// marked as a duplicate.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] or [`StoreError::InvalidInBatch`] (nothing
+    /// stored), or a store failure.
+    pub async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        each!(self, b => b.enqueue_batch(messages).await)
+    }
+
+    /// Claims up to `limit` due messages whose event type is in
+    /// `event_types`, highest priority first, then oldest; each gets one
+    /// more attempt and a lease of `lease`. A message is handed to exactly
+    /// one claimer, whichever process or machine it is on.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        event_types: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 || event_types.is_empty() {
+            return Ok(Vec::new());
+        }
+        each!(self, b => b.claim(limit, lease, event_types.to_vec()).await)
+    }
+
+    /// When the next queued message of one of `event_types` becomes due.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn next_due_at(&self, event_types: &[String]) -> Result<Option<Millis>, StoreError> {
+        each!(self, b => b.next_due_at(event_types.to_vec()).await)
+    }
+
+    /// Hands claimed messages back without counting their attempt. Leases no
+    /// longer held are skipped. Returns how many were released.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        each!(self, b => b.release(leases).await)
+    }
+
+    /// Settles a batch of deliveries in one transaction and hands the batch
+    /// back with one result per entry: a lost lease or an invalid follow-up
+    /// changes nothing for that entry. The outer result is a store failure
+    /// that rolled back the whole batch.
+    pub async fn settle<E>(
+        &self,
+        batch: Vec<E>,
+    ) -> (Vec<E>, Result<Vec<Result<Settled, StoreError>>, StoreError>)
+    where
+        E: SettleEntry + Send + Sync + 'static,
+    {
+        each!(self, b => b.settle(batch).await)
+    }
+
+    /// Acks one claimed message, enqueueing `follow_ups` with it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`] or [`StoreError::Invalid`] (nothing
+    /// committed), or a store failure.
+    pub async fn ack(&self, claimed: &Claimed, follow_ups: Vec<NewMessage>) -> Result<(), StoreError> {
+        self.settle_one(claimed, Settlement::Ack { follow_ups }, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Records a failed attempt of one claimed message.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`] (nothing committed), or a store failure.
+    pub async fn fail(&self, claimed: &Claimed, failure: Failure) -> Result<Settled, StoreError> {
+        self.settle_one(claimed, Settlement::Fail(failure), None)
+            .await
+    }
+
+    /// Settles one message; `digest` stamps the attempt with the plugin
+    /// build that ran it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::ack`] and [`Store::fail`].
+    pub async fn settle_one(
+        &self,
+        claimed: &Claimed,
+        settlement: Settlement,
+        digest: Option<&str>,
+    ) -> Result<Settled, StoreError> {
+        let outcome = Outcome {
+            claimed: claimed.clone(),
+            settlement,
+            digest: digest.map(str::to_owned),
+        };
+        let (_, results) = self.settle(vec![outcome]).await;
+        results?.remove(0)
+    }
+
+    /// Records this store's owner as a running host (and its heartbeat).
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn register_host(&self) -> Result<(), StoreError> {
+        each!(self, b => b.register_host().await)
+    }
+
+    /// Sends this host's heartbeat and returns every message whose lease
+    /// expired, or whose host is gone, to the queue (or to the dead letters
+    /// when its attempts are spent). Leases of live hosts are never taken.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn reclaim(&self) -> Result<Reclaimed, StoreError> {
+        each!(self, b => b.reclaim().await)
+    }
+
+    /// Housekeeping the host runs when idle: on SQLite a WAL checkpoint, so
+    /// a busy host does not keep a large `-wal` file.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        each!(self, b => b.maintain().await)
+    }
+
+    /// Whether the store answers (for readiness checks).
+    ///
+    /// # Errors
+    ///
+    /// The store failure that made it not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        each!(self, b => b.ping().await)
+    }
+
+    /// Wakes whoever waits on it when another process (or another
+    /// connection of this one) commits: the dispatcher's way of noticing
+    /// enqueues without polling hard.
+    pub async fn commit_signal(&self) -> CommitSignal {
+        each!(self, b => b.commit_signal().await)
+    }
+
+    /// Lists dead letters oldest first, a page at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a bad cursor, or a store failure.
+    pub async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<DeadLetterPage, StoreError> {
+        each!(self, b => b.dead_letters(filter).await)
+    }
+
+    /// Any stored message by id, payload included.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchMessage`], or a store failure.
+    pub async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        each!(self, b => b.message(id).await)
+    }
+
+    /// One dead letter, payload included.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NoSuchMessage`], [`StoreError::WrongState`] when it is
+    /// not dead, or a store failure.
+    pub async fn dead_letter(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        let message = self.message(id).await?;
+        if message.state != crate::state_machine::MessageState::Dead {
+            return Err(dead_letters::not_dead(id, Ok(message)));
+        }
+        Ok(message)
+    }
+
+    /// Puts dead letters back in the queue, due now, attempts reset to 0.
+    /// Returns how many moved.
+    ///
+    /// # Errors
+    ///
+    /// For [`Selection::One`]: [`StoreError::NoSuchMessage`] or
+    /// [`StoreError::WrongState`]. Otherwise a store failure.
+    pub async fn redrive(&self, selection: Selection) -> Result<usize, StoreError> {
+        each!(self, b => b.redrive(selection).await)
+    }
+
+    /// Deletes dead letters for good. Returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::redrive`].
+    pub async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
+        each!(self, b => b.purge(selection).await)
+    }
+
+    /// Counts the store's messages; lists the live hosts.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        each!(self, b => b.stats().await)
+    }
+
+    /// The plugins every live host has loaded or rejected, and the hosts.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn plugin_registry(&self) -> Result<PluginRegistry, StoreError> {
+        each!(self, b => b.plugin_registry().await)
+    }
+
+    /// Records that this host loaded the plugin at `path` (clearing an
+    /// earlier rejection of the file).
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn record_plugin_loaded(
+        &self,
+        path: String,
+        name: String,
+        version: String,
+        event_types: Vec<String>,
+        digest: String,
+    ) -> Result<(), StoreError> {
+        let record = registry::Loaded {
+            path,
+            name,
+            version,
+            event_types,
+            digest,
+        };
+        each!(self, b => b.record_plugin_loaded(record).await)
+    }
+
+    /// Records that this host rejected the file at `path`, and why.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn record_plugin_rejected(&self, path: String, reason: String) -> Result<(), StoreError> {
+        each!(self, b => b.record_plugin_rejected(path, reason).await)
+    }
+
+    /// Forgets what this host recorded about `path` (the file was removed).
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn forget_plugin(&self, path: String) -> Result<(), StoreError> {
+        each!(self, b => b.forget_plugin(path).await)
+    }
+
+    /// Forgets this host (its registry rows) on a clean stop, so other
+    /// processes stop showing it at once. Best effort.
+    pub async fn close(&self) {
+        each!(self, b => b.close().await)
+    }
+
+    /// Time spent inside store calls so far, all clones together: its growth
+    /// over a span, divided by the span, is how saturated the store is.
+    pub fn busy(&self) -> Duration {
+        each!(self, b => b.busy())
+    }
+}

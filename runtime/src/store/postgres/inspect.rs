@@ -1,0 +1,223 @@
+//! What operators look at and do on PostgreSQL: any message by id, the
+//! dead letters (list, redrive, purge) and the counts.
+
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use super::connect::Errors;
+use super::messages::{budget, count, notify, priority};
+use crate::clock::Millis;
+use crate::message::MessageId;
+use crate::state_machine::{MessageState, Policies};
+use crate::store::dead_letters::not_dead;
+use crate::store::stats::CountRow;
+use crate::store::{
+    DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, Stats, StoreError, StoredMessage,
+};
+
+const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
+     max_attempts, last_error, last_plugin_digest, octet_length(payload), created_at, dead_at, seq";
+
+/// A page of dead letters after position `$1`, of type `$2` if not NULL,
+/// at most `$3`.
+const PAGE: &str = "SELECT id, event_type, key, source, correlation_id, priority, attempts,
+        max_attempts, last_error, last_plugin_digest, octet_length(payload), created_at,
+        dead_at, seq
+   FROM mailroom.messages
+  WHERE state = 'dead' AND seq > $1 AND ($2::text IS NULL OR event_type = $2)
+  ORDER BY seq LIMIT $3";
+
+/// Messages of one state by event type and priority, one query per state
+/// so each reads its partial index.
+const COUNTS: [(MessageState, &str); 3] = [
+    (
+        MessageState::Queued,
+        "SELECT event_type, priority, count(*) FROM mailroom.messages
+          WHERE state = 'queued' GROUP BY event_type, priority",
+    ),
+    (
+        MessageState::Inflight,
+        "SELECT event_type, priority, count(*) FROM mailroom.messages
+          WHERE state = 'inflight' GROUP BY event_type, priority",
+    ),
+    (
+        MessageState::Dead,
+        "SELECT event_type, priority, count(*) FROM mailroom.messages
+          WHERE state = 'dead' GROUP BY event_type, priority",
+    ),
+];
+
+const DUE: &str = "SELECT count(*), min(available_at) FROM mailroom.messages
+    WHERE state = 'queued' AND available_at <= $1";
+
+fn summary(row: &Row, errors: &Errors, policies: &Policies) -> Result<DeadLetter, StoreError> {
+    let event_type: String = row.get(1);
+    Ok(DeadLetter {
+        id: MessageId(row.get(0)),
+        max_attempts: budget(row.get(7), &event_type, policies),
+        event_type,
+        key: row.get(2),
+        source: row.get(3),
+        correlation_id: row.get(4),
+        priority: priority(row.get(5), errors)?,
+        attempts: count(row.get(6)),
+        last_error: row.get(8),
+        plugin_digest: row.get(9),
+        payload_bytes: u64::try_from(row.get::<_, i32>(10)).unwrap_or(0),
+        created_at: row.get(11),
+        dead_at: row.get(12),
+    })
+}
+
+impl PgStore {
+    pub(crate) async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+    ) -> Result<DeadLetterPage, StoreError> {
+        let limit = filter.page_size();
+        let after = filter.after()?;
+        let errors = self.errors();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                PAGE,
+                &[
+                    &after,
+                    &filter.event_type,
+                    &i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        let rows = rows
+            .iter()
+            .map(|row| Ok((summary(row, errors, &self.inner.policies)?, row.get(13))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(DeadLetterPage::from_rows(rows, limit))
+    }
+
+    pub(crate) async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        let errors = self.errors();
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {SUMMARY_COLUMNS}, state, available_at, payload
+                       FROM mailroom.messages WHERE id = $1"
+                ),
+                &[&id.0],
+            )
+            .await
+            .map_err(|e| errors.pg(&e))?
+            .ok_or(StoreError::NoSuchMessage { id })?;
+        let state: String = row.get(14);
+        Ok(StoredMessage {
+            summary: summary(&row, errors, &self.inner.policies)?,
+            state: state
+                .parse()
+                .map_err(|e: crate::state_machine::UnknownState| errors.corrupt(e.to_string()))?,
+            available_at: row.get(15),
+            payload: row.get(16),
+        })
+    }
+
+    pub(crate) async fn redrive(&self, selection: Selection) -> Result<usize, StoreError> {
+        let now = self.now();
+        self.on_dead(
+            &selection,
+            "UPDATE mailroom.messages SET state = 'queued', attempts = 0, available_at = $1,
+                    dead_at = NULL, updated_at = $1",
+            &[&now],
+            true,
+        )
+        .await
+    }
+
+    pub(crate) async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
+        self.on_dead(&selection, "DELETE FROM mailroom.messages", &[], false)
+            .await
+    }
+
+    /// Runs `statement` (an UPDATE or DELETE without WHERE, whose own
+    /// parameters are `params`) on the dead letters `selection` names;
+    /// `wake` notifies hosts (the messages are queued again).
+    async fn on_dead(
+        &self,
+        selection: &Selection,
+        statement: &str,
+        params: &[&(dyn ToSql + Sync)],
+        wake: bool,
+    ) -> Result<usize, StoreError> {
+        let n = params.len();
+        let id;
+        let event_type;
+        let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
+        let filter = match selection {
+            Selection::One(one) => {
+                id = one.0;
+                all.push(&id);
+                format!("id = ${}", n + 1)
+            }
+            Selection::EventType(t) => {
+                event_type = t.clone();
+                all.push(&event_type);
+                format!("event_type = ${}", n + 1)
+            }
+            Selection::All => "true".to_owned(),
+        };
+        let errors = self.errors();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+        let changed = tx
+            .execute(
+                &format!("{statement} WHERE state = 'dead' AND {filter}"),
+                &all,
+            )
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        if wake && changed > 0 {
+            notify(&tx, errors).await?;
+        }
+        tx.commit().await.map_err(|e| errors.pg(&e))?;
+        if changed == 0
+            && let Selection::One(id) = selection
+        {
+            return Err(not_dead(*id, self.message(*id).await));
+        }
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
+        let registry = self.plugin_registry().await?;
+        let served = registry.served_event_types();
+        let now = self.now();
+        let errors = self.errors();
+        let client = self.client().await?;
+        let mut counts = Vec::new();
+        for (state, sql) in COUNTS {
+            for row in client.query(sql, &[]).await.map_err(|e| errors.pg(&e))? {
+                counts.push(CountRow {
+                    state,
+                    event_type: row.get(0),
+                    priority: priority(row.get(1), errors)?,
+                    count: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                });
+            }
+        }
+        let due = client
+            .query_one(DUE, &[&now])
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        let oldest: Option<Millis> = due.get(1);
+        let mut stats = Stats::from_rows(
+            counts,
+            &served,
+            u64::try_from(due.get::<_, i64>(0)).unwrap_or(0),
+            oldest,
+            now,
+        );
+        stats.hosts = registry.hosts.clone();
+        Ok(stats)
+    }
+}

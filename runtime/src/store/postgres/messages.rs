@@ -1,0 +1,521 @@
+//! The hot path on PostgreSQL: enqueue, claim, release and settle. Each is
+//! one transaction; the statements of a batch are pipelined over its
+//! connection rather than sent one round trip at a time.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use deadpool_postgres::Transaction;
+use futures_util::future::join_all;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use super::connect::Errors;
+use super::schema::CHANNEL;
+use crate::clock::{Millis, duration_ms};
+use crate::message::{MessageId, NewMessage, Priority};
+use crate::state_machine::{Policies, Transition};
+use crate::store::claim::claim_order;
+use crate::store::settle::decide;
+use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
+
+/// Inserts one message unless its key is stored; answers its id if so.
+const INSERT: &str = "INSERT INTO mailroom.messages
+        (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+         max_attempts, available_at, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $10)
+    ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+    RETURNING id";
+
+/// The stored message holding a key.
+const BY_KEY: &str = "SELECT id FROM mailroom.messages WHERE key = $1";
+
+/// The first due queued messages of each routable type (`$1`), in claim
+/// order, locked unless another claimer holds them; the first `$3` of all
+/// of them are taken under the lease. Read per type, so messages of types
+/// no plugin handles are never scanned past.
+const CLAIM: &str = "WITH picked AS (
+        SELECT c.seq FROM unnest($1::text[]) AS t(event_type)
+        CROSS JOIN LATERAL (
+            SELECT m.seq, m.priority FROM mailroom.messages m
+             WHERE m.state = 'queued' AND m.event_type = t.event_type AND m.available_at <= $2
+             ORDER BY m.priority DESC, m.seq
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+        ) c
+        ORDER BY c.priority DESC, c.seq
+        LIMIT $3
+    )
+    UPDATE mailroom.messages m
+       SET state = 'inflight', attempts = m.attempts + 1, lease_owner = $4, lease_token = $5,
+           lease_expires_at = $6, updated_at = $2
+      FROM picked
+     WHERE m.seq = picked.seq AND m.state = 'queued'
+    RETURNING m.id, m.event_type, m.payload, m.key, m.source, m.correlation_id, m.priority,
+              m.attempts, m.max_attempts, m.created_at, m.seq";
+
+const NEXT_DUE: &str = "SELECT min(available_at) FROM mailroom.messages
+    WHERE state = 'queued' AND event_type = ANY($1)";
+
+const RELEASE: &str = "UPDATE mailroom.messages m
+       SET state = 'queued', attempts = greatest(m.attempts - 1, 0), lease_owner = NULL,
+           lease_token = NULL, lease_expires_at = NULL, updated_at = $1
+      FROM unnest($2::uuid[], $3::text[]) AS r(id, token)
+     WHERE m.id = r.id AND m.state = 'inflight' AND m.lease_token = r.token";
+
+const ACK: &str = "DELETE FROM mailroom.messages m
+     USING unnest($1::uuid[], $2::text[]) AS r(id, token)
+     WHERE m.id = r.id AND m.state = 'inflight' AND m.lease_token = r.token
+    RETURNING m.id";
+
+/// Moves in-flight messages per their transitions, guarded by the lease.
+pub(super) const APPLY_FAILURES: &str = "UPDATE mailroom.messages m
+       SET state = r.state, available_at = coalesce(r.available_at, m.available_at),
+           last_error = r.last_error, dead_at = r.dead_at,
+           last_plugin_digest = coalesce(r.digest, m.last_plugin_digest),
+           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $8
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int8[],
+                  $7::text[]) AS r(id, token, state, available_at, last_error, dead_at, digest)
+     WHERE m.id = r.id AND m.state = 'inflight' AND m.lease_token = r.token
+    RETURNING m.id";
+
+/// A failure's transition, as the columns [`APPLY_FAILURES`] takes.
+#[derive(Debug, Default)]
+pub(super) struct FailureRows {
+    ids: Vec<uuid::Uuid>,
+    tokens: Vec<String>,
+    states: Vec<&'static str>,
+    available_at: Vec<Option<i64>>,
+    last_errors: Vec<String>,
+    dead_at: Vec<Option<i64>>,
+    digests: Vec<Option<String>>,
+}
+
+impl FailureRows {
+    pub(super) fn push(
+        &mut self,
+        lease: &Lease,
+        transition: &Transition,
+        digest: Option<&str>,
+        now: Millis,
+    ) {
+        let (state, available_at, last_error, dead_at) = match transition {
+            Transition::Requeue {
+                available_at,
+                last_error,
+            } => ("queued", Some(*available_at), last_error, None),
+            Transition::Dead { last_error } => ("dead", None, last_error, Some(now)),
+        };
+        self.ids.push(lease.id.0);
+        self.tokens.push(lease.token.clone());
+        self.states.push(state);
+        self.available_at.push(available_at);
+        self.last_errors.push(last_error.clone());
+        self.dead_at.push(dead_at);
+        self.digests.push(digest.map(str::to_owned));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Applies every row; returns the ids whose lease was still held.
+    pub(super) async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        now: Millis,
+        errors: &Errors,
+    ) -> Result<HashSet<uuid::Uuid>, StoreError> {
+        if self.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let stmt = tx
+            .prepare_cached(APPLY_FAILURES)
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &self.ids,
+                    &self.tokens,
+                    &self.states,
+                    &self.available_at,
+                    &self.last_errors,
+                    &self.dead_at,
+                    &self.digests,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        Ok(rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)).collect())
+    }
+}
+
+/// Inserts `messages` in order, pipelined, inside `tx`; `inherited` is the
+/// correlation id of the message whose handler emitted them.
+async fn insert_all(
+    tx: &Transaction<'_>,
+    messages: &[&NewMessage],
+    policies: &Policies,
+    now: Millis,
+    inherited: Option<&str>,
+    errors: &Errors,
+) -> Result<Vec<Enqueued>, StoreError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let insert = tx
+        .prepare_cached(INSERT)
+        .await
+        .map_err(|e| errors.pg(&e))?;
+    struct Prepared {
+        id: MessageId,
+        correlation_id: String,
+        priority: i16,
+        max_attempts: i32,
+        available_at: i64,
+    }
+    let prepared: Vec<Prepared> = messages
+        .iter()
+        .map(|m| {
+            let id = MessageId::new();
+            Prepared {
+                id,
+                correlation_id: m
+                    .correlation_id
+                    .clone()
+                    .or_else(|| inherited.map(str::to_owned))
+                    .unwrap_or_else(|| id.to_string()),
+                priority: rank(m.priority),
+                max_attempts: i32::try_from(
+                    m.max_attempts
+                        .unwrap_or_else(|| policies.for_event_type(&m.event_type).max_attempts),
+                )
+                .unwrap_or(i32::MAX),
+                available_at: now.saturating_add(duration_ms(m.delay)),
+            }
+        })
+        .collect();
+    // Polled together, so they are sent back to back over the connection
+    // (one round trip, not one per message); the server runs them in order,
+    // so a key repeated within the batch resolves to its first message.
+    let inserts = messages.iter().zip(&prepared).map(|(m, p)| {
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &p.id.0,
+            &m.event_type,
+            &m.payload,
+            &m.key,
+            &m.source,
+            &p.correlation_id,
+            &p.priority,
+            &p.max_attempts,
+            &p.available_at,
+            &now,
+        ];
+        let insert = &insert;
+        async move { tx.query_opt(insert, &params).await }
+    });
+    let inserted = join_all(inserts).await;
+    let mut out = Vec::with_capacity(messages.len());
+    for ((m, p), row) in messages.iter().zip(&prepared).zip(inserted) {
+        let row = row.map_err(|e| errors.pg(&e))?;
+        if row.is_some() {
+            out.push(Enqueued {
+                id: p.id,
+                duplicate: false,
+            });
+            continue;
+        }
+        // Only the key can conflict (ids are fresh UUIDs).
+        let existing = tx
+            .query_one(BY_KEY, &[&m.key])
+            .await
+            .map_err(|e| errors.pg(&e))?;
+        out.push(Enqueued {
+            id: MessageId(existing.get(0)),
+            duplicate: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The stored rank of a priority.
+pub(super) fn rank(priority: Priority) -> i16 {
+    i16::try_from(priority.rank()).unwrap_or(1)
+}
+
+/// The priority a stored rank names.
+pub(super) fn priority(rank: i16, errors: &Errors) -> Result<Priority, StoreError> {
+    Priority::from_rank(i64::from(rank))
+        .ok_or_else(|| errors.corrupt(format!("unknown priority rank {rank}")))
+}
+
+/// A stored counter, which is never negative.
+pub(super) fn count(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// The attempt budget of a stored message: its own, or its type's policy
+/// when it was enqueued through SQL without one.
+pub(super) fn budget(stored: Option<i32>, event_type: &str, policies: &Policies) -> u32 {
+    stored.map_or_else(
+        || policies.for_event_type(event_type).max_attempts,
+        count,
+    )
+}
+
+impl PgStore {
+    pub(crate) async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        for (index, message) in messages.iter().enumerate() {
+            message
+                .validate(self.inner.max_payload_bytes)
+                .map_err(|source| {
+                    if messages.len() == 1 {
+                        StoreError::Invalid(source)
+                    } else {
+                        StoreError::InvalidInBatch { index, source }
+                    }
+                })?;
+        }
+        self.timed(async {
+            let mut client = self.client().await?;
+            let errors = self.errors();
+            let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+            let refs: Vec<&NewMessage> = messages.iter().collect();
+            let out = insert_all(&tx, &refs, &self.inner.policies, self.now(), None, errors).await?;
+            notify(&tx, errors).await?;
+            tx.commit().await.map_err(|e| errors.pg(&e))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        event_types: Vec<String>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.timed(async {
+            if !self.inner.registered.load(std::sync::atomic::Ordering::Relaxed) {
+                self.register_host().await?;
+            }
+            let now = self.now();
+            let expires = now.saturating_add(duration_ms(lease));
+            let token = uuid::Uuid::now_v7().to_string();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let client = self.client().await?;
+            let errors = self.errors();
+            let stmt = client
+                .prepare_cached(CLAIM)
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            let mut types = event_types;
+            types.sort();
+            types.dedup();
+            let rows = client
+                .query(
+                    &stmt,
+                    &[&types, &now, &limit, &self.inner.owner.id, &token, &expires],
+                )
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            let mut claimed = rows
+                .iter()
+                .map(|row| self.claimed(row, &token, expires))
+                .collect::<Result<Vec<_>, _>>()?;
+            // RETURNING gives no order guarantee: restore the claim order.
+            claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
+            Ok(claimed.into_iter().map(|(_, c)| c).collect())
+        })
+        .await
+    }
+
+    fn claimed(&self, row: &Row, token: &str, expires: Millis) -> Result<(i64, Claimed), StoreError> {
+        let errors = self.errors();
+        let event_type: String = row.get(1);
+        let max_attempts = budget(row.get(8), &event_type, &self.inner.policies);
+        Ok((
+            row.get(10),
+            Claimed {
+                lease: Lease {
+                    id: MessageId(row.get(0)),
+                    token: token.to_owned(),
+                },
+                event_type,
+                payload: row.get(2),
+                key: row.get(3),
+                source: row.get(4),
+                correlation_id: row.get(5),
+                priority: priority(row.get(6), errors)?,
+                attempts: count(row.get(7)),
+                max_attempts,
+                created_at: row.get(9),
+                lease_expires_at: expires,
+            },
+        ))
+    }
+
+    pub(crate) async fn next_due_at(
+        &self,
+        event_types: Vec<String>,
+    ) -> Result<Option<Millis>, StoreError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let errors = self.errors();
+            let stmt = client
+                .prepare_cached(NEXT_DUE)
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            let row = client
+                .query_one(&stmt, &[&event_types])
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
+    pub(crate) async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let errors = self.errors();
+            let ids: Vec<uuid::Uuid> = leases.iter().map(|l| l.id.0).collect();
+            let tokens: Vec<&str> = leases.iter().map(|l| l.token.as_str()).collect();
+            let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+            let released = tx
+                .execute(RELEASE, &[&self.now(), &ids, &tokens])
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            if released > 0 {
+                notify(&tx, errors).await?;
+            }
+            tx.commit().await.map_err(|e| errors.pg(&e))?;
+            Ok(usize::try_from(released).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
+    pub(crate) async fn settle<E>(
+        &self,
+        batch: Vec<E>,
+    ) -> (Vec<E>, Result<Vec<Result<Settled, StoreError>>, StoreError>)
+    where
+        E: SettleEntry + Send + Sync + 'static,
+    {
+        let result = self.timed(self.settle_in(&batch)).await;
+        (batch, result)
+    }
+
+    async fn settle_in<E: SettleEntry>(
+        &self,
+        batch: &[E],
+    ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
+        let now = self.now();
+        let policies = &self.inner.policies;
+        let errors = self.errors();
+        // Decide every entry first: invalid follow-ups fail their entry
+        // alone; failures get their transition from the state machine.
+        let mut results: Vec<Option<Result<Settled, StoreError>>> = Vec::with_capacity(batch.len());
+        let mut ack_ids = Vec::new();
+        let mut ack_tokens = Vec::new();
+        let mut failures = FailureRows::default();
+        let mut transitions = Vec::new();
+        for entry in batch {
+            let claimed = entry.claimed();
+            match entry.settlement() {
+                Settlement::Ack { follow_ups } => {
+                    if let Some(invalid) = follow_ups
+                        .iter()
+                        .find_map(|m| m.validate(self.inner.max_payload_bytes).err())
+                    {
+                        results.push(Some(Err(StoreError::Invalid(invalid))));
+                        transitions.push(None);
+                        continue;
+                    }
+                    ack_ids.push(claimed.lease.id.0);
+                    ack_tokens.push(claimed.lease.token.as_str());
+                    transitions.push(None);
+                }
+                Settlement::Fail(failure) => {
+                    let transition = decide(
+                        &claimed.event_type,
+                        claimed.attempts,
+                        claimed.max_attempts,
+                        failure,
+                        policies,
+                        now,
+                    );
+                    failures.push(&claimed.lease, &transition, entry.digest(), now);
+                    transitions.push(Some(transition));
+                }
+            }
+            results.push(None);
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+        let acked: HashSet<uuid::Uuid> = if ack_ids.is_empty() {
+            HashSet::new()
+        } else {
+            let ack = tx.prepare_cached(ACK).await.map_err(|e| errors.pg(&e))?;
+            tx.query(&ack, &[&ack_ids, &ack_tokens])
+                .await
+                .map_err(|e| errors.pg(&e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        let failed = failures.apply(&tx, now, errors).await?;
+        let mut emitted = false;
+        for entry in batch {
+            let claimed = entry.claimed();
+            if let Settlement::Ack { follow_ups } = entry.settlement()
+                && acked.contains(&claimed.lease.id.0)
+                && !follow_ups.is_empty()
+            {
+                let refs: Vec<&NewMessage> = follow_ups.iter().collect();
+                insert_all(&tx, &refs, policies, now, Some(&claimed.correlation_id), errors)
+                    .await?;
+                emitted = true;
+            }
+        }
+        if emitted {
+            notify(&tx, errors).await?;
+        }
+        tx.commit().await.map_err(|e| errors.pg(&e))?;
+        Ok(batch
+            .iter()
+            .zip(results)
+            .zip(transitions)
+            .map(|((entry, decided), transition)| {
+                if let Some(result) = decided {
+                    return result;
+                }
+                let id = entry.claimed().lease.id;
+                let held = match entry.settlement() {
+                    Settlement::Ack { .. } => acked.contains(&id.0),
+                    Settlement::Fail(_) => failed.contains(&id.0),
+                };
+                if !held {
+                    return Err(StoreError::LeaseLost { id });
+                }
+                Ok(transition.as_ref().map_or(Settled::Acked, Settled::of))
+            })
+            .collect())
+    }
+}
+
+/// Wakes every listening host when the transaction commits (several
+/// notifications in one transaction are delivered as one).
+pub(super) async fn notify(tx: &Transaction<'_>, errors: &Errors) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .await
+        .map(|_| ())
+        .map_err(|e| errors.pg(&e))
+}

@@ -1,0 +1,213 @@
+//! A connection shared by async tasks: the SQLite backend of
+//! [`crate::store::Store`]. SQLite calls block, so each runs on tokio's
+//! blocking pool, one at a time per connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use std::path::{Path, PathBuf};
+
+use super::Mailbox;
+use crate::clock::Millis;
+use crate::message::{MessageId, NewMessage};
+use crate::store::registry::Loaded;
+use crate::store::{
+    Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease, OpenOptions,
+    PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage,
+};
+
+/// A [`Mailbox`] usable from async code. Cloning shares the connection.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Mutex<Mailbox>>,
+    path: Arc<PathBuf>,
+    /// Nanoseconds spent inside calls, all clones together.
+    busy_ns: Arc<AtomicU64>,
+}
+
+impl SqliteStore {
+    /// Shares `mailbox`.
+    pub fn new(mailbox: Mailbox) -> Self {
+        Self {
+            path: Arc::new(mailbox.path().to_owned()),
+            inner: Arc::new(Mutex::new(mailbox)),
+            busy_ns: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Runs `f` on the connection, off the async threads.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `f` returns.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Mailbox) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let busy_ns = self.busy_ns.clone();
+        match tokio::task::spawn_blocking(move || {
+            // A panic inside `f` cannot leave the connection mid-transaction:
+            // rusqlite rolls back an open transaction when it is dropped.
+            let mut mailbox = inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let started = Instant::now();
+            let result = f(&mut mailbox);
+            let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            busy_ns.fetch_add(took, Ordering::Relaxed);
+            result
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    /// The time spent inside [`SqliteStore::call`]s so far, holding the
+    /// connection. Its growth over a span of time, divided by that span, is
+    /// how saturated the connection is (near 100%: the store is the
+    /// bottleneck).
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+
+    /// Opens the file at `path` off the async threads.
+    pub(crate) async fn open(path: &Path, options: &OpenOptions) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let options = options.clone();
+        match tokio::task::spawn_blocking(move || Mailbox::open_with(&path, &options)).await {
+            Ok(mailbox) => Ok(Self::new(mailbox?)),
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub(crate) async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.call(move |mb| mb.enqueue_batch(messages)).await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        event_types: Vec<String>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.call(move |mb| mb.claim(limit, lease, &event_types)).await
+    }
+
+    pub(crate) async fn next_due_at(
+        &self,
+        event_types: Vec<String>,
+    ) -> Result<Option<Millis>, StoreError> {
+        self.call(move |mb| mb.next_due_at(&event_types)).await
+    }
+
+    pub(crate) async fn release(&self, leases: Vec<Lease>) -> Result<usize, StoreError> {
+        self.call(move |mb| mb.release(&leases)).await
+    }
+
+    pub(crate) async fn settle<E>(
+        &self,
+        batch: Vec<E>,
+    ) -> (Vec<E>, Result<Vec<Result<Settled, StoreError>>, StoreError>)
+    where
+        E: SettleEntry + Send + Sync + 'static,
+    {
+        self.call(move |mb| {
+            let results = mb.settle(&batch);
+            Ok((batch, results))
+        })
+        .await
+        .unwrap_or_else(|_| unreachable!("the closure never fails"))
+    }
+
+    pub(crate) async fn register_host(&self) -> Result<(), StoreError> {
+        self.call(Mailbox::register_host).await
+    }
+
+    pub(crate) async fn reclaim(&self) -> Result<Reclaimed, StoreError> {
+        self.call(Mailbox::reclaim).await
+    }
+
+    pub(crate) async fn maintain(&self) -> Result<(), StoreError> {
+        self.call(|mb| mb.checkpoint()).await
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|mb| mb.data_version().map(|_| ())).await
+    }
+
+    /// The file's commit counter as this connection sees it (ignores its
+    /// own commits).
+    pub(crate) async fn data_version(&self) -> Result<i64, StoreError> {
+        self.call(|mb| mb.data_version()).await
+    }
+
+    pub(crate) async fn commit_signal(&self) -> CommitSignal {
+        CommitSignal::sqlite(self.clone())
+    }
+
+    pub(crate) async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+    ) -> Result<DeadLetterPage, StoreError> {
+        self.call(move |mb| mb.dead_letters(&filter)).await
+    }
+
+    pub(crate) async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        self.call(move |mb| mb.message(id)).await
+    }
+
+    pub(crate) async fn redrive(&self, selection: Selection) -> Result<usize, StoreError> {
+        self.call(move |mb| mb.redrive(&selection)).await
+    }
+
+    pub(crate) async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
+        self.call(move |mb| mb.purge(&selection)).await
+    }
+
+    pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
+        self.call(|mb| mb.stats()).await
+    }
+
+    pub(crate) async fn plugin_registry(&self) -> Result<PluginRegistry, StoreError> {
+        self.call(|mb| mb.plugin_registry()).await
+    }
+
+    pub(crate) async fn record_plugin_loaded(&self, p: Loaded) -> Result<(), StoreError> {
+        self.call(move |mb| {
+            mb.record_plugin_loaded(&p.path, &p.name, &p.version, &p.event_types, &p.digest)
+        })
+        .await
+    }
+
+    pub(crate) async fn record_plugin_rejected(
+        &self,
+        path: String,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.call(move |mb| mb.record_plugin_rejected(&path, &reason))
+            .await
+    }
+
+    pub(crate) async fn forget_plugin(&self, path: String) -> Result<(), StoreError> {
+        self.call(move |mb| mb.forget_plugin(&path)).await
+    }
+
+    pub(crate) async fn close(&self) {
+        let _ = self.call(|mb| mb.forget_host()).await;
+    }
+}

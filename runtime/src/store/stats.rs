@@ -1,0 +1,103 @@
+//! Counts for operators: by state, by event type and by priority, messages
+//! waiting for a handler, how long the oldest due message has waited, and
+//! the hosts serving the store. Backends read the rows; this module adds
+//! them up, the same way for both.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::registry::HostRecord;
+use crate::clock::Millis;
+use crate::message::Priority;
+use crate::state_machine::MessageState;
+
+/// Message counts per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StateCounts {
+    /// Waiting to be claimed.
+    pub queued: u64,
+    /// Claimed, being handled.
+    pub inflight: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+impl StateCounts {
+    fn add(&mut self, state: MessageState, n: u64) {
+        match state {
+            MessageState::Queued => self.queued += n,
+            MessageState::Inflight => self.inflight += n,
+            MessageState::Dead => self.dead += n,
+        }
+    }
+
+    /// All messages counted.
+    pub fn total(&self) -> u64 {
+        self.queued + self.inflight + self.dead
+    }
+}
+
+/// A snapshot of the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Totals per state.
+    #[serde(flatten)]
+    pub totals: StateCounts,
+    /// Per event type.
+    pub by_event_type: BTreeMap<String, StateCounts>,
+    /// Per priority.
+    pub by_priority: BTreeMap<Priority, StateCounts>,
+    /// Queued messages that are due now.
+    pub due: u64,
+    /// Queued messages whose event type no running host has a plugin for:
+    /// they wait, spending no attempts, until one is loaded.
+    pub waiting_for_handler: u64,
+    /// How long the longest-waiting due message has been due, in ms.
+    pub oldest_due_age_ms: Option<Millis>,
+    /// The hosts running on this store, with what each serves.
+    pub hosts: Vec<HostRecord>,
+}
+
+/// One group of counted messages, as a backend reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountRow {
+    pub(crate) state: MessageState,
+    pub(crate) event_type: String,
+    pub(crate) priority: Priority,
+    pub(crate) count: u64,
+}
+
+impl Stats {
+    /// Adds up `rows`; `served` are the event types some host serves,
+    /// `due` and `oldest_due` the due count and earliest due time.
+    pub(crate) fn from_rows(
+        rows: Vec<CountRow>,
+        served: &BTreeSet<&str>,
+        due: u64,
+        oldest_due: Option<Millis>,
+        now: Millis,
+    ) -> Self {
+        let mut stats = Stats::default();
+        for row in rows {
+            let n = row.count;
+            stats.totals.add(row.state, n);
+            stats
+                .by_priority
+                .entry(row.priority)
+                .or_default()
+                .add(row.state, n);
+            if row.state == MessageState::Queued && !served.contains(row.event_type.as_str()) {
+                stats.waiting_for_handler += n;
+            }
+            stats
+                .by_event_type
+                .entry(row.event_type)
+                .or_default()
+                .add(row.state, n);
+        }
+        stats.due = due;
+        stats.oldest_due_age_ms = oldest_due.map(|at| now.saturating_sub(at).max(0));
+        stats
+    }
+}

@@ -1,0 +1,121 @@
+//! Noticing other processes' commits without polling hard.
+//!
+//! On SQLite every commit appends to the store's `-wal` file, so a
+//! file-system notification on it means "the store may have changed"; a
+//! cheap `PRAGMA data_version` on the dispatcher's own connection (which
+//! ignores its own commits) then tells whether another connection
+//! committed. On PostgreSQL, enqueues, acks with follow-ups, redrives and
+//! releases `NOTIFY` in their transaction, and each host keeps a `LISTEN`
+//! connection that reconnects on its own. Either way the dispatcher's slow
+//! poll stays as the safety net.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until};
+
+use super::postgres::Listener;
+use super::sqlite::{CommitWatch, SqliteStore};
+
+/// After a write to the WAL file that is not yet a visible commit, look
+/// again this much later: the file is written a moment before readers see
+/// the commit.
+const COMMIT_RECHECK: Duration = Duration::from_millis(10);
+
+/// What wakes a dispatcher when another process commits.
+#[derive(Debug)]
+pub struct CommitSignal {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Sqlite {
+        store: SqliteStore,
+        written: Arc<Notify>,
+        _watch: Option<CommitWatch>,
+        version: Option<i64>,
+        recheck: Option<Instant>,
+    },
+    Postgres {
+        listener: Listener,
+    },
+}
+
+impl CommitSignal {
+    pub(crate) fn sqlite(store: SqliteStore) -> Self {
+        let written = Arc::new(Notify::new());
+        let watch = super::sqlite::watch_commits(store.path(), written.clone());
+        Self {
+            inner: Inner::Sqlite {
+                store,
+                written,
+                _watch: watch,
+                version: None,
+                recheck: None,
+            },
+        }
+    }
+
+    pub(crate) fn postgres(listener: Listener) -> Self {
+        Self {
+            inner: Inner::Postgres { listener },
+        }
+    }
+
+    /// Waits until another process may have committed something claimable.
+    /// Cancel-safe: dropped mid-wait, nothing is lost but that wait.
+    pub async fn changed(&mut self) {
+        loop {
+            let by_write = match &mut self.inner {
+                Inner::Postgres { listener } => return listener.notified().await,
+                Inner::Sqlite {
+                    written, recheck, ..
+                } => {
+                    let written = written.clone();
+                    match *recheck {
+                        Some(at) => tokio::select! {
+                            () = written.notified() => true,
+                            () = sleep_until(at) => false,
+                        },
+                        None => {
+                            written.notified().await;
+                            true
+                        }
+                    }
+                }
+            };
+            let changed = self.poll().await;
+            if let Inner::Sqlite { recheck, .. } = &mut self.inner {
+                // A write not yet visible as a commit: look once more shortly.
+                *recheck = (!changed && by_write).then(|| Instant::now() + COMMIT_RECHECK);
+            }
+            if changed {
+                return;
+            }
+        }
+    }
+
+    /// Whether another process committed since the last look (the slow
+    /// poll). The first look counts as a change: a commit made before it
+    /// could not have been noticed otherwise.
+    pub async fn poll(&mut self) -> bool {
+        match &mut self.inner {
+            Inner::Sqlite { store, version, .. } => match store.data_version().await {
+                Ok(now) => {
+                    let changed = *version != Some(now);
+                    *version = Some(now);
+                    changed
+                }
+                Err(e) => {
+                    tracing::debug!("could not look for other processes' commits: {e}");
+                    true
+                }
+            },
+            // Notifications do the work; the poll claims anyway, as a
+            // safety net for notifications lost while reconnecting.
+            Inner::Postgres { .. } => true,
+        }
+    }
+}

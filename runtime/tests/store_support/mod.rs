@@ -1,0 +1,183 @@
+//! Stores for tests, on either backend: a fresh SQLite file in a temporary
+//! folder, or a fresh database on the PostgreSQL server `scripts/test`
+//! starts (its URL in `MAILROOM_TEST_POSTGRES_URL`).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use mailroom::clock::{ManualClock, SharedClock};
+use mailroom::state_machine::Policies;
+use mailroom::store::{Location, OpenOptions, Store};
+use tempfile::TempDir;
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server's URL. Never skipped silently: without a server
+/// the test fails, saying how to get one.
+pub fn postgres_server() -> String {
+    std::env::var("MAILROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "this test needs PostgreSQL: run it through scripts/test (or scripts/with-postgres), \
+             which start a throwaway server, or set MAILROOM_TEST_POSTGRES_URL"
+        )
+    })
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let server = postgres_server();
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    let name = format!("mailroom_test_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{name}")
+}
+
+/// Where a test's store lives; keeps the temporary folder of an SQLite one.
+pub struct TestLocation {
+    pub location: Location,
+    pub backend: Backend,
+    _dir: Option<TempDir>,
+}
+
+impl TestLocation {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                Self {
+                    location: Location::Sqlite(dir.path().join("mailroom.db")),
+                    backend,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => Self {
+                location: Location::parse_url(&fresh_postgres_database().await)
+                    .expect("a test URL"),
+                backend,
+                _dir: None,
+            },
+        }
+    }
+
+    /// The store as `--db` / `--store` name it.
+    pub fn cli_args(&self) -> Vec<String> {
+        match &self.location {
+            Location::Sqlite(path) => vec!["--db".into(), path.display().to_string()],
+            Location::Postgres(url) => vec!["--store".into(), url_of(url)],
+        }
+    }
+
+    /// Opens a store here with `clock` and `policies`.
+    pub async fn open(&self, clock: &ManualClock, policies: &Policies) -> Store {
+        self.open_with(OpenOptions {
+            clock: Arc::new(clock.clone()) as SharedClock,
+            policies: policies.clone(),
+            ..OpenOptions::default()
+        })
+        .await
+    }
+
+    pub async fn open_with(&self, options: OpenOptions) -> Store {
+        Store::open(&self.location, &options)
+            .await
+            .expect("open the test store")
+    }
+}
+
+/// The full URL of a test database (tests may show the password: it is
+/// the throwaway server's).
+pub fn url_of(url: &mailroom::store::PostgresUrl) -> String {
+    let redacted = url.redacted();
+    redacted.replace(":***@", ":mailroom-test@")
+}
+
+/// Generates, for each named `async fn NAME(backend: Backend)`, one test
+/// per backend: `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::store_support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::store_support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A PostgreSQL cluster of a test's own (so it may restart the server
+/// without disturbing other tests), stopped and removed when dropped.
+pub struct PrivateCluster {
+    pub url: String,
+    restart: String,
+    stop: String,
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/postgres.sh");
+        let out = std::process::Command::new("bash")
+            .args([script, "start"])
+            .output()
+            .expect("run scripts/lib/postgres.sh");
+        assert!(
+            out.status.success(),
+            "cannot start a private PostgreSQL cluster: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {text}"))
+                .to_owned()
+        };
+        Self {
+            url: field("url"),
+            restart: field("restart"),
+            stop: field("stop"),
+        }
+    }
+
+    /// Restarts the server (fast shutdown: every connection is cut).
+    pub fn restart(&self) {
+        let status = std::process::Command::new("bash")
+            .args(["-c", &self.restart])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("restart the server");
+        assert!(status.success(), "the server did not restart");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .args(["-c", &self.stop])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
