@@ -12,6 +12,7 @@ mod end_to_end;
 mod footprint;
 mod latency;
 mod mailbox_only;
+mod postgres;
 mod report;
 mod wasm_cost;
 mod workload;
@@ -40,6 +41,11 @@ struct Args {
     /// (the ratios of a noisy machine settle with 3 or 5).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
     repeat: u32,
+    /// The PostgreSQL server of the PostgreSQL section (a URL whose user may
+    /// create databases); by default a private cluster with the server's
+    /// default settings is started for the run.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -52,6 +58,7 @@ enum Section {
     Latency,
     Wasm,
     Footprint,
+    Postgres,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +138,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants(Section::Footprint) {
         run.footprint()?;
+    }
+    if wants(Section::Postgres) {
+        run.postgres(args.postgres)?;
     }
     Ok(())
 }
@@ -344,6 +354,73 @@ impl Run {
             "call on a reused instance",
             format!("{:.1} µs", reuse.as_secs_f64() * 1e6),
         );
+        Ok(())
+    }
+
+    fn postgres(&self, url: Option<String>) -> anyhow::Result<()> {
+        let rt = &self.runtime;
+        let server = postgres::Server::new(url)?;
+        report::section("7. PostgreSQL: the same work on a local server");
+        report::figure("server", rt.block_on(server.settings())?);
+        let n = self.messages;
+        let db = |name: &str| rt.block_on(server.database(name));
+        let phases = self.repeated_phases("pg-ceiling", |_| {
+            let url = db("ceiling")?;
+            rt.block_on(postgres::ceiling(&url, n, ENQUEUE_BATCH, CLAIM_BATCH))
+        })?;
+        let ceiling = Ceiling {
+            enqueue: report::rate(n, phases.enqueue),
+            process: report::rate(n, phases.process),
+            total: report::rate(n, phases.enqueue + phases.process),
+        };
+        println!("ceiling: raw SQL, SKIP LOCKED claims, native handler, batched deletes");
+        self.phases(
+            &format!("claim + handle + delete (batches of {CLAIM_BATCH})"),
+            phases,
+            &ceiling,
+        );
+        let phases = self.repeated_phases("pg-mailbox", |_| {
+            let url = db("mailbox")?;
+            rt.block_on(postgres::mailbox(&url, n, ENQUEUE_BATCH, CLAIM_BATCH))
+        })?;
+        println!("mailbox only: Mailroom's store API, native handler");
+        self.phases(
+            &format!("claim + handle + ack (batches of {CLAIM_BATCH})"),
+            phases,
+            &ceiling,
+        );
+        let no_emit = postgres::Plugin {
+            component: mailroom_test_artifacts::FLEET_A,
+            file_name: "fleet-a.wasm",
+            event_type: "fleet-a.recorded",
+            input: workload::readings,
+        };
+        let order_validator = postgres::Plugin {
+            component: mailroom_test_artifacts::ORDER_VALIDATOR,
+            file_name: "order-validator.wasm",
+            event_type: EVENT_TYPE,
+            input: workload::payload,
+        };
+        for (label, plugin, hosts, reuse) in [
+            ("end to end, plugin that emits nothing, fresh instance", &no_emit, 1, 1),
+            ("end to end, plugin that emits nothing, instance reuse 64", &no_emit, 1, 64),
+            ("end to end, order-validator (one follow-up), fresh instance", &order_validator, 1, 1),
+            ("two hosts, plugin that emits nothing, fresh instance", &no_emit, 2, 1),
+        ] {
+            let drained = self.repeated(
+                &format!("pg-e2e-{hosts}-{reuse}-{}", plugin.file_name),
+                |dir| {
+                    let url = db("e2e")?;
+                    rt.block_on(postgres::end_to_end(dir, &url, n, hosts, plugin, reuse))
+                },
+                |d| d.took,
+            )?;
+            report::throughput(label, n, drained.took, ceiling.process);
+            report::figure(
+                "  store connections busy",
+                format!("{:.0}% of the run", 100.0 * drained.store_busy),
+            );
+        }
         Ok(())
     }
 

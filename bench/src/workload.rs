@@ -14,6 +14,13 @@ pub fn payload(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The `n`th payload of the plugin that emits nothing (`fleet-a`): a JSON
+/// object of numeric readings, about as large.
+pub fn readings(n: usize) -> Vec<u8> {
+    format!(r#"{{"speed":{n},"load":3.5,"temperature":21.25,"pressure":1013.2,"humidity":40}}"#)
+        .into_bytes()
+}
+
 #[derive(Deserialize)]
 struct Order {
     order_id: String,

@@ -7,9 +7,9 @@ mod cli_support;
 use std::time::Duration;
 
 use cli_support::Workdir;
-use mailroom::mailbox::StoredMessage;
 use mailroom::message::{MessageId, Priority};
 use mailroom::state_machine::MessageState;
+use mailroom::store::StoredMessage;
 
 fn stored(w: &Workdir, id: MessageId) -> StoredMessage {
     w.mailbox().message(id).expect("stored message")

@@ -6,9 +6,10 @@ mod cli_support;
 use std::time::Duration;
 
 use cli_support::Workdir;
-use mailroom::mailbox::Mailbox;
 use mailroom::message::{MessageId, NewMessage};
 use mailroom::state_machine::{Failure, MessageState};
+use mailroom::store::LeaseOwner;
+use mailroom::store::sqlite::Mailbox;
 use serde_json::{Value, json};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -293,7 +294,7 @@ fn plugins_shows_what_running_hosts_recorded() {
     assert!(none.ok().contains("no plugins"), "{none:?}");
     assert_eq!(
         w.run(&["plugins", "--json"]).json(),
-        json!({"loaded": [], "rejected": []})
+        json!({"loaded": [], "rejected": [], "hosts": []})
     );
 
     // This test process plays the running host; its records last while the
@@ -320,9 +321,13 @@ fn plugins_shows_what_running_hosts_recorded() {
     );
     assert_eq!(loaded["digest"], json!("sha256:0123456789abcdef0123"));
     assert_eq!(loaded["path"], json!("plugins/orders.wasm"));
+    // Recorded by this process, named as `hostname:pid`.
+    let me = LeaseOwner::current();
+    let recorder = format!("{}:{}", me.hostname, me.pid);
+    assert_eq!(loaded["host"], json!(recorder));
     assert_eq!(
         j["rejected"],
-        json!([{"path": "plugins/broken.wasm", "reason": "not a component: bad magic", "updated_at": j["rejected"][0]["updated_at"].clone()}])
+        json!([{"path": "plugins/broken.wasm", "reason": "not a component: bad magic", "updated_at": j["rejected"][0]["updated_at"].clone(), "host": recorder}])
     );
 
     let human = w.run(&["plugins"]).ok().to_owned();

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use mailroom::config::Config;
 use mailroom::host::Host;
-use mailroom::mailbox::{DeadLetterFilter, Mailbox};
 use mailroom::message::NewMessage;
+use mailroom::store::DeadLetterFilter;
+use mailroom::store::sqlite::Mailbox;
 use mailroom_test_artifacts as artifacts;
 
 fn config(dir: &Path) -> Config {
@@ -34,7 +35,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn stats(dir: &Path) -> mailroom::mailbox::Stats {
+fn stats(dir: &Path) -> mailroom::store::Stats {
     Mailbox::open(dir.join("mailroom.db"))
         .expect("open")
         .stats()

@@ -13,8 +13,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mailroom::clock::Clock;
-use mailroom::mailbox::{Durability, Mailbox, OpenOptions, Settlement};
 use mailroom::message::{MessageId, NewMessage};
+use mailroom::store::sqlite::Mailbox;
+use mailroom::store::{Durability, OpenOptions, Settlement};
 use rand::Rng;
 
 const STORE_ENV: &str = "MAILROOM_TEST_STORE";
@@ -77,8 +78,8 @@ fn drain(mb: &mut Mailbox) -> usize {
         let ack = Settlement::Ack {
             follow_ups: vec![NewMessage::new(DONE, b"{}".to_vec())],
         };
-        let batch = claimed.iter().map(|c| (c, &ack, None)).collect();
-        for result in mb.settle(batch).expect("settle: no busy error") {
+        let batch: Vec<_> = claimed.iter().map(|c| (c, &ack, None)).collect();
+        for result in mb.settle(&batch).expect("settle: no busy error") {
             result.expect("our own lease");
             acked += 1;
         }
@@ -138,14 +139,13 @@ fn two_processes_share_one_file() {
         );
         totals.push(total.expect("child reported its total"));
     }
+    // How the work was split depends on scheduling (on a busy machine one
+    // process may take it all); what is guaranteed is that every message is
+    // acked exactly once, by one process or the other.
     assert_eq!(
         totals.iter().sum::<usize>(),
         N,
         "acks per process: {totals:?}"
-    );
-    assert!(
-        totals.iter().all(|t| *t > 0),
-        "both processes claimed: {totals:?}"
     );
 
     let stats = mb.stats().expect("stats");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailroom::clock::ManualClock;
 use mailroom::message::NewMessage;
-use mailroom::store::{OpenOptions, StoreError};
+use mailroom::store::{OpenOptions, Store, StoreError};
 use store_support::{Backend, TestLocation};
 
 const T0: i64 = 1_700_000_000_000;
@@ -17,7 +17,8 @@ const SILENCE: Duration = Duration::from_secs(30);
 /// Far longer than the silence: only the heartbeat can free the message.
 const LEASE: Duration = Duration::from_secs(600);
 
-async fn a_host_whose_heartbeat_stops_loses_its_leases(backend: Backend) {
+/// Two registered hosts on one store, on a manual clock.
+async fn two_hosts(backend: Backend) -> (TestLocation, ManualClock, Store, Store) {
     let here = TestLocation::new(backend).await;
     let clock = ManualClock::new(T0);
     let options = || OpenOptions {
@@ -29,6 +30,11 @@ async fn a_host_whose_heartbeat_stops_loses_its_leases(backend: Backend) {
     let b = here.open_with(options()).await;
     a.register_host().await.expect("register a");
     b.register_host().await.expect("register b");
+    (here, clock, a, b)
+}
+
+async fn a_host_whose_heartbeat_stops_loses_its_leases(backend: Backend) {
+    let (_here, clock, a, b) = two_hosts(backend).await;
     let id = a
         .enqueue(NewMessage::new("t", b"{}".to_vec()))
         .await
@@ -67,17 +73,7 @@ async fn a_host_whose_heartbeat_stops_loses_its_leases(backend: Backend) {
 }
 
 async fn a_host_that_keeps_its_heartbeat_keeps_its_leases(backend: Backend) {
-    let here = TestLocation::new(backend).await;
-    let clock = ManualClock::new(T0);
-    let options = || OpenOptions {
-        clock: Arc::new(clock.clone()),
-        host_silence: SILENCE,
-        ..OpenOptions::default()
-    };
-    let a = here.open_with(options()).await;
-    let b = here.open_with(options()).await;
-    a.register_host().await.expect("register a");
-    b.register_host().await.expect("register b");
+    let (_here, clock, a, b) = two_hosts(backend).await;
     a.enqueue(NewMessage::new("t", b"{}".to_vec()))
         .await
         .expect("enqueue");

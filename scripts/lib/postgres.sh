@@ -45,8 +45,8 @@ postgres_create() {
         exit 1
     }
     # fsync off: a test cluster need not survive a power cut, and the suite
-    # runs several times faster without the syncs.
-    local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
+    # runs several times faster without the syncs (benchmarks turn it on).
+    local options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${MAILROOM_TEST_POSTGRES_FSYNC:-off} -c max_connections=400"
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -o "$options" -l "$dir/server.log" -w start >/dev/null
     MAILROOM_TEST_POSTGRES_DIR=$dir
     export MAILROOM_TEST_POSTGRES_URL="postgres://mailroom:mailroom-test@127.0.0.1:$port/postgres"

@@ -5,12 +5,11 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use harness::{Settings, TestHost, event, store};
+use harness::{Settings, TestHost, event, once, store};
 use mailroom_test_artifacts::BEHAVIOUR;
 use rand::Rng;
 use serde_json::json;
@@ -69,34 +68,10 @@ fn sigkill_at_random_moments_loses_nothing_and_commits_effects_once() {
     assert_eq!(stats.of("behaviour").dead, 0, "{stats}");
 
     let follow_ups = store::messages(&host.db(), "behaviour.emitted");
-    let mut per_input: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in &follow_ups {
-        *per_input.entry(f.correlation_id.as_str()).or_default() += 1;
-    }
-    let inputs: BTreeSet<&str> = enqueued.iter().map(String::as_str).collect();
-    assert_eq!(inputs.len(), enqueued.len(), "enqueue printed distinct ids");
-    let missing: Vec<_> = inputs
-        .iter()
-        .filter(|id| !per_input.contains_key(**id))
-        .collect();
-    let repeated: Vec<_> = per_input.iter().filter(|(_, n)| **n > 1).collect();
-    let unknown: Vec<_> = per_input
-        .keys()
-        .filter(|id| !inputs.contains(**id))
-        .collect();
-    assert!(
-        missing.is_empty() && repeated.is_empty() && unknown.is_empty(),
-        "after {KILLS} kills, of {} inputs: {} have no follow-up (e.g. {:?}), {} have several (e.g. {:?}), \
-         {} follow-ups belong to no input (e.g. {:?})",
-        inputs.len(),
-        missing.len(),
-        &missing[..missing.len().min(5)],
-        repeated.len(),
-        &repeated[..repeated.len().min(5)],
-        unknown.len(),
-        &unknown[..unknown.len().min(5)],
+    once::assert_each_once(
+        &enqueued,
+        follow_ups.iter().map(|f| f.correlation_id.as_str()),
     );
-    assert_eq!(follow_ups.len(), inputs.len());
     let reclaimed = host
         .log_events()
         .iter()
@@ -104,7 +79,7 @@ fn sigkill_at_random_moments_loses_nothing_and_commits_effects_once() {
         .sum::<u64>();
     eprintln!(
         "{KILLS} kills: {} inputs each handled once; {reclaimed} deliveries cut short and reclaimed",
-        inputs.len()
+        enqueued.len()
     );
 
     host.stop();

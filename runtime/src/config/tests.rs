@@ -463,6 +463,7 @@ fn the_reference_config_matches_the_code() {
     full.plugins.cache_dir = Some("c".into());
     full.http.listen = Some("127.0.0.1:1".parse().expect("addr"));
     full.http.token = Some("t".into());
+    full.store.url = Some("postgres://u@h/d".into());
     let table = toml::Table::try_from(&full).expect("serialize");
     for (section, keys) in &table {
         assert!(
@@ -481,4 +482,63 @@ fn the_reference_config_matches_the_code() {
         text.contains("[retry.event_types."),
         "per-type overrides are shown"
     );
+}
+
+#[test]
+fn the_store_url_comes_from_file_environment_or_flag_and_db_wins() {
+    use crate::store::Location;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "[store]\nurl = \"postgres://app:file-pw@db/a\"\n");
+    let c = load(Some(&file), &[], &Overrides::default()).expect("valid");
+    assert!(matches!(c.store_location(), Location::Postgres(_)));
+    assert_eq!(c.store_location().to_string(), "postgres://app:***@db/a");
+    assert!(!format!("{c:?}").contains("file-pw"), "Debug hides the password");
+
+    let c = load(
+        Some(&file),
+        &[("MAILROOM_STORE_URL", "postgres://app:env-pw@db/b")],
+        &Overrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(c.store_location().to_string(), "postgres://app:***@db/b");
+
+    let flag = Overrides {
+        store_url: Some("sqlite:flag.db".into()),
+        ..Overrides::default()
+    };
+    let c = load(Some(&file), &[], &flag).expect("valid");
+    assert_eq!(c.store_location(), Location::Sqlite("flag.db".into()));
+
+    // `--db` names a file and wins over a URL from the file or environment.
+    let db = Overrides {
+        store_path: Some("q.db".into()),
+        ..Overrides::default()
+    };
+    let c = load(
+        Some(&file),
+        &[("MAILROOM_STORE_URL", "postgres://app:env-pw@db/b")],
+        &db,
+    )
+    .expect("valid");
+    assert_eq!(c.store_location(), Location::Sqlite("q.db".into()));
+}
+
+#[test]
+fn a_bad_store_url_is_a_problem_that_hides_its_password() {
+    let err = load(
+        None,
+        &[("MAILROOM_STORE_URL", "mysql://app:hidden-pw@db/a")],
+        &Overrides::default(),
+    )
+    .expect_err("refused");
+    assert_eq!(
+        problems(&err),
+        vec![(
+            "store.url".to_owned(),
+            Source::Env("MAILROOM_STORE_URL".into())
+        )]
+    );
+    let text = err.to_string();
+    assert!(!text.contains("hidden-pw"), "{text}");
+    assert!(text.contains("postgres://"), "says what is allowed: {text}");
 }

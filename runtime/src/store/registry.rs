@@ -150,3 +150,44 @@ pub(crate) struct Loaded {
     pub(crate) event_types: Vec<String>,
     pub(crate) digest: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(host: &str, digest: &str, types: &[&str]) -> PluginRecord {
+        PluginRecord {
+            path: "p.wasm".into(),
+            status: PluginStatus::Loaded,
+            name: Some("p".into()),
+            version: Some("1".into()),
+            event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+            digest: Some(digest.into()),
+            reason: None,
+            updated_at: 0,
+            host: host.into(),
+        }
+    }
+
+    #[test]
+    fn a_type_served_by_different_builds_is_reported() {
+        let registry = PluginRegistry::from_records(
+            vec![
+                loaded("a:1", "sha256:old", &["order.created", "order.paid"]),
+                loaded("b:2", "sha256:new", &["order.created"]),
+                loaded("c:3", "sha256:old", &["order.paid"]),
+            ],
+            vec![],
+        );
+        let mixed = registry.mixed_builds();
+        assert_eq!(mixed.len(), 1, "{mixed:?}");
+        assert_eq!(
+            mixed["order.created"].iter().copied().collect::<Vec<_>>(),
+            vec!["sha256:new", "sha256:old"]
+        );
+        assert_eq!(
+            registry.served_event_types().into_iter().collect::<Vec<_>>(),
+            vec!["order.created", "order.paid"]
+        );
+    }
+}

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use mailroom::mailbox::Mailbox;
 use mailroom::message::MessageId;
+use mailroom::store::sqlite::Mailbox;
 use tempfile::TempDir;
 
 /// A temporary working directory to run `mailroom` in.

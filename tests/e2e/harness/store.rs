@@ -4,7 +4,7 @@
 //! handles them, and that is where the tests count and inspect them).
 //!
 //! It reads the `messages` table of the schema in
-//! `runtime/src/mailbox/schema.rs`, and never writes.
+//! `runtime/src/store/sqlite/schema.rs`, and never writes.
 
 use std::path::Path;
 use std::time::Duration;

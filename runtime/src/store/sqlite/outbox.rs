@@ -40,3 +40,47 @@ pub fn enqueue(tx: &rusqlite::Transaction<'_>, message: &NewMessage) -> Result<E
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::Mailbox;
+
+    #[test]
+    fn the_event_commits_and_rolls_back_with_the_callers_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.db");
+        let store = Mailbox::open(&path).expect("create the store");
+        let mut app = rusqlite::Connection::open(&path).expect("the application's connection");
+        app.execute_batch("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+            .expect("app table");
+        let order = |id: &str| {
+            NewMessage::new("order.created", format!(r#"{{"order_id":"{id}"}}"#).into_bytes())
+        };
+
+        let tx = app.transaction().expect("begin");
+        tx.execute("INSERT INTO orders VALUES ('o-1')", [])
+            .expect("order");
+        let gone = enqueue(&tx, &order("o-1")).expect("enqueue");
+        tx.rollback().expect("rollback");
+        assert!(store.message(gone.id).is_err(), "rolled back with the order");
+
+        let tx = app.transaction().expect("begin");
+        tx.execute("INSERT INTO orders VALUES ('o-2')", [])
+            .expect("order");
+        let kept = enqueue(&tx, &order("o-2").with_key("order-o-2")).expect("enqueue");
+        tx.commit().expect("commit");
+        let stored = store.message(kept.id).expect("committed with the order");
+        assert_eq!(stored.summary.key.as_deref(), Some("order-o-2"));
+
+        let tx = app.transaction().expect("begin");
+        let again = enqueue(&tx, &order("o-2").with_key("order-o-2")).expect("enqueue");
+        tx.commit().expect("commit");
+        assert_eq!((again.id, again.duplicate), (kept.id, true));
+        let invalid = app.transaction().expect("begin");
+        assert!(matches!(
+            enqueue(&invalid, &NewMessage::new("no spaces", b"{}".to_vec())),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,849 @@
+//! The store's contract, the same on both backends: every edge of the state
+//! machine against a real SQLite file and a real PostgreSQL database, with
+//! the stored row checked after each transition. Each test runs twice, as
+//! `sqlite::NAME` and `postgres::NAME`.
+
+mod store_support;
+
+use std::time::Duration;
+
+use mailroom::clock::{Clock, ManualClock};
+use mailroom::message::{MessageId, NewMessage, Priority};
+use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
+use mailroom::store::{
+    Claimed, DeadLetterFilter, Lease, Location, OpenOptions, Outcome, Selection, Settled,
+    Settlement, Store, StoreError,
+};
+use store_support::{Backend, TestLocation};
+
+const T0: i64 = 1_700_000_000_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    at: TestLocation,
+    clock: ManualClock,
+    store: Store,
+}
+
+fn policies() -> Policies {
+    Policies {
+        default: RetryPolicy {
+            max_attempts: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        },
+        ..Policies::default()
+    }
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let store = at.open(&clock, &policies()).await;
+    Fixture { at, clock, store }
+}
+
+impl Fixture {
+    /// Another store on the same location: another host.
+    async fn open_another(&self) -> Store {
+        self.at.open(&self.clock, &policies()).await
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+fn types(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&n| n.to_owned()).collect()
+}
+
+async fn enqueue(store: &Store, event_type: &str) -> MessageId {
+    store
+        .enqueue(NewMessage::new(event_type, br#"{"n":1}"#.to_vec()))
+        .await
+        .expect("enqueue")
+        .id
+}
+
+async fn claim(store: &Store, limit: usize, names: &[&str]) -> Vec<Claimed> {
+    store
+        .claim(limit, LEASE, &types(names))
+        .await
+        .expect("claim")
+}
+
+async fn claim_one(store: &Store, names: &[&str]) -> Claimed {
+    let mut c = claim(store, 1, names).await;
+    assert_eq!(c.len(), 1, "expected one claimable message");
+    c.remove(0)
+}
+
+async fn total(store: &Store) -> u64 {
+    store.stats().await.expect("stats").totals.total()
+}
+
+fn retry(reason: &str) -> Failure {
+    Failure::Retry {
+        reason: reason.into(),
+        after: None,
+    }
+}
+
+fn fatal(reason: &str) -> Failure {
+    Failure::Fatal {
+        reason: reason.into(),
+    }
+}
+
+on_both_backends!(
+    enqueue_stores_a_queued_row_with_defaults,
+    invalid_messages_are_refused_and_a_bad_batch_stores_nothing,
+    claim_takes_due_routable_messages_by_priority_then_age,
+    a_message_without_a_handler_waits_without_spending_attempts,
+    ack_removes_the_message_and_commits_follow_ups_with_its_correlation,
+    an_ack_with_an_invalid_follow_up_commits_nothing,
+    a_stale_ack_after_expiry_and_reclaim_is_refused_and_commits_nothing,
+    retryable_failure_backs_off_then_dies_at_max_attempts,
+    a_requested_delay_replaces_the_backoff,
+    fatal_failure_is_dead_at_once_with_the_plugin_digest,
+    a_lease_expiring_at_the_last_attempt_dead_letters_the_message,
+    reclaim_never_takes_a_live_hosts_unexpired_lease,
+    key_dedupe_returns_the_existing_id_in_every_stored_state,
+    a_settle_batch_is_one_transaction_with_per_message_results,
+    dead_letters_list_show_redrive_and_purge,
+    stats_count_by_state_type_and_priority,
+    a_missing_store_is_not_created_when_asked_not_to,
+    release_returns_claims_without_spending_their_attempt,
+    next_due_at_is_the_earliest_queued_routable_message,
+);
+
+async fn enqueue_stores_a_queued_row_with_defaults(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "order.created").await;
+    let m = f.store.message(id).await.expect("stored");
+    assert_eq!(m.state, MessageState::Queued);
+    assert_eq!(m.summary.attempts, 0);
+    assert_eq!(m.summary.max_attempts, 3, "from the default policy");
+    assert_eq!(m.available_at, T0);
+    assert_eq!(m.summary.created_at, T0);
+    assert_eq!(m.summary.correlation_id, id.to_string());
+    assert_eq!(m.summary.priority, Priority::Normal);
+    assert_eq!(m.payload, br#"{"n":1}"#);
+
+    let delayed = f
+        .store
+        .enqueue(
+            NewMessage::new("order.created", b"{}".to_vec())
+                .with_delay(Duration::from_secs(5))
+                .with_max_attempts(7)
+                .with_source("shop")
+                .with_correlation_id("corr-1")
+                .with_priority(Priority::High),
+        )
+        .await
+        .expect("enqueue")
+        .id;
+    let m = f.store.message(delayed).await.expect("stored");
+    assert_eq!(m.available_at, T0 + 5000);
+    assert_eq!(m.summary.max_attempts, 7);
+    assert_eq!(m.summary.source.as_deref(), Some("shop"));
+    assert_eq!(m.summary.correlation_id, "corr-1");
+    assert_eq!(m.summary.priority, Priority::High);
+    assert!(id < delayed, "UUID v7 ids sort by creation");
+}
+
+async fn invalid_messages_are_refused_and_a_bad_batch_stores_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let err = f
+        .store
+        .enqueue(NewMessage::new("bad type", b"{}".to_vec()))
+        .await
+        .expect_err("an invalid event type is refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let big = NewMessage::new("t", vec![b'x'; 1024 * 1024 + 1]);
+    let err = f
+        .store
+        .enqueue(big)
+        .await
+        .expect_err("an oversized payload is refused");
+    assert!(
+        err.to_string().contains("over the 1048576-byte limit"),
+        "{err}"
+    );
+
+    let batch = vec![
+        NewMessage::new("ok", b"1".to_vec()),
+        NewMessage::new("", b"2".to_vec()),
+    ];
+    let err = f
+        .store
+        .enqueue_batch(batch)
+        .await
+        .expect_err("a bad batch is refused");
+    assert!(
+        matches!(err, StoreError::InvalidInBatch { index: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(total(&f.store).await, 0);
+}
+
+async fn claim_takes_due_routable_messages_by_priority_then_age(backend: Backend) {
+    let f = fixture(backend).await;
+    let low = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::Low))
+        .await
+        .expect("enqueue")
+        .id;
+    let normal1 = enqueue(&f.store, "a").await;
+    let high = f
+        .store
+        .enqueue(NewMessage::new("b", b"{}".to_vec()).with_priority(Priority::High))
+        .await
+        .expect("enqueue")
+        .id;
+    let normal2 = enqueue(&f.store, "b").await;
+    let later = f
+        .store
+        .enqueue(
+            NewMessage::new("a", b"{}".to_vec())
+                .with_priority(Priority::High)
+                .with_delay(Duration::from_secs(10)),
+        )
+        .await
+        .expect("enqueue")
+        .id;
+    let unrouted = enqueue(&f.store, "c").await;
+
+    let claimed = claim(&f.store, 10, &["a", "b"]).await;
+    let ids: Vec<_> = claimed.iter().map(Claimed::id).collect();
+    assert_eq!(ids, vec![high, normal1, normal2, low]);
+    for c in &claimed {
+        assert_eq!(c.attempts, 1);
+        assert_eq!(c.lease_expires_at, T0 + 30_000);
+        let m = f.store.message(c.id()).await.expect("stored");
+        assert_eq!(m.state, MessageState::Inflight);
+        assert_eq!(m.summary.attempts, 1);
+    }
+    // Not yet due, and no handler: untouched, no attempt spent.
+    for id in [later, unrouted] {
+        let m = f.store.message(id).await.expect("stored");
+        assert_eq!((m.state, m.summary.attempts), (MessageState::Queued, 0));
+    }
+    assert!(claim(&f.store, 10, &["a", "b"]).await.is_empty());
+    f.clock.advance(Duration::from_secs(10));
+    assert_eq!(claim_one(&f.store, &["a"]).await.id(), later);
+    // The limit is respected and nothing is claimed with no routable types.
+    assert!(claim(&f.store, 10, &[]).await.is_empty());
+    assert_eq!(claim(&f.store, 0, &["c"]).await.len(), 0);
+}
+
+async fn a_message_without_a_handler_waits_without_spending_attempts(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "nobody.handles").await;
+    for _ in 0..5 {
+        f.clock.advance(Duration::from_secs(60));
+        assert!(claim(&f.store, 10, &["other"]).await.is_empty());
+        assert_eq!(f.store.reclaim().await.expect("reclaim").requeued, 0);
+    }
+    let m = f.store.message(id).await.expect("stored");
+    assert_eq!((m.state, m.summary.attempts), (MessageState::Queued, 0));
+    let stats = f.store.stats().await.expect("stats");
+    assert_eq!(stats.waiting_for_handler, 1);
+    // A handler appears: it flows.
+    f.store
+        .record_plugin_loaded(
+            "p.wasm".into(),
+            "p".into(),
+            "1".into(),
+            vec!["nobody.handles".into()],
+            "sha256:0".into(),
+        )
+        .await
+        .expect("record");
+    assert_eq!(f.store.stats().await.expect("stats").waiting_for_handler, 0);
+    assert_eq!(claim_one(&f.store, &["nobody.handles"]).await.id(), id);
+}
+
+async fn ack_removes_the_message_and_commits_follow_ups_with_its_correlation(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "order.created").await;
+    let c = claim_one(&f.store, &["order.created"]).await;
+    f.store
+        .ack(
+            &c,
+            vec![
+                NewMessage::new("order.accepted", b"{}".to_vec()),
+                NewMessage::new("audit", b"{}".to_vec()).with_correlation_id("own"),
+            ],
+        )
+        .await
+        .expect("ack");
+    assert!(matches!(
+        f.store.message(id).await,
+        Err(StoreError::NoSuchMessage { .. })
+    ));
+    let follow = claim_one(&f.store, &["order.accepted"]).await;
+    assert_eq!(follow.correlation_id, id.to_string());
+    assert_eq!(claim_one(&f.store, &["audit"]).await.correlation_id, "own");
+    // A second ack of the same lease is refused.
+    let err = f
+        .store
+        .ack(&c, vec![])
+        .await
+        .expect_err("a second ack is refused");
+    assert!(
+        matches!(err, StoreError::LeaseLost { id: lost } if lost == id),
+        "{err}"
+    );
+}
+
+async fn an_ack_with_an_invalid_follow_up_commits_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let c = claim_one(&f.store, &["a"]).await;
+    let err = f
+        .store
+        .ack(
+            &c,
+            vec![
+                NewMessage::new("ok", b"{}".to_vec()),
+                NewMessage::new("no spaces", b"{}".to_vec()),
+            ],
+        )
+        .await
+        .expect_err("an invalid follow-up is refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(
+        f.store.message(id).await.expect("still there").state,
+        MessageState::Inflight
+    );
+    assert_eq!(total(&f.store).await, 1, "no follow-up stored");
+}
+
+async fn a_stale_ack_after_expiry_and_reclaim_is_refused_and_commits_nothing(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let first = claim_one(&f.store, &["a"]).await;
+    f.clock.advance(LEASE);
+    let r = f.store.reclaim().await.expect("reclaim");
+    assert_eq!((r.requeued, r.dead), (1, 0));
+    let m = f.store.message(id).await.expect("stored");
+    assert_eq!(m.state, MessageState::Queued);
+    assert!(
+        m.summary
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("lease expired during attempt 1")
+    );
+    let delay = m.available_at - f.now();
+    assert!(
+        (500..=1000).contains(&delay),
+        "backoff after the lost attempt: {delay}"
+    );
+
+    // Refused while queued...
+    let err = f
+        .store
+        .ack(&first, vec![NewMessage::new("x", b"{}".to_vec())])
+        .await
+        .expect_err("a stale ack is refused");
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    // ...and after someone else claimed it again.
+    f.clock.advance(Duration::from_secs(1));
+    let second = claim_one(&f.store, &["a"]).await;
+    assert_eq!(second.attempts, 2);
+    assert_ne!(second.lease.token, first.lease.token);
+    assert!(matches!(
+        f.store.ack(&first, vec![]).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        f.store.fail(&first, retry("late")).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(total(&f.store).await, 1, "the stale ack emitted nothing");
+    // The live lease still works.
+    f.store.ack(&second, vec![]).await.expect("live ack");
+    assert_eq!(total(&f.store).await, 0);
+}
+
+async fn retryable_failure_backs_off_then_dies_at_max_attempts(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let mut expected_delay = 1000;
+    for attempt in 1..=2u32 {
+        let c = claim_one(&f.store, &["a"]).await;
+        assert_eq!(c.attempts, attempt);
+        let settled = f
+            .store
+            .fail(&c, retry(&format!("boom {attempt}")))
+            .await
+            .expect("fail");
+        let m = f.store.message(id).await.expect("stored");
+        assert_eq!(m.state, MessageState::Queued);
+        assert_eq!(
+            m.summary.last_error.as_deref(),
+            Some(format!("boom {attempt}").as_str())
+        );
+        let Settled::Requeued { available_at } = settled else {
+            panic!("expected requeue, got {settled:?}")
+        };
+        assert_eq!(m.available_at, available_at);
+        let delay = available_at - f.now();
+        // Jitter takes off at most half.
+        assert!(
+            delay <= expected_delay && delay >= expected_delay / 2,
+            "delay {delay}"
+        );
+        // Not claimable before it is due.
+        assert!(claim(&f.store, 1, &["a"]).await.is_empty());
+        f.clock.advance(Duration::from_millis(
+            u64::try_from(delay).expect("positive"),
+        ));
+        expected_delay *= 2;
+    }
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(c.attempts, 3);
+    assert_eq!(
+        f.store.fail(&c, retry("boom 3")).await.expect("fail"),
+        Settled::Dead
+    );
+    let m = f.store.dead_letter(id).await.expect("dead");
+    assert_eq!(m.summary.attempts, 3);
+    assert_eq!(
+        m.summary.last_error.as_deref(),
+        Some("gave up after 3 attempts: boom 3")
+    );
+    assert_eq!(m.summary.dead_at, Some(f.now()));
+}
+
+async fn a_requested_delay_replaces_the_backoff(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let c = claim_one(&f.store, &["a"]).await;
+    let after = Some(Duration::from_secs(42));
+    f.store
+        .fail(
+            &c,
+            Failure::Retry {
+                reason: "later".into(),
+                after,
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(
+        f.store.message(id).await.expect("stored").available_at,
+        T0 + 42_000
+    );
+}
+
+async fn fatal_failure_is_dead_at_once_with_the_plugin_digest(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let c = claim_one(&f.store, &["a"]).await;
+    let settled = f
+        .store
+        .settle_one(&c, Settlement::Fail(fatal("bad qty")), Some("sha256:abc"))
+        .await
+        .expect("fail");
+    assert_eq!(settled, Settled::Dead);
+    let m = f.store.dead_letter(id).await.expect("dead");
+    assert_eq!(m.summary.attempts, 1);
+    assert_eq!(m.summary.last_error.as_deref(), Some("fatal: bad qty"));
+    assert_eq!(m.summary.plugin_digest.as_deref(), Some("sha256:abc"));
+}
+
+async fn a_lease_expiring_at_the_last_attempt_dead_letters_the_message(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_max_attempts(1))
+        .await
+        .expect("enqueue")
+        .id;
+    claim_one(&f.store, &["a"]).await;
+    f.clock.advance(LEASE - Duration::from_millis(1));
+    assert_eq!(
+        f.store.reclaim().await.expect("reclaim").requeued
+            + f.store.reclaim().await.expect("reclaim").dead,
+        0,
+        "not expired yet"
+    );
+    f.clock.advance(Duration::from_millis(1));
+    let r = f.store.reclaim().await.expect("reclaim");
+    assert_eq!((r.requeued, r.dead), (0, 1));
+    let m = f.store.dead_letter(id).await.expect("dead");
+    assert!(
+        m.summary
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("gave up after 1 attempts: lease expired")
+    );
+}
+
+/// A second host on the same store never takes a live host's lease before
+/// it expires. (A lease whose owner process is gone is reclaimed at once:
+/// `store_sqlite.rs` covers that, by editing the recorded pid.)
+async fn reclaim_never_takes_a_live_hosts_unexpired_lease(backend: Backend) {
+    let f = fixture(backend).await;
+    let a = f.open_another().await;
+    let b = f.open_another().await;
+    let id = enqueue(&a, "t").await;
+    let claimed = claim_one(&a, &["t"]).await;
+    assert_eq!(
+        b.reclaim().await.expect("reclaim"),
+        Default::default(),
+        "owner a is alive"
+    );
+    assert_eq!(
+        a.message(id).await.expect("stored").state,
+        MessageState::Inflight
+    );
+    f.clock.advance(LEASE - Duration::from_millis(1));
+    assert_eq!(
+        b.reclaim().await.expect("reclaim"),
+        Default::default(),
+        "a's lease has not expired"
+    );
+    // a's lease is still good.
+    a.ack(&claimed, vec![]).await.expect("ack");
+    assert_eq!(total(&b).await, 0);
+}
+
+async fn key_dedupe_returns_the_existing_id_in_every_stored_state(backend: Backend) {
+    let f = fixture(backend).await;
+    let keyed = || {
+        NewMessage::new("a", b"{}".to_vec())
+            .with_key("k-1")
+            .with_max_attempts(1)
+    };
+    let first = f.store.enqueue(keyed()).await.expect("enqueue");
+    assert!(!first.duplicate);
+    let again = f.store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(
+        f.store.enqueue(keyed()).await.expect("enqueue").id,
+        first.id,
+        "in flight"
+    );
+    f.store.fail(&c, retry("x")).await.expect("fail");
+    assert_eq!(
+        f.store.message(first.id).await.expect("stored").state,
+        MessageState::Dead
+    );
+    assert_eq!(
+        f.store.enqueue(keyed()).await.expect("enqueue").id,
+        first.id,
+        "dead"
+    );
+    assert_eq!(total(&f.store).await, 1);
+
+    // Within one batch the key resolves to the first carrier.
+    let batch = f
+        .store
+        .enqueue_batch(vec![
+            NewMessage::new("a", b"{}".to_vec()).with_key("k-2"),
+            NewMessage::new("a", b"{}".to_vec()).with_key("k-2"),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(batch[0].id, batch[1].id);
+    assert!(batch[1].duplicate);
+    // Once purged, the key is free again.
+    f.store
+        .purge(Selection::One(first.id))
+        .await
+        .expect("purge");
+    assert!(!f.store.enqueue(keyed()).await.expect("enqueue").duplicate);
+}
+
+async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Backend) {
+    let f = fixture(backend).await;
+    for _ in 0..4 {
+        enqueue(&f.store, "a").await;
+    }
+    let claimed = claim(&f.store, 4, &["a"]).await;
+    // The third message's lease is stolen before the batch settles.
+    let stale = Claimed {
+        lease: Lease {
+            id: claimed[2].id(),
+            token: "not-the-token".into(),
+        },
+        ..claimed[2].clone()
+    };
+    let ack = Settlement::Ack {
+        follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+    };
+    let batch = vec![
+        Outcome::new(claimed[0].clone(), ack.clone()),
+        Outcome::new(claimed[1].clone(), Settlement::Fail(retry("r"))),
+        Outcome::new(stale, ack),
+        Outcome::new(claimed[3].clone(), Settlement::Fail(fatal("x"))),
+    ];
+    let (returned, results) = f.store.settle(batch.clone()).await;
+    assert_eq!(returned, batch, "the batch is handed back");
+    let results = results.expect("batch commits");
+    assert!(matches!(results[0], Ok(Settled::Acked)));
+    assert!(matches!(results[1], Ok(Settled::Requeued { .. })));
+    assert!(matches!(results[2], Err(StoreError::LeaseLost { .. })));
+    assert!(matches!(results[3], Ok(Settled::Dead)));
+    let stats = f.store.stats().await.expect("stats");
+    assert_eq!(
+        stats.by_event_type["f"].queued, 1,
+        "only the valid ack's follow-up"
+    );
+    assert_eq!(
+        stats.by_event_type["a"].inflight, 1,
+        "the stolen one is untouched"
+    );
+    assert_eq!(stats.by_event_type["a"].queued, 1);
+    assert_eq!(stats.by_event_type["a"].dead, 1);
+}
+
+async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = &f.store;
+    let kill = async |t: &str| {
+        let id = enqueue(store, t).await;
+        let c = claim_one(store, &[t]).await;
+        store
+            .fail(&c, fatal(&format!("bad {t}")))
+            .await
+            .expect("fail");
+        id
+    };
+    let a1 = kill("a").await;
+    let b1 = kill("b").await;
+    let a2 = kill("a").await;
+    let a3 = kill("a").await;
+    let live = enqueue(store, "a").await;
+
+    let page = store
+        .dead_letters(DeadLetterFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a1, b1]
+    );
+    let rest = store
+        .dead_letters(DeadLetterFilter {
+            limit: 2,
+            cursor: page.next_cursor.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        rest.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![a2, a3]
+    );
+    assert_eq!(rest.next_cursor, None);
+    let only_b = store
+        .dead_letters(DeadLetterFilter {
+            event_type: Some("b".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(only_b.items.len(), 1);
+    assert_eq!(only_b.items[0].last_error.as_deref(), Some("fatal: bad b"));
+    assert!(matches!(
+        store
+            .dead_letters(DeadLetterFilter {
+                cursor: Some("nope".into()),
+                ..Default::default()
+            })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let shown = store.dead_letter(a1).await.expect("show");
+    assert_eq!(shown.payload, br#"{"n":1}"#);
+    assert!(matches!(
+        store.dead_letter(live).await,
+        Err(StoreError::WrongState {
+            actual: MessageState::Queued,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.dead_letter(MessageId::new()).await,
+        Err(StoreError::NoSuchMessage { .. })
+    ));
+
+    // Redrive one: queued, attempts reset, due now, claimable again.
+    assert_eq!(store.redrive(Selection::One(a1)).await.expect("redrive"), 1);
+    let m = store.message(a1).await.expect("stored");
+    assert_eq!(
+        (m.state, m.summary.attempts, m.available_at),
+        (MessageState::Queued, 0, T0)
+    );
+    assert!(matches!(
+        store.redrive(Selection::One(a1)).await,
+        Err(StoreError::WrongState { .. })
+    ));
+    assert!(matches!(
+        store.redrive(Selection::One(MessageId::new())).await,
+        Err(StoreError::NoSuchMessage { .. })
+    ));
+    // By type, then purge by type and all.
+    assert_eq!(
+        store
+            .redrive(Selection::EventType("b".into()))
+            .await
+            .expect("redrive"),
+        1
+    );
+    assert_eq!(
+        store.message(b1).await.expect("stored").state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store
+            .purge(Selection::EventType("a".into()))
+            .await
+            .expect("purge"),
+        2
+    );
+    assert!(matches!(
+        store.message(a2).await,
+        Err(StoreError::NoSuchMessage { .. })
+    ));
+    let c = claim_one(store, &["b"]).await;
+    store.fail(&c, fatal("again")).await.expect("fail");
+    assert_eq!(store.redrive(Selection::All).await.expect("redrive"), 1);
+    let c = claim_one(store, &["b"]).await;
+    store.fail(&c, fatal("again")).await.expect("fail");
+    assert_eq!(store.purge(Selection::All).await.expect("purge"), 1);
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        (stats.totals.queued, stats.totals.dead),
+        (2, 0),
+        "a1 and the live one remain"
+    );
+}
+
+async fn stats_count_by_state_type_and_priority(backend: Backend) {
+    let f = fixture(backend).await;
+    enqueue(&f.store, "a").await;
+    f.store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_priority(Priority::High))
+        .await
+        .expect("enqueue");
+    f.store
+        .enqueue(NewMessage::new("b", b"{}".to_vec()).with_delay(Duration::from_secs(60)))
+        .await
+        .expect("enqueue");
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(c.priority, Priority::High);
+    f.clock.advance(Duration::from_secs(5));
+    let s = f.store.stats().await.expect("stats");
+    assert_eq!(
+        (s.totals.queued, s.totals.inflight, s.totals.dead),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        (s.by_event_type["a"].queued, s.by_event_type["a"].inflight),
+        (1, 1)
+    );
+    assert_eq!(s.by_event_type["b"].queued, 1);
+    assert_eq!(s.by_priority[&Priority::High].inflight, 1);
+    assert_eq!(s.by_priority[&Priority::Normal].queued, 2);
+    assert_eq!(s.due, 1, "b is delayed");
+    assert_eq!(s.oldest_due_age_ms, Some(5000));
+    let json = serde_json::to_value(&s).expect("json");
+    assert_eq!(json["queued"], 2);
+    assert_eq!(json["by_event_type"]["a"]["inflight"], 1);
+}
+
+/// Read-only commands open with `create: false`: a missing store (an SQLite
+/// file, or the schema in a PostgreSQL database) is an error naming it, and
+/// nothing is created.
+async fn a_missing_store_is_not_created_when_asked_not_to(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let options = OpenOptions {
+        create: false,
+        ..OpenOptions::default()
+    };
+    let open = async || {
+        Store::open(&at.location, &options)
+            .await
+            .expect_err("no store there")
+    };
+    let err = open().await;
+    match &at.location {
+        Location::Sqlite(path) => {
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+            assert!(!path.exists());
+        }
+        Location::Postgres(_) => {
+            assert!(matches!(err, StoreError::NoSchema { .. }), "{err}");
+        }
+    }
+    // Nothing was created: asking again gives the same answer.
+    let again = open().await;
+    assert_eq!(again.to_string(), err.to_string());
+}
+
+async fn release_returns_claims_without_spending_their_attempt(backend: Backend) {
+    let f = fixture(backend).await;
+    let id = enqueue(&f.store, "a").await;
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(
+        f.store
+            .release(vec![c.lease.clone()])
+            .await
+            .expect("release"),
+        1
+    );
+    let m = f.store.message(id).await.expect("stored");
+    assert_eq!(
+        (m.state, m.summary.attempts, m.available_at),
+        (MessageState::Queued, 0, T0)
+    );
+    // A released lease is gone: releasing or acking it again does nothing.
+    assert_eq!(
+        f.store
+            .release(vec![c.lease.clone()])
+            .await
+            .expect("release"),
+        0
+    );
+    assert!(matches!(
+        f.store.ack(&c, vec![]).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(claim_one(&f.store, &["a"]).await.attempts, 1);
+}
+
+async fn next_due_at_is_the_earliest_queued_routable_message(backend: Backend) {
+    let f = fixture(backend).await;
+    let next_due = async |names: &[&str]| f.store.next_due_at(&types(names)).await.expect("query");
+    assert_eq!(next_due(&["a"]).await, None);
+    f.store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_delay(Duration::from_secs(9)))
+        .await
+        .expect("enqueue");
+    f.store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_delay(Duration::from_secs(4)))
+        .await
+        .expect("enqueue");
+    f.store
+        .enqueue(NewMessage::new("b", b"{}".to_vec()))
+        .await
+        .expect("enqueue");
+    assert_eq!(next_due(&["a"]).await, Some(T0 + 4000));
+    assert_eq!(next_due(&["a", "b"]).await, Some(T0));
+    assert_eq!(next_due(&["c"]).await, None);
+}
