@@ -121,7 +121,7 @@ impl Host {
             ),
             None => None,
         };
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new().with_clock(clock.clone()));
         let open = |durability: Durability| -> Result<SharedMailbox, MailboxError> {
             let mut options = config.open_options(true);
             options.durability = durability;
