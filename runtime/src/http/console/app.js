@@ -107,6 +107,7 @@ signOutButton.addEventListener('click', () => {
 });
 
 window.addEventListener('hashchange', () => {
+  say('');
   show();
   main.focus();
 });
