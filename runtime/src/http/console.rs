@@ -85,16 +85,16 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 fn serve(name: &str, request: &HeaderMap) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
-        return ApiError::NotFound(format!(
-            "no console file `{name}`: open /ui/"
-        ))
-        .into_response();
+        return ApiError::NotFound(format!("no console file `{name}`: open /ui/")).into_response();
     };
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .is_some_and(|tag| tag == *ETAG);
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        ),
         // Revalidate every time (cheap: a 304 when the binary is the same),
         // so an upgraded host never runs a stale console.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -103,8 +103,14 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
     ];
     if fresh {
         (StatusCode::NOT_MODIFIED, headers).into_response()
@@ -143,20 +149,31 @@ mod tests {
     async fn the_page_and_its_files_are_served_with_their_types() {
         let page = get("/ui/", None).await;
         assert_eq!(page.status(), StatusCode::OK);
-        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            page.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
-        assert!(page.headers()[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .expect("ASCII")
-            .contains("script-src 'self'"));
+        assert!(
+            page.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .expect("ASCII")
+                .contains("script-src 'self'")
+        );
         let html = text(page).await;
-        assert!(html.contains("<script type=\"module\" src=\"app.js\">"), "{html}");
+        assert!(
+            html.contains("<script type=\"module\" src=\"app.js\">"),
+            "{html}"
+        );
 
         let script = get("/ui/app.js", None).await;
         assert_eq!(script.status(), StatusCode::OK);
         assert_eq!(script.headers()[header::CONTENT_TYPE], JS);
         let style = get("/ui/style.css", None).await;
-        assert_eq!(style.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(
+            style.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
 
         let redirect = get("/ui", None).await;
         assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
