@@ -149,3 +149,34 @@ describe('the web console', () => {
     assert.deepEqual(browser.errors.map(String), []);
   });
 });
+
+describe('the web console of a host without a token, at a phone\'s width', () => {
+  let host;
+  let browser;
+
+  before(async () => {
+    host = await startHost();
+    browser = await launchBrowser({ width: 390, height: 844 });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await host?.stop();
+  });
+
+  it('opens without a sign-in and fits the screen', async () => {
+    const { page } = browser;
+    await host.cli(['enqueue', 'order.created', '{"order_id": "1"}']);
+    await page.goto(`${host.base}/ui/`);
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    await page.locator('tr[data-event-type="order.created"] td[data-col="queued"]').filter({ hasText: /^\s*1\s*$/ }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Sign out' }).isVisible(), false);
+    for (const hash of ['#/', '#/types/order.created', '#/dead-letters', '#/plugins']) {
+      await page.goto(`${host.base}/ui/${hash}`);
+      await page.locator('main h1').waitFor();
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${hash} is ${overflow} px wider than the screen`);
+    }
+    assert.deepEqual(browser.errors.map(String), []);
+  });
+});
