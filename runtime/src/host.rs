@@ -118,7 +118,7 @@ impl Host {
             ),
             None => None,
         };
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new().with_clock(clock.clone()));
         let location = config.store_location();
         let open = |durability: Durability| {
             let mut options = config.open_options(true);

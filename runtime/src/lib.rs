@@ -15,8 +15,9 @@
 //!   type, and keeping that in step with the plugin folder.
 //! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes.
 //! - [`host`]: everything assembled: the library API for embedding Mailroom.
-//! - The ways in and out: [`config`], [`logging`], [`http`] with [`metrics`],
-//!   and the `mailroom` command line (`cli`).
+//! - The ways in and out: [`config`], [`logging`], [`http`] (and its web
+//!   console) with [`metrics`] and [`throughput`], and the `mailroom` command
+//!   line (`cli`).
 #![warn(missing_docs)]
 
 #[doc(hidden)]
@@ -35,4 +36,5 @@ pub mod plugin;
 pub mod routing;
 pub mod state_machine;
 pub mod store;
+pub mod throughput;
 pub mod watcher;

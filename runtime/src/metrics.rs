@@ -22,6 +22,9 @@
 //! | `mailroom_queue_due` | gauge | |
 //! | `mailroom_queue_waiting_for_handler` | gauge | |
 //! | `mailroom_queue_oldest_due_age_seconds` | gauge | |
+//!
+//! Outcomes are also counted per minute ([`crate::throughput`]) for the web
+//! console's charts.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
@@ -34,8 +37,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::message::NewMessage;
+use crate::throughput::{Outcome, Throughput, ThroughputReport};
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
 /// Prometheus scrapes natively).
@@ -78,6 +83,9 @@ pub struct Metrics {
     /// Two scrapes at once would interleave setting the gauges and encoding
     /// them; scrapes are rare, so they simply take turns.
     scrape: Mutex<()>,
+    /// Outcomes per minute for the web console, counted with the counters.
+    throughput: Mutex<Throughput>,
+    clock: SharedClock,
 }
 
 impl Default for Metrics {
@@ -180,7 +188,33 @@ impl Metrics {
             waiting_for_handler,
             oldest_due_age,
             scrape: Mutex::new(()),
+            throughput: Mutex::new(Throughput::default()),
+            clock: std::sync::Arc::new(SystemClock),
         }
+    }
+
+    /// The same metrics, timing the per-minute throughput by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Handled and failed deliveries per minute over the last minutes.
+    pub fn throughput(&self) -> ThroughputReport {
+        let now = self.clock.now_ms();
+        self.throughput
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .report(now)
+    }
+
+    fn count_outcome(&self, event_type: &str, outcome: Outcome, n: u64) {
+        let now = self.clock.now_ms();
+        self.throughput
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(now, event_type, outcome, n);
     }
 
     /// Counts a committed enqueue: `results[i]` is the outcome of `messages[i]`.
@@ -210,14 +244,21 @@ impl Metrics {
         match result {
             Ok(Settled::Acked) => {
                 inc(&self.acked, event_type);
+                self.count_outcome(event_type, Outcome::Handled, 1);
                 if let Settlement::Ack { follow_ups } = settlement {
                     for f in follow_ups {
                         inc(&self.emitted, &f.event_type);
                     }
                 }
             }
-            Ok(Settled::Requeued { .. }) => inc(&self.retried, event_type),
-            Ok(Settled::Dead) => inc(&self.dead_lettered, event_type),
+            Ok(Settled::Requeued { .. }) => {
+                inc(&self.retried, event_type);
+                self.count_outcome(event_type, Outcome::Failed, 1);
+            }
+            Ok(Settled::Dead) => {
+                inc(&self.dead_lettered, event_type);
+                self.count_outcome(event_type, Outcome::Failed, 1);
+            }
             Err(_) => inc(&self.uncommitted, event_type),
         }
     }
@@ -231,11 +272,13 @@ impl Metrics {
     /// lease ran out (a host crashed or hung on it).
     pub fn reclaimed(&self, reclaimed: &Reclaimed) {
         for (event_type, n) in &reclaimed.dead_by_event_type {
+            let n = u64::try_from(*n).unwrap_or(u64::MAX);
             self.dead_lettered
                 .get_or_create(&EventTypeLabel {
                     event_type: event_type.clone(),
                 })
-                .inc_by(u64::try_from(*n).unwrap_or(u64::MAX));
+                .inc_by(n);
+            self.count_outcome(event_type, Outcome::Failed, n);
         }
     }
 
@@ -343,6 +386,9 @@ mod tests {
             ..Stats::default()
         };
         let text = m.render(&stats);
+        let recent = m.throughput().by_event_type;
+        assert_eq!(recent["a"].handled.iter().sum::<u64>(), 1);
+        assert_eq!(recent["a"].failed.iter().sum::<u64>(), 0);
         for line in [
             "mailroom_events_enqueued_total{event_type=\"a\"} 1",
             "mailroom_events_acked_total{event_type=\"a\"} 1",

@@ -323,6 +323,17 @@ async fn posted_events_are_handled_and_counted() {
         m.contains_key("mailroom_queue_oldest_due_age_seconds{}"),
         "{m:?}"
     );
+    // The console's deliveries per minute agree with the counters.
+    let recent = api.get("/v1/throughput").await.json();
+    let total = |event_type: &str, series: &str| -> u64 {
+        recent["by_event_type"][event_type][series]
+            .as_array()
+            .map_or(0, |minutes| minutes.iter().filter_map(Value::as_u64).sum())
+    };
+    assert_eq!(total("order.created", "handled"), 5, "{recent}");
+    assert_eq!(total("order.accepted", "handled"), 5, "{recent}");
+    assert_eq!(total("behaviour", "failed"), 1, "{recent}");
+    assert_eq!(total("behaviour", "handled"), 0, "{recent}");
     let handled = api.get("/metrics").await;
     let text = String::from_utf8_lossy(&handled.body);
     assert!(
@@ -661,9 +672,12 @@ async fn the_token_guards_everything_but_healthz() {
     let right = Api::for_host(&host, Some(TOKEN));
 
     assert_eq!(anonymous.get("/healthz").await.status, StatusCode::OK);
+    // The console's files hold no data; it signs in to call the API.
+    assert_eq!(anonymous.get("/ui/").await.status, StatusCode::OK);
     for path in [
         "/readyz",
         "/v1/stats",
+        "/v1/throughput",
         "/v1/plugins",
         "/v1/dead-letters",
         "/metrics",
@@ -698,6 +712,7 @@ async fn health_readiness_and_the_openapi_document() {
     for (path, method) in [
         ("/v1/events", "post"),
         ("/v1/stats", "get"),
+        ("/v1/throughput", "get"),
         ("/v1/plugins", "get"),
         ("/v1/dead-letters", "get"),
         ("/v1/dead-letters/{id}", "get"),

@@ -5,11 +5,13 @@
 //! | ----------------- | --------------------------------------------------------- |
 //! | `events.rs`       | `POST /v1/events` (object, array or NDJSON; all or nothing) |
 //! | `stats.rs`        | `GET /v1/stats`                                           |
+//! | `throughput.rs`   | `GET /v1/throughput` (deliveries per minute)              |
 //! | `plugins.rs`      | `GET /v1/plugins`                                         |
 //! | `dead_letters.rs` | `/v1/dead-letters…`: list, show, redrive, purge           |
 //! | `health.rs`       | `GET /healthz`, `GET /readyz`                             |
 //! | `metrics.rs`      | `GET /metrics` (Prometheus)                               |
 //! | `openapi.rs`      | `GET /v1/openapi.json`, generated from the handlers       |
+//! | `console.rs`      | the web console at `/ui/` (files in `console/`)           |
 //! | `auth.rs`         | the bearer token                                          |
 //! | `error.rs`        | the one error type and its JSON shape                     |
 //!
@@ -17,9 +19,11 @@
 //! commits), never the dispatcher's, so a flood of API calls waits on its own
 //! connection and never holds up claims and acks. A token check, a time limit
 //! and a concurrency limit (excess requests get 503 at once rather than
-//! queueing) guard everything but `/healthz`.
+//! queueing) guard everything but `/healthz` and the console's files (which
+//! hold no data: the console reads everything through the guarded API).
 
 mod auth;
+mod console;
 mod dead_letters;
 mod error;
 mod events;
@@ -28,6 +32,7 @@ mod metrics;
 mod openapi;
 mod plugins;
 mod stats;
+mod throughput;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -168,6 +173,7 @@ fn api() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(events::post_events))
         .routes(routes!(stats::get_stats))
+        .routes(routes!(throughput::get_throughput))
         .routes(routes!(plugins::get_plugins))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::show, dead_letters::purge_one))
@@ -225,6 +231,7 @@ pub fn router(state: ApiState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health::healthz))
+        .merge(console::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint: see /v1/openapi.json".into()) })
         .with_state(state)
@@ -279,7 +286,7 @@ impl Server {
         let task = tokio::spawn(serve(listener, state, async move {
             let _ = stopped.await;
         }));
-        tracing::info!(%addr, "HTTP API listening");
+        tracing::info!(%addr, console = %format_args!("http://{addr}/ui/"), "HTTP API listening");
         Ok(Self { addr, stop, task })
     }
 

@@ -17,13 +17,13 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[openapi(
     info(
         title = "Mailroom",
-        description = "Ingest events, and operate a Mailroom host: stats, plugins, dead letters, health, metrics. \
+        description = "Ingest events, and operate a Mailroom host: stats, throughput, plugins, dead letters, health, metrics. \
                        Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"index\"?}}`.",
     ),
     modifiers(&BearerToken),
     tags(
         (name = "events", description = "Enqueueing events"),
-        (name = "operations", description = "Stats, plugins and metrics"),
+        (name = "operations", description = "Stats, throughput, plugins and metrics"),
         (name = "dead letters", description = "The dead-letter queue"),
         (name = "health", description = "Liveness and readiness"),
     ),
@@ -167,6 +167,28 @@ pub(crate) struct PluginRegistry {
     rejected: Vec<PluginRecord>,
     /// The hosts running on the store.
     hosts: Vec<HostRecord>,
+}
+
+/// Deliveries per minute over the last minutes (as the web console charts).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Throughput {
+    /// The start of the first (oldest) minute, in ms since the Unix epoch.
+    from_ms: i64,
+    /// How many minutes each series covers; the last is the current, partial one.
+    minutes: u64,
+    /// Per event type with a delivery in the window.
+    by_event_type: BTreeMap<String, ThroughputSeries>,
+}
+
+/// One event type's deliveries, one number per minute, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ThroughputSeries {
+    /// Deliveries acked.
+    handled: Vec<u64>,
+    /// Deliveries that failed: retried or dead-lettered.
+    failed: Vec<u64>,
 }
 
 /// A dead letter, without its payload.
@@ -326,6 +348,14 @@ mod tests {
             payload: b"{}".to_vec(),
         });
         assert_eq!(properties::<DeadLetterDetail>(), keys(&detail));
+        let mut recent = crate::throughput::Throughput::default();
+        recent.record(0, "t", crate::throughput::Outcome::Handled, 1);
+        let report = recent.report(0);
+        assert_eq!(properties::<Throughput>(), keys(&report));
+        assert_eq!(
+            properties::<ThroughputSeries>(),
+            keys(&report.by_event_type["t"])
+        );
         let event: crate::ingest::EventObject = serde_json::from_str(
             r#"{"event_type":"t","payload":1,"key":"k","priority":"high","delay":"1s",
                 "max_attempts":2,"source":"s","correlation_id":"c"}"#,

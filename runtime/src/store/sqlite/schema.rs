@@ -149,7 +149,7 @@ pub(crate) const LATEST_VERSION: i64 = MIGRATIONS_SLICE.len() as i64;
 mod tests {
     use super::*;
 
-    use crate::mailbox::Mailbox;
+    use crate::store::sqlite::Mailbox;
     use crate::state_machine::MessageState;
 
     #[test]
@@ -200,7 +200,7 @@ mod tests {
             .expect("version");
         assert_eq!(version, LATEST_VERSION);
         let dead = mb
-            .dead_letters(&crate::mailbox::DeadLetterFilter::default())
+            .dead_letters(&crate::store::DeadLetterFilter::default())
             .expect("dead letters");
         assert_eq!(dead.items.len(), 1);
         assert_eq!(dead.items[0].last_error.as_deref(), Some("boom"));
