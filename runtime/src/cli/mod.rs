@@ -9,6 +9,7 @@
 //! | `stats.rs`    | `mailroom stats`                         |
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
+//! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
 //!
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
@@ -17,6 +18,7 @@
 mod dlq;
 mod enqueue;
 mod output;
+mod plugin;
 mod plugins;
 mod run;
 mod stats;
@@ -89,7 +91,19 @@ pub enum Command {
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
+    /// Write, check and try plugins without a running host: new, check,
+    /// run, watch.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
+
+/// An exit status other than 0 (success) and 1 (an `error:` line), for
+/// commands whose status says something to scripts (`mailroom plugin check`,
+/// `mailroom plugin run`). The command has printed what there is to say; the
+/// binary exits with the status and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitStatus(pub u8);
 
 /// `mailroom run`'s flags; each overrides the config file and environment.
 #[derive(Debug, Args)]
@@ -135,6 +149,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => stats::execute(&config, &args),
         Command::Dlq(command) => dlq::execute(&config, command),
         Command::Plugins(args) => plugins::execute(&config, &args),
+        Command::Plugin(command) => plugin::execute(&config, command),
     };
     match result {
         // A reader that went away (`mailroom dlq list | head`) is not an error.
