@@ -40,7 +40,8 @@ use crate::mailbox::Mailbox;
     long_about = "A WebAssembly-pluggable event processing runtime with a durable SQLite mailbox.\n\n\
         `mailroom run` is the long-lived host: it watches a folder of .wasm plugins and hands \
         each due message to the plugin for its event type. The other commands work on the same \
-        store from another process, while the host runs or not.\n\n\
+        store from another process, while the host runs or not; `mailroom plugin` writes, checks \
+        and tries plugins without either.\n\n\
         Configuration: defaults < mailroom.toml (or --config) < MAILROOM_<SECTION>_<KEY> \
         environment variables < flags. See examples/mailroom.toml for every key.",
     propagate_version = true
