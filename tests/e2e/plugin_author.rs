@@ -3,75 +3,45 @@
 //! through to a plugin serving in a running host (`cargo test`, a wasm build,
 //! `check`, `run`, the compile-time checks of the SDK, and `plugin watch`).
 
+#[path = "../../runtime/tests/cli_support/mod.rs"]
+mod cli_support;
 #[path = "harness/mod.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use cli_support::{Run, Workdir};
 use std::time::{Duration, Instant};
 
 use harness::{TIMEOUT, TestHost, store};
 use mailroom_test_artifacts::{BEHAVIOUR, MANY_PROBLEMS, WRONG_WORLD};
 use serde_json::{Value, json};
 
-/// `mailroom <args>` in `dir`, with stdin from `stdin`.
-fn mailroom_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(harness::MAILROOM);
-    command.args(args).current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("MAILROOM_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawn mailroom");
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait for mailroom")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]
-fn status(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+fn status(run: &Run, code: i32) {
+    assert_eq!(run.code, code, "{run:#?}");
 }
 
 #[track_caller]
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output.stdout)))
+fn json_of(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:#?}"))
 }
 
 #[test]
 fn check_accepts_a_good_plugin_and_lists_every_problem_of_a_bad_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let here = dir.path();
+    let work = Workdir::new();
 
-    let ok = mailroom_in(here, &["plugin", "check", BEHAVIOUR], None);
+    let ok = work.run(&["plugin", "check", BEHAVIOUR]);
     status(&ok, 0);
-    let out = text(&ok.stdout);
+    let out = ok.stdout.clone();
     assert!(out.contains("ok, the host would load it"), "{out}");
     assert!(out.contains("name:        behaviour"), "{out}");
-    let ok = mailroom_in(here, &["plugin", "check", BEHAVIOUR, "--json"], None);
+    let ok = work.run(&["plugin", "check", BEHAVIOUR, "--json"]);
     status(&ok, 0);
     let report = json_of(&ok);
     assert_eq!(report["ok"], true);
@@ -81,7 +51,7 @@ fn check_accepts_a_good_plugin_and_lists_every_problem_of_a_bad_one() {
     assert_eq!(report["problems"], json!([]));
 
     // An import no host offers, and three broken rules of the info: all four.
-    let bad = mailroom_in(here, &["plugin", "check", MANY_PROBLEMS, "--json"], None);
+    let bad = work.run(&["plugin", "check", MANY_PROBLEMS, "--json"]);
     status(&bad, 1);
     let report = json_of(&bad);
     assert_eq!(report["ok"], false);
@@ -100,31 +70,30 @@ fn check_accepts_a_good_plugin_and_lists_every_problem_of_a_bad_one() {
     assert!(messages[3].contains("event type is empty"), "{}", messages[3]);
     // SDK users write NAME and EVENT_TYPES, not an `info` function.
     assert!(messages[1].contains("Plugin::NAME"), "{}", messages[1]);
-    let human = mailroom_in(here, &["plugin", "check", MANY_PROBLEMS], None);
+    let human = work.run(&["plugin", "check", MANY_PROBLEMS]);
     status(&human, 1);
-    let out = text(&human.stdout);
+    let out = human.stdout.clone();
     assert!(out.contains("4 problems, the host would refuse it"), "{out}");
     assert!(out.contains("\n  4. "), "{out}");
 
-    let wrong = mailroom_in(here, &["plugin", "check", WRONG_WORLD, "--json"], None);
+    let wrong = work.run(&["plugin", "check", WRONG_WORLD, "--json"]);
     status(&wrong, 1);
     assert_eq!(json_of(&wrong)["problems"][0]["kind"], "wrong-world");
 
-    std::fs::write(here.join("notes.wasm"), "not wasm").expect("write");
-    let not_wasm = mailroom_in(here, &["plugin", "check", "notes.wasm"], None);
+    work.write("notes.wasm", "not wasm");
+    let not_wasm = work.run(&["plugin", "check", "notes.wasm"]);
     status(&not_wasm, 1);
-    assert!(text(&not_wasm.stdout).contains("not a WebAssembly file"));
+    assert!(not_wasm.stdout.contains("not a WebAssembly file"));
 }
 
 #[test]
 fn run_delivers_one_event_and_exits_by_outcome() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let here = dir.path();
+    let work = Workdir::new();
     let run = |payload: Value, extra: &[&str]| {
         let payload = payload.to_string();
         let mut args = vec!["plugin", "run", BEHAVIOUR, "behaviour", payload.as_str()];
         args.extend_from_slice(extra);
-        mailroom_in(here, &args, None)
+        work.run(&args)
     };
 
     let ack = run(
@@ -145,7 +114,7 @@ fn run_delivers_one_event_and_exits_by_outcome() {
 
     let human = run(json!({"action": "log", "message": "hello from the guest"}), &[]);
     status(&human, 0);
-    let out = text(&human.stdout);
+    let out = human.stdout.clone();
     assert!(out.contains("behaviour 0.1.0 handled behaviour (attempt 1) in "), "{out}");
     assert!(out.contains(": ack\n"), "{out}");
     assert!(out.contains("info   hello from the guest"), "{out}");
@@ -159,21 +128,17 @@ fn run_delivers_one_event_and_exits_by_outcome() {
 
     let fatal = run(json!({"action": "fatal", "reason": "never"}), &[]);
     status(&fatal, 4);
-    assert!(text(&fatal.stdout).contains("fatal (the host would dead-letter it): never"));
+    assert!(fatal.stdout.contains("fatal (the host would dead-letter it): never"));
 
     let panic = run(json!({"action": "panic", "message": "boom"}), &["--json"]);
     status(&panic, 3);
     assert_eq!(json_of(&panic)["reason"], "panicked: boom");
 
     // The delivered event carries the options; the payload comes from stdin.
-    let echo = mailroom_in(
-        here,
-        &[
+    let echo = work.run_stdin(&[
             "plugin", "run", BEHAVIOUR, "behaviour", "-", "--attempt", "3", "--key", "k-7",
             "--source", "cli", "--json",
-        ],
-        Some(r#"{"action": "echo"}"#),
-    );
+        ], r#"{"action": "echo"}"#);
     status(&echo, 0);
     let seen = &json_of(&echo)["emitted"][0]["payload"];
     assert_eq!(seen["attempt"], 3);
@@ -182,18 +147,18 @@ fn run_delivers_one_event_and_exits_by_outcome() {
     assert_eq!(seen["payload"], r#"{"action": "echo"}"#);
 
     // The configured limits are the ones a delivery runs under.
-    std::fs::write(here.join("mailroom.toml"), "[plugins]\ntimeout = \"300ms\"\n").expect("write");
+    work.write("mailroom.toml", "[plugins]\ntimeout = \"300ms\"\n");
     let slow = run(json!({"action": "loop"}), &["--json"]);
     status(&slow, 3);
     assert_eq!(json_of(&slow)["reason"], "timed out after 300ms");
 
     // The host would never route another type to this plugin.
-    let other = mailroom_in(here, &["plugin", "run", BEHAVIOUR, "order.created", "{}"], None);
+    let other = work.run(&["plugin", "run", BEHAVIOUR, "order.created", "{}"]);
     status(&other, 1);
-    assert!(text(&other.stderr).contains("does not handle `order.created`: it handles behaviour"));
-    let refused = mailroom_in(here, &["plugin", "run", MANY_PROBLEMS, "many.problems"], None);
+    assert!(other.stderr.contains("does not handle `order.created`: it handles behaviour"));
+    let refused = work.run(&["plugin", "run", MANY_PROBLEMS, "many.problems"]);
     status(&refused, 1);
-    assert!(text(&refused.stderr).contains("has 4 problems"), "{}", text(&refused.stderr));
+    assert!(refused.stderr.contains("has 4 problems"), "{refused:#?}");
 }
 
 // ----- `mailroom plugin new` and the rest of the loop ----------------------
@@ -285,25 +250,18 @@ fn set_in_lib(crate_dir: &Path, from: &str, to: &str) {
 #[test]
 fn a_new_plugin_builds_alone_checks_runs_and_serves() {
     // Outside the repository: the crate must not lean on its workspace.
-    let outside = tempfile::Builder::new()
-        .prefix("mailroom-plugin-new-")
-        .tempdir_in(std::env::temp_dir())
-        .expect("tempdir");
-    let here = outside.path();
-    let created = mailroom_in(
-        here,
-        &["plugin", "new", "hello-world", "--event-type", "greeting.requested"],
-        None,
-    );
-    succeeded(&created, "plugin new");
+    let work = Workdir::new();
+    let here = work.path();
+    let created = work.run(&["plugin", "new", "hello-world", "--event-type", "greeting.requested"]);
+    created.ok();
     let crate_dir = here.join("hello-world");
-    assert!(text(&created.stdout).contains("cargo build --release --target wasm32-wasip2"));
+    assert!(created.stdout.contains("cargo build --release --target wasm32-wasip2"));
     for file in ["Cargo.toml", "README.md", "src/lib.rs", "mailroom-sdk/Cargo.toml", "mailroom-sdk/wit/plugin.wit"] {
         assert!(crate_dir.join(file).is_file(), "{file} missing");
     }
-    let again = mailroom_in(here, &["plugin", "new", "hello-world"], None);
+    let again = work.run(&["plugin", "new", "hello-world"]);
     status(&again, 1);
-    assert!(text(&again.stderr).contains("exists and is not empty"));
+    assert!(again.stderr.contains("exists and is not empty"));
 
     // The template's tests pass as generated: natively, and in the host.
     let mut test = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -322,21 +280,17 @@ fn a_new_plugin_builds_alone_checks_runs_and_serves() {
     succeeded(&build(), "the wasm build");
     let wasm_arg = wasm.to_str().expect("a UTF-8 path");
 
-    let checked = mailroom_in(here, &["plugin", "check", wasm_arg, "--json"], None);
+    let checked = work.run(&["plugin", "check", wasm_arg, "--json"]);
     status(&checked, 0);
     assert_eq!(json_of(&checked)["plugin"]["name"], "hello-world");
     assert_eq!(json_of(&checked)["plugin"]["event_types"], json!(["greeting.requested"]));
-    let ran = mailroom_in(
-        here,
-        &["plugin", "run", wasm_arg, "greeting.requested", r#"{"name": "Ada"}"#, "--json"],
-        None,
-    );
+    let ran = work.run(&["plugin", "run", wasm_arg, "greeting.requested", r#"{"name": "Ada"}"#, "--json"]);
     status(&ran, 0);
     let report = json_of(&ran);
     assert_eq!(report["emitted"][0]["event_type"], "hello.sent");
     assert_eq!(report["emitted"][0]["payload"], json!({"to": "Ada", "text": "Hello"}));
     assert_eq!(report["log"][0]["message"], "hello, Ada");
-    let fatal = mailroom_in(here, &["plugin", "run", wasm_arg, "greeting.requested", "{}"], None);
+    let fatal = work.run(&["plugin", "run", wasm_arg, "greeting.requested", "{}"]);
     status(&fatal, 4);
 
     // What the host would refuse does not compile, and the error names it.
