@@ -617,6 +617,50 @@ async fn broken_files_are_rejected_with_distinct_clear_errors() {
 }
 
 #[tokio::test]
+async fn every_problem_of_a_file_is_reported_at_once() {
+    let host = host();
+    let checker = host.clone();
+    let problems = tokio::task::spawn_blocking(move || checker.check(artifacts::MANY_PROBLEMS.as_ref()))
+        .await
+        .expect("check does not panic")
+        .expect_err("many problems");
+    let kinds: Vec<&str> = problems.iter().map(PluginError::kind).collect();
+    assert_eq!(
+        kinds,
+        ["wrong-world", "invalid-info", "invalid-info", "invalid-info"],
+        "{problems:#?}"
+    );
+
+    // The host refuses the file with all of them in one message.
+    let err = try_load(&host, artifacts::MANY_PROBLEMS)
+        .await
+        .expect_err("refused");
+    let PluginError::Several { problems, .. } = &err else {
+        panic!("expected every problem: {err}");
+    };
+    assert_eq!(problems.len(), 4);
+    let message = err.to_string();
+    for words in [
+        "has 4 problems",
+        "(1) ",
+        "`test:many-problems/ledger`",
+        "(4) ",
+        "`has space`",
+        "event type is empty",
+    ] {
+        assert!(message.contains(words), "{words}: {message}");
+    }
+
+    // A good file checks as it loads.
+    let checker = host.clone();
+    let plugin = tokio::task::spawn_blocking(move || checker.check(artifacts::BEHAVIOUR.as_ref()))
+        .await
+        .expect("check does not panic")
+        .expect("behaviour passes");
+    assert_eq!(plugin.name(), "behaviour");
+}
+
+#[tokio::test]
 async fn two_versions_of_a_plugin_serve_side_by_side() {
     let host = host();
     let v1 = load(&host, artifacts::VERSIONED_V1).await;

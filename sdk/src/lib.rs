@@ -3,18 +3,23 @@
 
 // A tour, in the order a plugin meets them:
 //
-// - `plugin`: the `Plugin` trait and the `export_plugin!` macro.
+// - `plugin`: the `Plugin` trait and the `export_plugin!` macro;
+//   `checks`: the host's rules for its name and event types, at compile time.
 // - `event`: the delivered `Event`.
 // - `error`: `Error` and the rule `?` follows to sort errors into retry/fatal.
 // - `emit`: follow-up events (`emit`, `Emit`, `Priority`, `EmitError`).
 // - `log`: lines into the host log.
 // - `host`: the host imports, with native stand-ins for `cargo test`.
-// - `testing`: what native tests use to see emitted events.
+// - `testing`: what native tests use to see emitted events; `in_host`: running
+//   the built component in a real host from a test.
 
+mod checks;
 mod emit;
 mod error;
 mod event;
 mod host;
+#[cfg(not(target_arch = "wasm32"))]
+mod in_host;
 pub mod log;
 mod plugin;
 #[cfg(not(target_arch = "wasm32"))]

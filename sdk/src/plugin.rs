@@ -33,8 +33,13 @@ pub trait Plugin {
 /// Exports a [`Plugin`] as the component's `mailroom:plugin/handler` world.
 /// Use it once per plugin crate, with the name of a type in scope (not a path).
 ///
+/// The name, the version and the event types are checked against the host's
+/// rules while the plugin compiles (a name that is empty or over 255 bytes,
+/// an event type with a character outside `[A-Za-z0-9._:-]`, ...): a plugin
+/// the host would refuse is a compile error naming the rule and the value.
+///
 /// The version the host shows is the crate's `version` from `Cargo.toml`,
-/// unless given explicitly:
+/// unless given explicitly (a constant expression):
 ///
 /// ```
 /// # use mailroom_sdk::{Error, Event, Plugin};
@@ -52,6 +57,14 @@ macro_rules! export_plugin {
         $crate::export_plugin!($plugin, version = ::core::env!("CARGO_PKG_VERSION"));
     };
     ($plugin:ident, version = $version:expr $(,)?) => {
+        // The host's rules for the name, version and event types, checked
+        // while compiling: a plugin the host would refuse does not build.
+        const _: () = $crate::__private::check_info(
+            <$plugin as $crate::Plugin>::NAME,
+            $version,
+            <$plugin as $crate::Plugin>::EVENT_TYPES,
+        );
+
         // The bindings' export machinery writes `unsafe extern "C"` glue.
         #[allow(unsafe_code)]
         const _: () = {
@@ -78,6 +91,8 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 pub mod __private {
     use super::*;
+
+    pub use crate::checks::plugin_info as check_info;
 
     pub fn info<P: Plugin>(version: &str) -> wit::PluginInfo {
         wit::PluginInfo {

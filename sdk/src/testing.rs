@@ -6,6 +6,10 @@
 //! limits (payload size, events per delivery) are only checked by a host.
 //! Build test events with [`Event::new`](crate::Event::new).
 //!
+//! To test what a host will do with the built component (the sandbox, the
+//! limits, the host's checks of emitted events), [`build_component`] and
+//! [`run_in_host`] run it in a real host with `mailroom plugin run`.
+//!
 //! ```
 //! use mailroom_sdk::{Event, testing};
 //! # use mailroom_sdk::{Error, Plugin};
@@ -29,6 +33,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+pub use crate::in_host::{HostError, HostOutcome, HostRun, build_component, run_in_host};
 use crate::Priority;
 use crate::wit::mailroom::plugin::types as wit;
 

@@ -145,7 +145,15 @@ pub(super) async fn execute(config: &Config, args: EnqueueArgs) -> anyhow::Resul
 /// The one message of `mailroom enqueue TYPE PAYLOAD`.
 fn single(args: &EnqueueArgs, defaults: &EventDefaults) -> anyhow::Result<NewMessage> {
     let event_type = args.event_type.clone().unwrap_or_default();
-    let given = args.payload.as_deref().unwrap_or_default();
+    let payload = read_payload(args.payload.as_deref().unwrap_or_default())?;
+    let mut message = defaults.message(&event_type, payload);
+    message.key = args.key.clone();
+    Ok(message)
+}
+
+/// The JSON payload given as a PAYLOAD argument: JSON text, `@FILE`, or `-`
+/// for standard input; stored as written, without surrounding whitespace.
+pub(super) fn read_payload(given: &str) -> anyhow::Result<Vec<u8>> {
     let (bytes, what) = if given == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -164,9 +172,7 @@ fn single(args: &EnqueueArgs, defaults: &EventDefaults) -> anyhow::Result<NewMes
             "{what} is not valid JSON ({e}): pass JSON text, @FILE or - for standard input"
         )
     })?;
-    let mut message = defaults.message(&event_type, payload.to_vec());
-    message.key = args.key.clone();
-    Ok(message)
+    Ok(payload.to_vec())
 }
 
 /// Reads `input` line by line and enqueues a batch at a time, calling

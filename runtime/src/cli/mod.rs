@@ -9,6 +9,7 @@
 //! | `stats.rs`    | `mailroom stats`                         |
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
+//! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
 //!
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
@@ -17,6 +18,7 @@
 mod dlq;
 mod enqueue;
 mod output;
+mod plugin;
 mod plugins;
 mod run;
 mod stats;
@@ -41,7 +43,8 @@ use crate::store::Store;
         SQLite file, or a PostgreSQL database that many hosts share.\n\n\
         `mailroom run` is the long-lived host: it watches a folder of .wasm plugins and hands \
         each due message to the plugin for its event type. The other commands work on the same \
-        store from another process, while the host runs or not.\n\n\
+        store from another process, while the host runs or not; `mailroom plugin` writes, checks \
+        and tries plugins without either.\n\n\
         Configuration: defaults < mailroom.toml (or --config) < MAILROOM_<SECTION>_<KEY> \
         environment variables < flags. See examples/mailroom.toml for every key.",
     propagate_version = true
@@ -103,7 +106,19 @@ pub enum Command {
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
+    /// Write, check and try plugins without a running host: new, check,
+    /// run, watch.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
+
+/// An exit status other than 0 (success) and 1 (an `error:` line), for
+/// commands whose status says something to scripts (`mailroom plugin check`,
+/// `mailroom plugin run`). The command has printed what there is to say; the
+/// binary exits with the status and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitStatus(pub u8);
 
 /// `mailroom run`'s flags; each overrides the config file and environment.
 #[derive(Debug, Args)]
@@ -146,6 +161,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&overrides)?;
     let result = match cli.command {
         Command::Run(_) => run::execute(config),
+        Command::Plugin(command) => plugin::execute(&config, command),
         command => {
             // The other commands do a few store calls each: one thread will do.
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -154,7 +170,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async {
                 match command {
-                    Command::Run(_) => unreachable!("handled above"),
+                    Command::Run(_) | Command::Plugin(_) => unreachable!("handled above"),
                     Command::Enqueue(args) => enqueue::execute(&config, args).await,
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,

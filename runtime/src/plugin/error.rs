@@ -92,7 +92,10 @@ pub enum PluginError {
         reason: String,
     },
     /// The plugin's `info` call trapped, timed out or ran out of memory.
-    #[error("plugin {}: its `info` call failed: {reason}; fix the plugin's `info` function", path.display())]
+    #[error(
+        "plugin {}: its `info` call failed: {reason}; the host calls `info` to learn the plugin's name and event types (with mailroom-sdk, `Plugin::NAME` and `Plugin::EVENT_TYPES`): check what runs when the plugin starts",
+        path.display()
+    )]
     InfoTrapped {
         /// The plugin file.
         path: PathBuf,
@@ -101,11 +104,61 @@ pub enum PluginError {
     },
     /// The plugin's `info` describes it wrongly: no name, no event types, or an
     /// invalid event type.
-    #[error("plugin {} describes itself wrongly: {reason}; fix the plugin's `info` function", path.display())]
+    #[error(
+        "plugin {} describes itself wrongly: {reason}; fix `Plugin::NAME`, `Plugin::EVENT_TYPES` or the version given to `export_plugin!` (what the plugin's `info` export returns)",
+        path.display()
+    )]
     InvalidInfo {
         /// The plugin file.
         path: PathBuf,
         /// The rule broken.
         reason: String,
     },
+    /// More than one of the above: every problem found, in the order the
+    /// host checks them.
+    #[error(
+        "plugin {} has {} problems: {}",
+        path.display(),
+        problems.len(),
+        numbered(problems)
+    )]
+    Several {
+        /// The plugin file.
+        path: PathBuf,
+        /// Each problem (never another `Several`).
+        problems: Vec<PluginError>,
+    },
+}
+
+/// `(1) first; (2) second; ...`
+fn numbered(problems: &[PluginError]) -> String {
+    problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("({}) {p}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl PluginError {
+    /// A short, stable name of the kind of problem, for scripts
+    /// (`mailroom plugin check --json`): `read`, `empty`, `not-wasm`,
+    /// `not-a-component`, `compile`, `wrong-world`, `instantiate`,
+    /// `info-trapped`, `invalid-info`, `several`, `engine`, `cache-dir`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Engine { .. } => "engine",
+            PluginError::CacheDir { .. } => "cache-dir",
+            PluginError::Read { .. } => "read",
+            PluginError::Empty { .. } => "empty",
+            PluginError::NotWasm { .. } => "not-wasm",
+            PluginError::NotAComponent { .. } => "not-a-component",
+            PluginError::Compile { .. } => "compile",
+            PluginError::WrongWorld { .. } => "wrong-world",
+            PluginError::Instantiate { .. } => "instantiate",
+            PluginError::InfoTrapped { .. } => "info-trapped",
+            PluginError::InvalidInfo { .. } => "invalid-info",
+            PluginError::Several { .. } => "several",
+        }
+    }
 }

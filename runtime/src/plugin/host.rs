@@ -14,7 +14,8 @@ use super::bindings::Handler;
 use super::cache::CodeCache;
 use super::epoch::EpochTicker;
 use super::error::PluginError;
-use super::loaded::{self, Plugin};
+use super::inspect;
+use super::loaded::Plugin;
 use super::sandbox::{self, SandboxLimits};
 use super::store::StoreState;
 
@@ -115,9 +116,33 @@ impl PluginHost {
     ///
     /// A [`PluginError`] variant per way a file can be wrong: unreadable,
     /// empty, not wasm, a core module, not compilable, the wrong world, an
-    /// `info` call that fails, or info that breaks the rules.
+    /// `info` call that fails, or info that breaks the rules;
+    /// [`PluginError::Several`] when more than one is wrong.
     pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
-        loaded::load(&self.inner, path)
+        self.check(path).map_err(|mut problems| {
+            if problems.len() == 1 {
+                problems.remove(0)
+            } else {
+                PluginError::Several {
+                    path: path.to_owned(),
+                    problems,
+                }
+            }
+        })
+    }
+
+    /// Does what [`load`](Self::load) does, but on a file with problems
+    /// returns every problem found rather than one: the imports the host does
+    /// not offer, the exports, and each broken rule of the plugin's info.
+    /// A file that is not a component, or does not compile, has one problem.
+    ///
+    /// Blocking, like `load`.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, at least one, in the order the host checks them.
+    pub fn check(&self, path: &Path) -> Result<Plugin, Vec<PluginError>> {
+        inspect::inspect(&self.inner, path)
     }
 
     /// The limits plugin calls run under.

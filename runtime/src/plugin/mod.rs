@@ -14,8 +14,8 @@
 //!
 //! - `sandbox`: the policy, every limit and knob in one place, with reasons;
 //! - `host`: engine, linker, ticker; `cache`: compiled code on disk;
-//! - `loaded`: a file becomes a [`Plugin`] (or a [`PluginError`]), and
-//!   [`Plugin::handle`] runs a delivery;
+//! - `inspect`: a file becomes a [`Plugin`], or the list of everything wrong
+//!   with it ([`PluginError`]s); `loaded`: [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
 //! - `store`, `imports`, `guest_io`: what a store holds, the `logging` and
 //!   `emitter` imports, and guest stdout/stderr going to the log;
@@ -47,6 +47,7 @@ mod error;
 mod guest_io;
 mod host;
 mod imports;
+mod inspect;
 mod invoke;
 mod loaded;
 mod sandbox;
@@ -56,5 +57,6 @@ pub use delivery::{Delivery, Emitted, Outcome};
 pub use error::PluginError;
 pub use guest_io::GUEST_TARGET;
 pub use host::{HostConfig, PluginHost};
-pub use loaded::{Plugin, file_digest};
+pub use inspect::file_digest;
+pub use loaded::Plugin;
 pub use sandbox::SandboxLimits;
