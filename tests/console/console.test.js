@@ -135,9 +135,11 @@ describe('the web console', () => {
     assert.equal((await stats()).by_event_type.flaky?.dead ?? 0, 0);
   });
 
-  it('lists the loaded plugins with their digests and the rejected files with the reason', async () => {
+  it('lists the host, the loaded plugins with their digests and the rejected files with the reason', async () => {
     await host.deploy('wrong_world', 'wrong-world');
     await nav('Plugins').click();
+    // The one running host, as hostname:pid.
+    await page.locator(`tr[data-host$=":${host.pid}"]`).waitFor();
     const validator = page.locator('tr[data-plugin="order-validator"]');
     await validator.filter({ hasText: 'order.created' }).waitFor();
     assert.match(await validator.locator('code.digest').innerText(), /^sha256:[0-9a-f]{64}$/);

@@ -54,6 +54,8 @@ export async function startHost({ token } = {}) {
   return {
     dir,
     base,
+    /** The host's process id (hosts are listed as hostname:pid). */
+    pid: child.pid,
     log: () => log,
     /** Runs a `mailroom` command on the same store; resolves to its stdout. */
     async cli(args, input) {
