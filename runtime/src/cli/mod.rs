@@ -130,7 +130,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(&overrides)?;
     let result = match cli.command {
-        Command::Run(_) => run::execute(config),
+        Command::Run(_) => run::execute(config, &overrides),
         Command::Enqueue(args) => enqueue::execute(&config, args),
         Command::Stats(args) => stats::execute(&config, &args),
         Command::Dlq(command) => dlq::execute(&config, command),

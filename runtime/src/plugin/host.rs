@@ -1,6 +1,7 @@
 //! The process-wide part of the wasm host: the `Engine` (with its instance
-//! pool), the `Linker` with WASI and the host's imports, the epoch ticker
-//! that enforces time limits, and the compiled-code cache.
+//! pool), the `Linker` with WASI, wasi-http and the host's imports, the epoch
+//! ticker that enforces time limits, the compiled-code cache, and what each
+//! plugin was opened by its operator.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+use super::access::{AccessByPlugin, AccessTable};
 use super::bindings::Handler;
 use super::cache::CodeCache;
 use super::epoch::EpochTicker;
 use super::error::PluginError;
 use super::loaded::{self, Plugin};
+use super::outbound::OutboundObserver;
 use super::sandbox::{self, SandboxLimits};
 use super::store::StoreState;
 
@@ -60,6 +63,9 @@ pub(crate) struct HostInner {
     /// Advances the epoch while calls run: hold [`EpochTicker::call`]
     /// around every call into wasm.
     pub(crate) ticker: EpochTicker,
+    /// Every plugin's access; each delivery reads its plugin's entry.
+    pub(crate) access: AccessTable,
+    pub(crate) outbound_observer: Option<Arc<dyn OutboundObserver>>,
 }
 
 impl PluginHost {
@@ -73,10 +79,29 @@ impl PluginHost {
     /// be set up,
     /// [`PluginError::CacheDir`] if the cache directory cannot be created.
     pub fn new(config: HostConfig) -> Result<Self, PluginError> {
+        Self::with_access(config, AccessByPlugin::new(), None)
+    }
+
+    /// As [`PluginHost::new`], with what each plugin may reach and read
+    /// (`[plugin.<name>]`; changed later with [`PluginHost::set_access`]) and
+    /// where outbound requests are counted.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::new`].
+    pub fn with_access(
+        config: HostConfig,
+        access: AccessByPlugin,
+        outbound_observer: Option<Arc<dyn OutboundObserver>>,
+    ) -> Result<Self, PluginError> {
         let HostConfig { limits, cache_dir } = config;
         let engine = new_engine(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // Linked for every plugin, used only by those that import it; every
+        // request goes through the plugin's allow-list (`outbound`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(engine_error)?;
         Handler::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let cache = match cache_dir {
@@ -99,6 +124,8 @@ impl PluginHost {
                 cache,
                 running: Arc::new(Semaphore::new(permits)),
                 warm: AtomicU32::new(0),
+                access: AccessTable::new(access),
+                outbound_observer,
             }),
         })
     }
@@ -118,6 +145,13 @@ impl PluginHost {
     /// `info` call that fails, or info that breaks the rules.
     pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
         loaded::load(&self.inner, path)
+    }
+
+    /// Replaces every plugin's access (`[plugin.<name>]`): from the next
+    /// delivery on, each plugin reaches and reads what its new entry says.
+    /// Running deliveries keep what they started with.
+    pub fn set_access(&self, access: AccessByPlugin) {
+        self.inner.access.replace(access);
     }
 
     /// The limits plugin calls run under.

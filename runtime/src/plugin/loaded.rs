@@ -124,10 +124,16 @@ impl PluginInner {
         let _ticking = host.ticker.call();
         let mut instance = self.take_warm().unwrap_or_else(|| {
             self.instantiations.fetch_add(1, Ordering::Relaxed);
-            Instance::new(store::new_store(&host.engine, self.name.clone(), limits))
+            Instance::new(store::new_store(
+                &host.engine,
+                self.name.clone(),
+                limits,
+                host.outbound_observer.clone(),
+            ))
         });
         let id = delivery.id.to_string();
-        store::begin_call(&mut instance.store, &id, limits);
+        let access = host.access.get(&self.name);
+        store::begin_call(&mut instance.store, &id, limits, access);
         let event = to_event(delivery);
         let result = invoke::run(&self.pre, &mut instance, limits, move |handler, store| {
             Box::pin(async move {
@@ -353,8 +359,9 @@ async fn call_info(
             |n| n.to_string_lossy().into_owned(),
         )
         .into();
-    let mut instance = Instance::new(store::new_store(&host.engine, label, limits));
-    store::begin_call(&mut instance.store, "info", limits);
+    let mut instance = Instance::new(store::new_store(&host.engine, label, limits, None));
+    // Nothing is opened to the `info` call: the plugin has no name yet.
+    store::begin_call(&mut instance.store, "info", limits, Default::default());
     let result = invoke::run(pre, &mut instance, limits, |handler, store| {
         Box::pin(async move { handler.mailroom_plugin_plugin().call_info(store).await })
     })

@@ -17,8 +17,10 @@
 //! - `loaded`: a file becomes a [`Plugin`] (or a [`PluginError`]), and
 //!   [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
-//! - `store`, `imports`, `guest_io`: what a store holds, the `logging` and
-//!   `emitter` imports, and guest stdout/stderr going to the log;
+//! - `store`, `imports`, `guest_io`: what a store holds, the `logging`,
+//!   `emitter` and `config` imports, and guest stdout/stderr going to the log;
+//! - `access`, `outbound`: what the operator opened to each plugin
+//!   (`[plugin.<name>]`), and outbound HTTP checked against it;
 //! - `bindings`: the generated code, private.
 //!
 //! ```no_run
@@ -39,6 +41,7 @@
 //! # }
 //! ```
 
+mod access;
 mod bindings;
 mod cache;
 mod delivery;
@@ -49,12 +52,15 @@ mod host;
 mod imports;
 mod invoke;
 mod loaded;
+mod outbound;
 mod sandbox;
 mod store;
 
+pub use access::{AccessByPlugin, ConfigValue, PluginAccess};
 pub use delivery::{Delivery, Emitted, Outcome};
 pub use error::PluginError;
 pub use guest_io::GUEST_TARGET;
 pub use host::{HostConfig, PluginHost};
 pub use loaded::{Plugin, file_digest};
+pub use outbound::{AllowedOrigin, InvalidOrigin, OutboundObserver};
 pub use sandbox::SandboxLimits;
