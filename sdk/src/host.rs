@@ -117,11 +117,21 @@ mod wasi_http {
             if target.https { "https" } else { "http" },
             target.authority
         );
-        let entries: Vec<(String, Vec<u8>)> = request
+        let mut entries: Vec<(String, Vec<u8>)> = request
             .headers()
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
             .collect();
+        // A body of known length is sent with its length rather than
+        // chunked: some receivers (and proxies) do not read chunked bodies.
+        let sends_body = !request.body_bytes().is_empty()
+            || matches!(request.method().to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH");
+        if sends_body && !entries.iter().any(|(n, _)| n == "content-length") {
+            entries.push((
+                "content-length".to_owned(),
+                request.body_bytes().len().to_string().into_bytes(),
+            ));
+        }
         let headers = Fields::from_list(&entries)
             .map_err(|e| Error::fatal(format!("request to {origin}: invalid header: {e:?}")))?;
         let outgoing = OutgoingRequest::new(headers);

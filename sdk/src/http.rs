@@ -267,6 +267,7 @@ fn retry_after(value: &str) -> Option<Duration> {
 }
 
 /// An absolute URL split the way `wasi:http` wants it.
+#[derive(Debug)]
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) struct Target<'a> {
     pub(crate) https: bool,

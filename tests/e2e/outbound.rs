@@ -111,7 +111,12 @@ fn expected_signature(timestamp: &str, body: &[u8]) -> String {
 
 #[test]
 fn a_signed_post_reaches_an_allowed_receiver_and_the_secret_shows_nowhere() {
-    let receiver = Receiver::start(vec![Reply::status(204)]);
+    // A receiver that closes the connection after answering, as many do.
+    let receiver = Receiver::start(vec![Reply::Status(
+        204,
+        vec![("connection", "close".into())],
+        String::new(),
+    )]);
     let host = start(&config(
         "10s",
         "",
@@ -126,6 +131,12 @@ fn a_signed_post_reaches_an_allowed_receiver_and_the_secret_shows_nowhere() {
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/hooks");
     assert_eq!(request.header("content-type"), Some("application/json"));
+    let length = request.body.len().to_string();
+    assert_eq!(
+        request.header("content-length"),
+        Some(length.as_str()),
+        "the body is sent with its length, not chunked"
+    );
     assert_eq!(request.header("idempotency-key"), Some(id.as_str()));
     let body: Value = serde_json::from_slice(&request.body).expect("a JSON body");
     assert_eq!(body["order_id"], "o-1");

@@ -132,16 +132,29 @@ async fn exchange(
 
     let mut connection: Connection =
         Box::pin(async move { connection.await.map_err(HttpError::from) });
+    let mut ended = false;
     let response = tokio::time::timeout_at(plan.deadline, async {
+        let mut send = std::pin::pin!(sender.send_request(request));
         tokio::select! {
-            response = sender.send_request(request) => response.map_err(HttpError::from),
-            // The connection ended before a response: hyper reports why on
-            // the request, so wait for that when the connection ended cleanly.
-            ended = &mut connection => Err(ended.err().unwrap_or(HttpError::HttpResponseIncomplete)),
+            response = &mut send => response.map_err(HttpError::from),
+            // The connection ended (a server that closes after answering):
+            // the response, if one came, is already with the request.
+            result = &mut connection => {
+                ended = true;
+                match (send.await, result) {
+                    (Ok(response), _) => Ok(response),
+                    (Err(_), Err(closed)) => Err(closed),
+                    (Err(e), Ok(())) => Err(HttpError::from(e)),
+                }
+            }
         }
     })
     .await
     .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    if ended {
+        // Finished already: it must not be polled again.
+        connection = Box::pin(std::future::ready(Ok(())));
+    }
     let max = plan.max_response_bytes;
     // A body announced larger than the cap fails at once, as a response
     // error the guest can name (a body cut while streaming can only close
