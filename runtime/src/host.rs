@@ -172,8 +172,8 @@ impl Host {
             tokio::task::spawn_blocking(move || {
                 PluginHost::with_access(host_config, access, Some(observer))
             })
-                .await
-                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
         let routes = Routes::new();
         let wake = Arc::new(Notify::new());

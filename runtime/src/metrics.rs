@@ -42,9 +42,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::plugin::OutboundObserver;
 use crate::mailbox::{Enqueued, MailboxError, Reclaimed, Settled, Settlement, Stats};
 use crate::message::NewMessage;
+use crate::plugin::OutboundObserver;
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
 /// Prometheus scrapes natively).
@@ -469,4 +469,3 @@ mod tests {
         }
     }
 }
-

@@ -125,7 +125,10 @@ mod wasi_http {
         // A body of known length is sent with its length rather than
         // chunked: some receivers (and proxies) do not read chunked bodies.
         let sends_body = !request.body_bytes().is_empty()
-            || matches!(request.method().to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH");
+            || matches!(
+                request.method().to_ascii_uppercase().as_str(),
+                "POST" | "PUT" | "PATCH"
+            );
         if sends_body && !entries.iter().any(|(n, _)| n == "content-length") {
             entries.push((
                 "content-length".to_owned(),
@@ -146,8 +149,14 @@ mod wasi_http {
             other => Method::Other(other.to_owned()),
         };
         let invalid = |what: &str| Error::fatal(format!("request to {origin}: invalid {what}"));
-        outgoing.set_method(&method).map_err(|()| invalid("method"))?;
-        let scheme = if target.https { Scheme::Https } else { Scheme::Http };
+        outgoing
+            .set_method(&method)
+            .map_err(|()| invalid("method"))?;
+        let scheme = if target.https {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         outgoing
             .set_scheme(Some(&scheme))
             .map_err(|()| invalid("scheme"))?;
@@ -219,7 +228,9 @@ mod wasi_http {
                 Some(code) => failure(origin, &code),
                 None => Error::retry(format!("{doing} of {origin}: {}", e.to_debug_string())),
             },
-            StreamError::Closed => Error::retry(format!("{doing} of {origin}: the connection closed")),
+            StreamError::Closed => {
+                Error::retry(format!("{doing} of {origin}: the connection closed"))
+            }
         }
     }
 

@@ -249,7 +249,11 @@ fn excerpt(body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT_BYTES)]);
     let text = text.trim();
-    let more = if body.len() > BODY_EXCERPT_BYTES { "…" } else { "" };
+    let more = if body.len() > BODY_EXCERPT_BYTES {
+        "…"
+    } else {
+        ""
+    };
     format!(": {text}{more}")
 }
 
@@ -277,7 +281,11 @@ pub(crate) struct Target<'a> {
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn split_url(url: &str) -> Result<Target<'_>, Error> {
-    let bad = || Error::fatal(format!("{url:?} is not an absolute http:// or https:// URL"));
+    let bad = || {
+        Error::fatal(format!(
+            "{url:?} is not an absolute http:// or https:// URL"
+        ))
+    };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
     let https = match scheme.to_ascii_lowercase().as_str() {
         "https" => true,
@@ -341,7 +349,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after("soon"), None);
     }
 

@@ -72,6 +72,15 @@ fn start(config: &str) -> TestHost {
     host
 }
 
+/// A host whose webhook plugin may reach `receiver` and posts to its `/hooks`.
+fn start_for(receiver: &Receiver) -> TestHost {
+    start(&config(
+        "10s",
+        "",
+        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
+    ))
+}
+
 fn notify(host: &TestHost) -> String {
     host.enqueue_one(
         "notification.requested",
@@ -117,11 +126,7 @@ fn a_signed_post_reaches_an_allowed_receiver_and_the_secret_shows_nowhere() {
         vec![("connection", "close".into())],
         String::new(),
     )]);
-    let host = start(&config(
-        "10s",
-        "",
-        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
-    ));
+    let host = start_for(&receiver);
     let id = notify(&host);
     wait_acked(&host, &id);
 
@@ -172,7 +177,10 @@ fn a_refused_origin_dead_letters_and_the_host_says_which_key_to_change() {
         last_error.contains("refused by the host") && last_error.contains("allowed_outbound_hosts"),
         "{last_error}"
     );
-    assert!(receiver.received().is_empty(), "a refused request must not leave the host");
+    assert!(
+        receiver.received().is_empty(),
+        "a refused request must not leave the host"
+    );
     let refusal = host
         .log_events()
         .into_iter()
@@ -211,18 +219,17 @@ fn a_redirect_to_a_refused_origin_is_not_followed() {
         vec![("location", elsewhere.url("/stolen"))],
         String::new(),
     )]);
-    let host = start(&config(
-        "10s",
-        "",
-        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
-    ));
+    let host = start_for(&receiver);
     let id = notify(&host);
     let last_error = wait_dead(&host, &id);
     assert!(
         last_error.contains("HTTP 302") && last_error.contains("redirects are not followed"),
         "{last_error}"
     );
-    assert!(last_error.contains(&elsewhere.url("/stolen")), "{last_error}");
+    assert!(
+        last_error.contains(&elsewhere.url("/stolen")),
+        "{last_error}"
+    );
     assert_eq!(receiver.received().len(), 1);
     assert!(elsewhere.received().is_empty(), "the redirect was followed");
     host.stop();
@@ -277,11 +284,7 @@ fn a_server_error_is_retried_until_it_succeeds_with_the_same_idempotency_key() {
         Reply::Status(500, Vec::new(), "oops".into()),
         Reply::status(200),
     ]);
-    let host = start(&config(
-        "10s",
-        "",
-        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
-    ));
+    let host = start_for(&receiver);
     let id = notify(&host);
     wait_acked(&host, &id);
     let received = receiver.received();
@@ -298,11 +301,7 @@ fn too_many_requests_waits_for_retry_after() {
         Reply::Status(429, vec![("retry-after", "2".into())], String::new()),
         Reply::status(204),
     ]);
-    let host = start(&config(
-        "10s",
-        "",
-        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
-    ));
+    let host = start_for(&receiver);
     let id = notify(&host);
     let due_after = host.wait_for("the 429 to put the notification back", || {
         store::due_after_ms(&host.db(), &id).filter(|_| !receiver.received().is_empty())
@@ -323,11 +322,7 @@ fn a_gone_receiver_dead_letters_naming_the_status() {
         Vec::new(),
         "this hook was deleted".into(),
     )]);
-    let host = start(&config(
-        "10s",
-        "",
-        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
-    ));
+    let host = start_for(&receiver);
     let id = notify(&host);
     let last_error = wait_dead(&host, &id);
     assert!(
@@ -387,6 +382,9 @@ fn a_plugin_built_from_the_0_1_0_wit_still_loads_and_runs() {
             .iter()
             .any(|m| m.payload == json!({"n": 1}))
     });
-    assert!(store::message(&host.db(), &id).is_none(), "the ping is acked");
+    assert!(
+        store::message(&host.db(), &id).is_none(),
+        "the ping is acked"
+    );
     host.stop();
 }

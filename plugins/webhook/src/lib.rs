@@ -52,7 +52,11 @@ impl Plugin for Webhook {
             .header("X-Mailroom-Signature", signature(&secret, timestamp, body))
             .body(body);
         let response = request.send()?;
-        log::info!("delivered {} to {url}: HTTP {}", event.id(), response.status());
+        log::info!(
+            "delivered {} to {url}: HTTP {}",
+            event.id(),
+            response.status()
+        );
         Ok(())
     }
 }
@@ -108,7 +112,11 @@ mod tests {
         testing::set_http_responder(Some(Box::new(|request: &http::Request| {
             assert_eq!(request.url(), "http://127.0.0.1:9000/hooks");
             assert_eq!(request.body_bytes(), br#"{"order_id":"o-1"}"#);
-            let timestamp: u64 = request.header_value("X-Mailroom-Timestamp").unwrap().parse().unwrap();
+            let timestamp: u64 = request
+                .header_value("X-Mailroom-Timestamp")
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(
                 request.header_value("X-Mailroom-Signature").unwrap(),
                 signature("s3cret", timestamp, request.body_bytes())
@@ -116,7 +124,11 @@ mod tests {
             assert!(request.header_value("Idempotency-Key").is_some());
             Ok(http::Response::new(204, Vec::new(), ""))
         })));
-        Webhook::handle(Event::new("notification.requested", r#"{"order_id":"o-1"}"#)).unwrap();
+        Webhook::handle(Event::new(
+            "notification.requested",
+            r#"{"order_id":"o-1"}"#,
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -85,7 +85,12 @@ pub(super) fn decode(
                             Ok(_) => plugin.allowed_outbound_hosts.push(host),
                             Err(e) => problem(key, e.to_string()),
                         },
-                        other => problem(key, format!("{other} is not valid: expected text such as \"https://hooks.example.com\"")),
+                        other => problem(
+                            key,
+                            format!(
+                                "{other} is not valid: expected text such as \"https://hooks.example.com\""
+                            ),
+                        ),
                     }
                 }
             }
@@ -100,7 +105,11 @@ pub(super) fn decode(
                 for (key, value) in values {
                     let dotted = format!("{path}.config.{}", quote_key(&key));
                     let Value::String(text) = value else {
-                        problem(dotted, "is not valid: expected text (every configuration value is a string)".into());
+                        problem(
+                            dotted,
+                            "is not valid: expected text (every configuration value is a string)"
+                                .into(),
+                        );
                         continue;
                     };
                     match substitute(&text, env) {
@@ -113,7 +122,8 @@ pub(super) fn decode(
             }
             Some(_) => problem(
                 format!("{path}.config"),
-                "expected a table of string values, e.g. [plugin.webhook.config] url = \"…\"".into(),
+                "expected a table of string values, e.g. [plugin.webhook.config] url = \"…\""
+                    .into(),
             ),
         }
         for key in fields.keys() {
@@ -147,7 +157,9 @@ pub(super) fn resolve(
         for (key, text) in &entry.config {
             match substitute(text, env) {
                 Ok((value, true)) => {
-                    access.config.insert(key.clone(), ConfigValue::secret(value));
+                    access
+                        .config
+                        .insert(key.clone(), ConfigValue::secret(value));
                 }
                 Ok((value, false)) => {
                     access.config.insert(key.clone(), ConfigValue::plain(value));

@@ -100,8 +100,7 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         // Linked for every plugin, used only by those that import it; every
         // request goes through the plugin's allow-list (`outbound`).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         Handler::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let cache = match cache_dir {

@@ -66,7 +66,9 @@ pub struct Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("addr", &self.addr).finish()
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -154,8 +156,8 @@ async fn answer(
     };
     match reply.unwrap_or(Reply::status(204)) {
         Reply::Status(status, headers, body) => {
-            let mut response = Response::builder()
-                .status(StatusCode::from_u16(status).expect("a valid status"));
+            let mut response =
+                Response::builder().status(StatusCode::from_u16(status).expect("a valid status"));
             for (name, value) in headers {
                 response = response.header(name, value);
             }

@@ -79,16 +79,22 @@ impl FromStr for AllowedOrigin {
         let (scheme, rest) = entry
             .split_once("://")
             .ok_or_else(|| invalid("it has no scheme"))?;
-        let scheme = Scheme::parse(scheme).ok_or_else(|| invalid("the scheme must be http or https"))?;
+        let scheme =
+            Scheme::parse(scheme).ok_or_else(|| invalid("the scheme must be http or https"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#', '@']) {
             return Err(invalid("it has a path, query or user; an origin has none"));
         }
-        let (host, port) = split_host_port(rest).ok_or_else(|| invalid("its port is not a number from 1 to 65535"))?;
+        let (host, port) = split_host_port(rest)
+            .ok_or_else(|| invalid("its port is not a number from 1 to 65535"))?;
         if host.is_empty() {
             return Err(invalid("its host is empty"));
         }
-        let host = if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        let host = if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             HostPattern::Ip(ip)
         } else if let Some(domain) = host.strip_prefix("*.") {
             if !valid_name(domain) {
@@ -97,7 +103,9 @@ impl FromStr for AllowedOrigin {
             HostPattern::Subdomains(domain.to_ascii_lowercase())
         } else {
             if !valid_name(host) {
-                return Err(invalid("its host is not a host name or IP address (\"*\" only as a leading \"*.\")"));
+                return Err(invalid(
+                    "its host is not a host name or IP address (\"*\" only as a leading \"*.\")",
+                ));
             }
             HostPattern::Name(host.to_ascii_lowercase())
         };
@@ -153,7 +161,9 @@ fn valid_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -297,7 +307,10 @@ mod tests {
         ] {
             assert_eq!(allowed(entry).to_string(), entry);
         }
-        assert_eq!(allowed("HTTPS://Hooks.Example.com:443/").to_string(), "https://hooks.example.com");
+        assert_eq!(
+            allowed("HTTPS://Hooks.Example.com:443/").to_string(),
+            "https://hooks.example.com"
+        );
         for bad in [
             "hooks.example.com",
             "ftp://example.com",
@@ -343,7 +356,18 @@ mod tests {
         let private: IpAddr = "10.1.2.3".parse().expect("ip");
         let public: IpAddr = "93.184.216.34".parse().expect("ip");
         assert!(is_public(public));
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip}");
         }
         assert!(allowed("http://127.0.0.1:9000").names_address(loopback));

@@ -177,14 +177,17 @@ async fn resolve(plan: &Plan, by: Instant) -> Result<Vec<SocketAddr>, Failure> {
     let port = plan.origin.port;
     let found: Vec<SocketAddr> = match plan.origin.ip() {
         Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => tokio::time::timeout_at(by, tokio::net::lookup_host((plan.origin.host.as_str(), port)))
-            .await
-            .map_err(|_| HttpError::DnsTimeout)?
-            .map_err(|_| HttpError::DnsError {
-                rcode: Some("no address found".into()),
-                info_code: None,
-            })?
-            .collect(),
+        None => tokio::time::timeout_at(
+            by,
+            tokio::net::lookup_host((plan.origin.host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| HttpError::DnsTimeout)?
+        .map_err(|_| HttpError::DnsError {
+            rcode: Some("no address found".into()),
+            info_code: None,
+        })?
+        .collect(),
     };
     let allowed = |ip: IpAddr| allow::is_public(ip) || plan.entry.names_address(ip);
     let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
@@ -194,7 +197,11 @@ async fn resolve(plan: &Plan, by: Instant) -> Result<Vec<SocketAddr>, Failure> {
         return Err(Failure::Refused(format!(
             "{} resolves to {}, which is not a public address and is not written in the allow-list entry {}",
             plan.origin.host,
-            if refused.is_empty() { "nothing".to_owned() } else { refused.join(", ") },
+            if refused.is_empty() {
+                "nothing".to_owned()
+            } else {
+                refused.join(", ")
+            },
             plan.entry,
         )));
     }
@@ -247,7 +254,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-                .unwrap_or_else(|e| panic!("the ring provider supports the default TLS versions: {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("the ring provider supports the default TLS versions: {e}")
+                });
             Arc::new(config)
         })
         .clone()
