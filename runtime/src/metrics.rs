@@ -419,6 +419,39 @@ mod tests {
     use crate::message::MessageId;
 
     #[test]
+    fn outbound_requests_count_by_plugin_origin_and_status_class() {
+        let m = Metrics::new();
+        let origin = "http://127.0.0.1:9000";
+        m.responded("webhook", origin, 204, Duration::from_millis(5));
+        m.responded("webhook", origin, 503, Duration::from_millis(5));
+        m.failed("webhook", origin, Duration::from_millis(5));
+        m.refused("other", "https://evil.example");
+        let text = m.render(&Stats::default());
+        for line in [
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="2xx"} 1"#,
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="5xx"} 1"#,
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="error"} 1"#,
+            r#"mailroom_outbound_request_duration_seconds_count{plugin="webhook",origin="http://127.0.0.1:9000"} 3"#,
+            r#"mailroom_outbound_refused_total{plugin="other",origin="https://evil.example"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn origin_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..MAX_ORIGIN_LABELS + 10 {
+            m.refused("p", &format!("https://h{i}.example"));
+        }
+        let text = m.render(&Stats::default());
+        assert!(
+            text.contains(r#"mailroom_outbound_refused_total{plugin="p",origin="other"} 10"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn counters_and_gauges_render() {
         let m = Metrics::new();
         let messages = vec![
