@@ -9,7 +9,7 @@ mod harness;
 use harness::receiver::{Receiver, Reply};
 use harness::{TestHost, store};
 use hmac::{Hmac, Mac};
-use mailroom_test_artifacts::{LEGACY_V01, WEBHOOK};
+use mailroom_test_artifacts::{LEGACY_V01, OUTBOUND_PROBE, WEBHOOK};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -209,6 +209,41 @@ fn a_plugin_without_an_entry_gets_no_origin_and_no_secret() {
     assert!(last_error.contains("\"url\" is not set"), "{last_error}");
     assert!(receiver.received().is_empty());
     host.stop();
+}
+
+#[test]
+fn one_plugin_s_origin_and_secret_are_not_another_s() {
+    let receiver = Receiver::start(vec![Reply::status(200)]);
+    let host = TestHost::with_config_text(&config(
+        "10s",
+        "",
+        &webhook(&[receiver.origin()], &receiver.url("/hooks")),
+    ));
+    host.set_env(SECRET_VAR, SECRET);
+    host.deploy(WEBHOOK, "webhook.wasm");
+    host.deploy(OUTBOUND_PROBE, "probe.wasm");
+    host.start();
+    host.wait_loaded("outbound-probe");
+    host.enqueue_one("probe", json!({"url": receiver.url("/probe")}));
+    let result = host.wait_for("the probe's result", || {
+        store::messages(&host.db(), "probe.result")
+            .pop()
+            .map(|m| m.payload)
+    });
+    assert_eq!(result["secret"], Value::Null, "{result}");
+    assert_eq!(result["status"], Value::Null, "{result}");
+    assert!(
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused by the host")),
+        "{result}"
+    );
+    assert!(
+        receiver.received().is_empty(),
+        "the probe reached the webhook's origin"
+    );
+    host.stop();
+    assert!(!host.log().contains(SECRET));
 }
 
 #[test]

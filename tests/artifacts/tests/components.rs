@@ -30,6 +30,7 @@ const NAMED: &[&str] = &[
     artifacts::FLEET_D,
     artifacts::FLEET_E,
     artifacts::LEGACY_V01,
+    artifacts::OUTBOUND_PROBE,
 ];
 
 fn read(path: &str) -> Vec<u8> {
