@@ -87,6 +87,7 @@ pub struct Host {
     /// False once the plugin folder's events stop being applied.
     watching: Arc<AtomicBool>,
     http: Option<http::Server>,
+    plugin_host: PluginHost,
 }
 
 impl Host {
@@ -163,14 +164,18 @@ impl Host {
                 limits: config.sandbox_limits(),
                 cache_dir: Some(config.cache_dir()),
             };
-            tokio::task::spawn_blocking(move || PluginHost::new(host_config))
-                .await
-                .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+            let access = config.plugin_access();
+            let observer: Arc<dyn crate::plugin::OutboundObserver> = metrics.clone();
+            tokio::task::spawn_blocking(move || {
+                PluginHost::with_access(host_config, access, Some(observer))
+            })
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
         };
         let routes = Routes::new();
         let wake = Arc::new(Notify::new());
         let loader = Loader::new(
-            plugin_host,
+            plugin_host.clone(),
             routes.clone(),
             store.clone(),
             plugin_dir.clone(),
@@ -227,6 +232,7 @@ impl Host {
             metrics,
             watching,
             http: None,
+            plugin_host,
         };
         if let (Some(listener), Some(addr)) = (listener, config.http.listen) {
             let state = http::ApiState::for_host(&host, http::Settings::from_config(config));
@@ -280,6 +286,13 @@ impl Host {
     /// The host's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Replaces what each plugin may reach and read with `config`'s
+    /// `[plugin.<name>]` tables (`mailroom run` does it on SIGHUP): from the
+    /// next delivery on, without reloading any plugin.
+    pub fn set_plugin_access(&self, config: &Config) {
+        self.plugin_host.set_access(config.plugin_access());
     }
 
     /// The address the HTTP API serves on, when `http.listen` is set (with

@@ -10,7 +10,9 @@
 //!   expected state and lease, and wakes hosts when others commit.
 //! - [`state_machine`]: the decisions (what follows a success, a retryable or a
 //!   fatal failure, an expired lease; backoff with cap and jitter). Pure, no I/O.
-//! - [`plugin`]: the sandboxed wasm host. The only module that knows wasmtime.
+//! - [`plugin`]: the sandboxed wasm host. The only module that knows wasmtime;
+//!   it also holds what an operator opens to each plugin (outbound HTTP on an
+//!   allow-list, configuration values and secrets).
 //! - [`routing`], [`watcher`] and [`loader`]: which plugin serves each event
 //!   type, and keeping that in step with the plugin folder.
 //! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes.

@@ -25,6 +25,14 @@
 //!
 //! Outcomes are also counted per minute ([`crate::throughput`]) for the web
 //! console's charts.
+//! | `mailroom_outbound_requests_total` | counter | `plugin`, `origin`, `status` (`2xx` … `5xx`, `error`) |
+//! | `mailroom_outbound_request_duration_seconds` | histogram | `plugin`, `origin` |
+//! | `mailroom_outbound_refused_total` | counter | `plugin`, `origin` |
+//!
+//! An `origin` label is the request's scheme, host and port, never its path
+//! or query. A plugin choosing origins to refuse could grow the label set
+//! without end, so past [`MAX_ORIGIN_LABELS`] distinct origins the rest count
+//! under `origin="other"`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
@@ -40,6 +48,7 @@ use prometheus_client::registry::Registry;
 use crate::clock::{SharedClock, SystemClock};
 use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::message::NewMessage;
+use crate::plugin::OutboundObserver;
 use crate::throughput::{Outcome, Throughput, ThroughputReport};
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
@@ -61,6 +70,22 @@ struct StateLabel {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabel {
+    plugin: String,
+    origin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    plugin: String,
+    origin: String,
+    status: &'static str,
+}
+
+/// The most distinct `origin` label values kept (see the module docs).
+pub const MAX_ORIGIN_LABELS: usize = 256;
+
 type ByEventType = Family<EventTypeLabel, Counter>;
 
 /// The host's metrics. Cheap to update from any task; share it in an `Arc`.
@@ -80,6 +105,11 @@ pub struct Metrics {
     queue_due: Gauge,
     waiting_for_handler: Gauge,
     oldest_due_age: Gauge<f64, AtomicU64>,
+    outbound_requests: Family<RequestLabel, Counter>,
+    outbound_duration: Family<OriginLabel, Histogram>,
+    outbound_refused: Family<OriginLabel, Counter>,
+    /// The `(plugin, origin)` label values in use, at most [`MAX_ORIGIN_LABELS`].
+    origins: Mutex<std::collections::HashSet<(String, String)>>,
     /// Two scrapes at once would interleave setting the gauges and encoding
     /// them; scrapes are rare, so they simply take turns.
     scrape: Mutex<()>,
@@ -172,6 +202,27 @@ impl Metrics {
             "How long the longest-waiting due message has been due (0 when none is)",
             oldest_due_age.clone(),
         );
+        let outbound_requests = Family::<RequestLabel, Counter>::default();
+        registry.register(
+            "mailroom_outbound_requests",
+            "Plugins' outbound HTTP requests that got a response (by status class) or failed without one (status=\"error\")",
+            outbound_requests.clone(),
+        );
+        // 1 ms to ~33 s, as handlers: a request runs within a delivery.
+        let outbound_duration = Family::<OriginLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "mailroom_outbound_request_duration_seconds",
+            "Time from a plugin's outbound request to its response headers (or its failure)",
+            outbound_duration.clone(),
+        );
+        let outbound_refused = Family::<OriginLabel, Counter>::default();
+        registry.register(
+            "mailroom_outbound_refused",
+            "Plugins' outbound requests refused: origin not in allowed_outbound_hosts, or resolved to an address not allowed",
+            outbound_refused.clone(),
+        );
         Self {
             registry,
             enqueued,
@@ -187,6 +238,10 @@ impl Metrics {
             queue_due,
             waiting_for_handler,
             oldest_due_age,
+            outbound_requests,
+            outbound_duration,
+            outbound_refused,
+            origins: Mutex::default(),
             scrape: Mutex::new(()),
             throughput: Mutex::new(Throughput::default()),
             clock: std::sync::Arc::new(SystemClock),
@@ -215,6 +270,37 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record(now, event_type, outcome, n);
+    }
+
+    /// The label of `plugin`'s requests to `origin`, `origin="other"` once
+    /// the label set is full.
+    fn origin_label(&self, plugin: &str, origin: &str) -> OriginLabel {
+        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (plugin.to_owned(), origin.to_owned());
+        let origin = if origins.contains(&key) || origins.len() < MAX_ORIGIN_LABELS {
+            origins.insert(key);
+            origin
+        } else {
+            "other"
+        };
+        OriginLabel {
+            plugin: plugin.to_owned(),
+            origin: origin.to_owned(),
+        }
+    }
+
+    fn outbound(&self, plugin: &str, origin: &str, status: &'static str, latency: Duration) {
+        let label = self.origin_label(plugin, origin);
+        self.outbound_duration
+            .get_or_create(&label)
+            .observe(latency.as_secs_f64());
+        self.outbound_requests
+            .get_or_create(&RequestLabel {
+                plugin: label.plugin,
+                origin: label.origin,
+                status,
+            })
+            .inc();
     }
 
     /// Counts a committed enqueue: `results[i]` is the outcome of `messages[i]`.
@@ -347,10 +433,66 @@ fn gauge(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+impl OutboundObserver for Metrics {
+    fn responded(&self, plugin: &str, origin: &str, status: u16, latency: Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.outbound(plugin, origin, class, latency);
+    }
+
+    fn failed(&self, plugin: &str, origin: &str, latency: Duration) {
+        self.outbound(plugin, origin, "error", latency);
+    }
+
+    fn refused(&self, plugin: &str, origin: &str) {
+        self.outbound_refused
+            .get_or_create(&self.origin_label(plugin, origin))
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::MessageId;
+
+    #[test]
+    fn outbound_requests_count_by_plugin_origin_and_status_class() {
+        let m = Metrics::new();
+        let origin = "http://127.0.0.1:9000";
+        m.responded("webhook", origin, 204, Duration::from_millis(5));
+        m.responded("webhook", origin, 503, Duration::from_millis(5));
+        m.failed("webhook", origin, Duration::from_millis(5));
+        m.refused("other", "https://evil.example");
+        let text = m.render(&Stats::default());
+        for line in [
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="2xx"} 1"#,
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="5xx"} 1"#,
+            r#"mailroom_outbound_requests_total{plugin="webhook",origin="http://127.0.0.1:9000",status="error"} 1"#,
+            r#"mailroom_outbound_request_duration_seconds_count{plugin="webhook",origin="http://127.0.0.1:9000"} 3"#,
+            r#"mailroom_outbound_refused_total{plugin="other",origin="https://evil.example"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn origin_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..MAX_ORIGIN_LABELS + 10 {
+            m.refused("p", &format!("https://h{i}.example"));
+        }
+        let text = m.render(&Stats::default());
+        assert!(
+            text.contains(r#"mailroom_outbound_refused_total{plugin="p",origin="other"} 10"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn counters_and_gauges_render() {

@@ -80,3 +80,30 @@ pub fn take_emitted() -> Vec<Emitted> {
         })
         .collect()
 }
+
+/// Sets `key` to `value` (or unsets it with `None`) in what
+/// [`config::get`](crate::config::get) answers on this thread.
+pub fn set_config(key: &str, value: Option<&str>) {
+    crate::host::set_config(key, value);
+}
+
+/// Answers every [`http`](crate::http) request on this thread with
+/// `respond` (which sees the request as the plugin built it); `None`
+/// removes it, and requests then fail.
+///
+/// ```
+/// use mailroom_sdk::{http, testing};
+///
+/// testing::set_http_responder(Some(Box::new(|request: &http::Request| {
+///     assert_eq!(request.method(), "POST");
+///     Ok(http::Response::new(503, Vec::new(), "busy"))
+/// })));
+/// let error = http::Request::post("http://127.0.0.1:9000/").send().unwrap_err();
+/// assert!(!error.is_fatal());
+/// ```
+pub fn set_http_responder(respond: Option<HttpResponder>) {
+    crate::host::set_responder(respond);
+}
+
+/// What [`set_http_responder`] takes.
+pub type HttpResponder = crate::host::Responder;

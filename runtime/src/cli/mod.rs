@@ -93,7 +93,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: load the plugins in the plugin folder (and every change
-    /// to it) and process messages until SIGINT or SIGTERM.
+    /// to it) and process messages until SIGINT or SIGTERM. SIGHUP re-reads
+    /// the configuration's [plugin.<name>] tables (what each plugin may reach
+    /// and read) without a restart.
     Run(RunArgs),
     /// Add events to the store (creating the store file if needed).
     #[command(after_help = enqueue::AFTER_HELP)]
@@ -160,7 +162,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     }
     let config = Config::load(&overrides)?;
     let result = match cli.command {
-        Command::Run(_) => run::execute(config),
+        Command::Run(_) => run::execute(config, &overrides),
         Command::Plugin(command) => plugin::execute(&config, command),
         command => {
             // The other commands do a few store calls each: one thread will do.

@@ -46,7 +46,11 @@ impl Decoder {
 }
 
 /// Decodes every section, recording problems.
-pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config, Decoder) {
+pub(super) fn decode(
+    mut layers: Layers,
+    env: super::plugin_access::EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) -> (Config, Decoder) {
     let mut decoder = Decoder::default();
     let defaults = Config::default();
     let mut section = |name: &'static str| layers.sections.remove(name).unwrap_or_default();
@@ -56,6 +60,7 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
     let retry_entries = section("retry");
     let log_entries = section("log");
     let http_entries = section("http");
+    let plugin_entries = section("plugin");
 
     let store = {
         let d = defaults.store;
@@ -82,6 +87,17 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
             instance_reuse: s.get("instance_reuse", WHOLE_NUMBER, d.instance_reuse),
             max_emits: s.get("max_emits", WHOLE_NUMBER, d.max_emits),
             max_output_kb: s.get("max_output_kb", WHOLE_NUMBER, d.max_output_kb),
+            http_connect_timeout: s.duration("http_connect_timeout", d.http_connect_timeout),
+            http_max_response_kb: s.get(
+                "http_max_response_kb",
+                WHOLE_NUMBER,
+                d.http_max_response_kb,
+            ),
+            http_max_concurrent_requests: s.get(
+                "http_max_concurrent_requests",
+                WHOLE_NUMBER,
+                d.http_max_concurrent_requests,
+            ),
         };
         s.finish();
         plugins
@@ -147,6 +163,8 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
         http
     };
 
+    let plugin = super::plugin_access::decode(plugin_entries, env, problems);
+
     report_unknown_sections(layers.sections, problems);
     report_stray_keys(layers.stray, &decoder, problems);
     let config = Config {
@@ -156,6 +174,7 @@ pub(super) fn decode(mut layers: Layers, problems: &mut Vec<Problem>) -> (Config
         retry,
         log,
         http,
+        plugin,
     };
     (config, decoder)
 }

@@ -25,6 +25,7 @@
 
 mod decode;
 mod error;
+mod plugin_access;
 mod sources;
 mod validate;
 
@@ -36,11 +37,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plugin::{AccessByPlugin, SandboxLimits};
 use crate::store::{self, Durability, Location, OpenOptions};
-use crate::plugin::SandboxLimits;
 use crate::state_machine::{Policies, RetryPolicy};
 
 pub use error::{ConfigError, Problem, Source};
+pub use plugin_access::PluginEntry;
 
 /// The prefix of every configuration environment variable.
 ///
@@ -54,8 +56,8 @@ pub use error::{ConfigError, Problem, Source};
 /// Any other variable with at least two words after the prefix looks like a
 /// config key and is reported as unknown, except `MAILROOM_TEST_*` (reserved
 /// for tests). Single-word names such as `MAILROOM_CONFIG` (the config file
-/// path) are not config keys and are left alone. `retry.event_types` has no
-/// environment form.
+/// path) are not config keys and are left alone. `retry.event_types` and
+/// `[plugin.<name>]` have no environment form.
 pub const ENV_PREFIX: &str = "MAILROOM_";
 
 /// The config file read from the working directory when `--config` is not given.
@@ -77,6 +79,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// `[plugin.<name>]`: what each plugin, by name, may reach and read.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin: BTreeMap<String, PluginEntry>,
 }
 
 /// `[store]`: where every message is kept: the SQLite file `path` (the
@@ -155,6 +160,15 @@ pub struct PluginsConfig {
     pub max_emits: u32,
     /// Guest stdout/stderr forwarded to the log per delivery, in KiB. Default 64.
     pub max_output_kb: usize,
+    /// How long a plugin's outbound HTTP request may take to resolve and
+    /// connect. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub http_connect_timeout: Duration,
+    /// The largest response body a plugin's outbound request may read, in
+    /// KiB. Default 4096.
+    pub http_max_response_kb: u64,
+    /// Outbound requests one delivery may have open at once. Default 4.
+    pub http_max_concurrent_requests: u32,
 }
 
 impl Default for PluginsConfig {
@@ -168,6 +182,9 @@ impl Default for PluginsConfig {
             instance_reuse: limits.instance_reuse,
             max_emits: limits.max_emits,
             max_output_kb: limits.max_output_bytes / 1024,
+            http_connect_timeout: limits.http_connect_timeout,
+            http_max_response_kb: limits.http_max_response_bytes / 1024,
+            http_max_concurrent_requests: limits.http_max_concurrent_requests,
         }
     }
 }
@@ -406,7 +423,7 @@ impl Config {
         }
         layers.add_env(env);
         layers.add_overrides(overrides, &mut problems);
-        let (config, decoder) = decode::decode(layers, &mut problems);
+        let (config, decoder) = decode::decode(layers, &host_env, &mut problems);
         validate::validate(&config, &decoder, &mut problems);
         if problems.is_empty() {
             Ok(config)
@@ -416,6 +433,13 @@ impl Config {
                 problems,
             })
         }
+    }
+
+    /// What each plugin may reach and read (`[plugin.<name>]`), with
+    /// `${NAME}` references replaced from the host's environment (secrets
+    /// from then on, never shown).
+    pub fn plugin_access(&self) -> AccessByPlugin {
+        plugin_access::resolve(&self.plugin, &host_env)
     }
 
     /// The retry policy of every event type: the global `[retry]` values, and
@@ -449,6 +473,9 @@ impl Config {
             max_emits: self.plugins.max_emits,
             max_payload_bytes: self.store.max_payload_bytes,
             instance_reuse: self.plugins.instance_reuse,
+            http_connect_timeout: self.plugins.http_connect_timeout,
+            http_max_response_bytes: self.plugins.http_max_response_kb.saturating_mul(1024),
+            http_max_concurrent_requests: self.plugins.http_max_concurrent_requests,
             // Every concurrent delivery needs an instance slot, and the
             // watcher's load-time `info` calls need a few more; the default
             // pool already covers ordinary concurrency.
@@ -500,6 +527,11 @@ impl Config {
                 .join(".mailroom-cache")
         })
     }
+}
+
+/// A variable of the host's environment, for `${NAME}` in `[plugin.<name>.config]`.
+fn host_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 impl RetryOverride {

@@ -11,7 +11,15 @@ use super::error::{Problem, Source};
 use super::{ENV_PREFIX, Overrides};
 
 /// The sections of the config file, in the order they are documented.
-pub(super) const SECTIONS: [&str; 6] = ["store", "plugins", "dispatcher", "retry", "log", "http"];
+pub(super) const SECTIONS: [&str; 7] = [
+    "store",
+    "plugins",
+    "dispatcher",
+    "retry",
+    "log",
+    "http",
+    "plugin",
+];
 
 /// One raw value and where it came from.
 #[derive(Debug, Clone)]

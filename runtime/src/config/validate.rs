@@ -80,6 +80,17 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
     );
 
     check.that(
+        c.plugins.http_max_concurrent_requests >= 1,
+        "plugins.http_max_concurrent_requests",
+        || "is 0: allow at least 1 open request per delivery (a plugin without allowed_outbound_hosts makes none anyway)".into(),
+    );
+    check.that(
+        !c.plugins.http_connect_timeout.is_zero(),
+        "plugins.http_connect_timeout",
+        || "is 0: connecting needs some time, e.g. \"5s\"".into(),
+    );
+
+    check.that(
         (1..=MAX_CONCURRENCY).contains(&c.dispatcher.concurrency),
         "dispatcher.concurrency",
         || {

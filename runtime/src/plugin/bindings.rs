@@ -1,10 +1,12 @@
 //! The one `bindgen!` of the host, generated from the `handler` world in
 //! `wit/`. Private to the plugin module: nothing outside it names these types.
+//! (`wasi:http`, imported by the `http-handler` world, is linked from
+//! wasmtime-wasi-http's own bindings; see `host.rs`.)
 //!
 //! Exports are async so a call can be cut off while the guest waits in a
-//! WASI host call; the host's own imports (`logging`, `emitter`) are
-//! synchronous and `trappable`, so they can fail the call (a trap) apart from
-//! the errors a guest can handle (`emit-error`).
+//! WASI host call; the host's own imports (`logging`, `emitter`, `config`)
+//! are synchronous and `trappable`, so they can fail the call (a trap) apart
+//! from the errors a guest can handle (`emit-error`).
 
 wasmtime::component::bindgen!({
     world: "handler",

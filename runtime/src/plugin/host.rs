@@ -1,6 +1,7 @@
 //! The process-wide part of the wasm host: the `Engine` (with its instance
-//! pool), the `Linker` with WASI and the host's imports, the epoch ticker
-//! that enforces time limits, and the compiled-code cache.
+//! pool), the `Linker` with WASI, wasi-http and the host's imports, the epoch
+//! ticker that enforces time limits, the compiled-code cache, and what each
+//! plugin was opened by its operator.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,12 +11,14 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+use super::access::{AccessByPlugin, AccessTable};
 use super::bindings::Handler;
 use super::cache::CodeCache;
 use super::epoch::EpochTicker;
 use super::error::PluginError;
 use super::inspect;
 use super::loaded::Plugin;
+use super::outbound::OutboundObserver;
 use super::sandbox::{self, SandboxLimits};
 use super::store::StoreState;
 
@@ -61,6 +64,9 @@ pub(crate) struct HostInner {
     /// Advances the epoch while calls run: hold [`EpochTicker::call`]
     /// around every call into wasm.
     pub(crate) ticker: EpochTicker,
+    /// Every plugin's access; each delivery reads its plugin's entry.
+    pub(crate) access: AccessTable,
+    pub(crate) outbound_observer: Option<Arc<dyn OutboundObserver>>,
 }
 
 impl PluginHost {
@@ -74,10 +80,28 @@ impl PluginHost {
     /// be set up,
     /// [`PluginError::CacheDir`] if the cache directory cannot be created.
     pub fn new(config: HostConfig) -> Result<Self, PluginError> {
+        Self::with_access(config, AccessByPlugin::new(), None)
+    }
+
+    /// As [`PluginHost::new`], with what each plugin may reach and read
+    /// (`[plugin.<name>]`; changed later with [`PluginHost::set_access`]) and
+    /// where outbound requests are counted.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::new`].
+    pub fn with_access(
+        config: HostConfig,
+        access: AccessByPlugin,
+        outbound_observer: Option<Arc<dyn OutboundObserver>>,
+    ) -> Result<Self, PluginError> {
         let HostConfig { limits, cache_dir } = config;
         let engine = new_engine(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // Linked for every plugin, used only by those that import it; every
+        // request goes through the plugin's allow-list (`outbound`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         Handler::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
         let cache = match cache_dir {
@@ -100,6 +124,8 @@ impl PluginHost {
                 cache,
                 running: Arc::new(Semaphore::new(permits)),
                 warm: AtomicU32::new(0),
+                access: AccessTable::new(access),
+                outbound_observer,
             }),
         })
     }
@@ -143,6 +169,13 @@ impl PluginHost {
     /// Every problem found, at least one, in the order the host checks them.
     pub fn check(&self, path: &Path) -> Result<Plugin, Vec<PluginError>> {
         inspect::inspect(&self.inner, path)
+    }
+
+    /// Replaces every plugin's access (`[plugin.<name>]`): from the next
+    /// delivery on, each plugin reaches and reads what its new entry says.
+    /// Running deliveries keep what they started with.
+    pub fn set_access(&self, access: AccessByPlugin) {
+        self.inner.access.replace(access);
     }
 
     /// The limits plugin calls run under.

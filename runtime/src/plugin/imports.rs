@@ -1,4 +1,4 @@
-//! The host's own imports: `logging.log` and `emitter.emit`.
+//! The host's own imports: `logging.log`, `emitter.emit` and `config.get`.
 //!
 //! They return `wasmtime::Result<..>`: an `Err` traps the guest, an inner
 //! `Err` (the WIT `emit-error`) is handed to the guest to handle. Everything
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::message::{self, MAX_LABEL_LEN, Priority};
 
-use super::bindings::mailroom::plugin::{emitter, logging, types};
+use super::bindings::mailroom::plugin::{config, emitter, logging, types};
 use super::bindings::{EmitError, Level, OutgoingEvent};
 use super::delivery::{Emitted, truncate_reason};
 use super::guest_io::GUEST_TARGET;
@@ -27,6 +27,17 @@ pub(crate) struct InvalidEmit {
 }
 
 impl types::Host for StoreState {}
+
+impl config::Host for StoreState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self
+            .outbound
+            .access()
+            .config
+            .get(&key)
+            .map(|value| value.expose().to_owned()))
+    }
+}
 
 impl logging::Host for StoreState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

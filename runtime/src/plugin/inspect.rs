@@ -283,8 +283,9 @@ async fn call_info(
             |n| n.to_string_lossy().into_owned(),
         )
         .into();
-    let mut instance = Instance::new(store::new_store(&host.engine, label, limits));
-    store::begin_call(&mut instance.store, "info", limits);
+    let mut instance = Instance::new(store::new_store(&host.engine, label, limits, None));
+    // Nothing is opened to the `info` call: the plugin has no name yet.
+    store::begin_call(&mut instance.store, "info", limits, Default::default());
     let result = invoke::run(pre, &mut instance, limits, |handler, store| {
         Box::pin(async move { handler.mailroom_plugin_plugin().call_info(store).await })
     })

@@ -118,10 +118,16 @@ impl PluginInner {
         let _ticking = host.ticker.call();
         let mut instance = self.take_warm().unwrap_or_else(|| {
             self.instantiations.fetch_add(1, Ordering::Relaxed);
-            Instance::new(store::new_store(&host.engine, self.name.clone(), limits))
+            Instance::new(store::new_store(
+                &host.engine,
+                self.name.clone(),
+                limits,
+                host.outbound_observer.clone(),
+            ))
         });
         let id = delivery.id.to_string();
-        store::begin_call(&mut instance.store, &id, limits);
+        let access = host.access.get(&self.name);
+        store::begin_call(&mut instance.store, &id, limits, access);
         let event = to_event(delivery);
         let result = invoke::run(&self.pre, &mut instance, limits, move |handler, store| {
             Box::pin(async move {

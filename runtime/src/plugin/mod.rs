@@ -17,8 +17,10 @@
 //! - `inspect`: a file becomes a [`Plugin`], or the list of everything wrong
 //!   with it ([`PluginError`]s); `loaded`: [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
-//! - `store`, `imports`, `guest_io`: what a store holds, the `logging` and
-//!   `emitter` imports, and guest stdout/stderr going to the log;
+//! - `store`, `imports`, `guest_io`: what a store holds, the `logging`,
+//!   `emitter` and `config` imports, and guest stdout/stderr going to the log;
+//! - `access`, `outbound`: what the operator opened to each plugin
+//!   (`[plugin.<name>]`), and outbound HTTP checked against it;
 //! - `bindings`: the generated code, private.
 //!
 //! ```no_run
@@ -39,6 +41,7 @@
 //! # }
 //! ```
 
+mod access;
 mod bindings;
 mod cache;
 mod delivery;
@@ -50,13 +53,16 @@ mod imports;
 mod inspect;
 mod invoke;
 mod loaded;
+mod outbound;
 mod sandbox;
 mod store;
 
+pub use access::{AccessByPlugin, ConfigValue, PluginAccess};
 pub use delivery::{Delivery, Emitted, Outcome};
 pub use error::PluginError;
 pub use guest_io::GUEST_TARGET;
 pub use host::{HostConfig, PluginHost};
 pub use inspect::file_digest;
 pub use loaded::Plugin;
+pub use outbound::{AllowedOrigin, InvalidOrigin, OutboundObserver};
 pub use sandbox::SandboxLimits;

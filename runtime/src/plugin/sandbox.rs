@@ -50,6 +50,17 @@ pub struct SandboxLimits {
     /// sizes the pooling allocator, so it bounds the host's reserved memory.
     /// Default 100.
     pub max_instances: u32,
+    /// How long an outbound HTTP request may take to resolve its host and
+    /// connect (TLS included); the whole request is also bounded by the
+    /// delivery's `timeout`. Default 5 s.
+    pub http_connect_timeout: Duration,
+    /// The most response-body bytes an outbound request may deliver; past
+    /// it the guest's read fails with `http-response-body-size`. Default 4 MiB.
+    pub http_max_response_bytes: u64,
+    /// Outbound requests one delivery may have open at once; one more is
+    /// refused with `connection-limit-reached`. Together with the delivery
+    /// slots this bounds the host's outbound connections. Default 4.
+    pub http_max_concurrent_requests: u32,
 }
 
 impl Default for SandboxLimits {
@@ -63,6 +74,9 @@ impl Default for SandboxLimits {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             instance_reuse: 1,
             max_instances: 100,
+            http_connect_timeout: Duration::from_secs(5),
+            http_max_response_bytes: 4 * 1024 * 1024,
+            http_max_concurrent_requests: 4,
         }
     }
 }

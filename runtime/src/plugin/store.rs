@@ -1,20 +1,26 @@
-//! The state of one store (one plugin instance): its WASI context, resource
-//! table and limiter, the guest's output, and what the current call has done
-//! so far (log lines, emitted events).
+//! The state of one store (one plugin instance): its WASI and wasi-http
+//! contexts, resource table and limiter, the guest's output, the outbound
+//! HTTP policy, and what the current call has done so far (log lines,
+//! emitted events).
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::access::PluginAccess;
 use super::delivery::Emitted;
 use super::guest_io::{GuestOutput, GuestStream, Stream};
+use super::outbound::{Outbound, OutboundObserver};
 use super::sandbox::{self, SandboxLimits, StoreLimiter};
 
 /// The data of a plugin's `Store`.
 pub(crate) struct StoreState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) outbound: Outbound,
     table: ResourceTable,
     pub(crate) limiter: StoreLimiter,
     pub(crate) output: GuestOutput,
@@ -39,6 +45,16 @@ impl WasiView for StoreState {
     }
 }
 
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.outbound,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
 /// What the current call (a delivery or the `info` call) has done so far.
 #[derive(Debug)]
 pub(crate) struct CallState {
@@ -58,6 +74,7 @@ pub(crate) fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
     limits: &SandboxLimits,
+    observer: Option<Arc<dyn OutboundObserver>>,
 ) -> Store<StoreState> {
     let output = GuestOutput::new(plugin.clone(), limits.max_output_bytes);
     let wasi = sandbox::wasi_ctx(
@@ -66,6 +83,8 @@ pub(crate) fn new_store(
     );
     let state = StoreState {
         wasi,
+        http: WasiHttpCtx::new(),
+        outbound: Outbound::new(plugin.clone(), limits, observer),
         table: ResourceTable::new(),
         limiter: StoreLimiter::new(limits),
         output,
@@ -86,9 +105,16 @@ pub(crate) fn new_store(
 }
 
 /// Prepares a store for the next call: a fresh output budget, log count,
-/// emit buffer and memory-refusal flag, and the time limit from now.
-pub(crate) fn begin_call(store: &mut Store<StoreState>, id: &str, limits: &SandboxLimits) {
+/// emit buffer and memory-refusal flag, the plugin's access as it is now,
+/// and the time limit from now.
+pub(crate) fn begin_call(
+    store: &mut Store<StoreState>,
+    id: &str,
+    limits: &SandboxLimits,
+    access: Arc<PluginAccess>,
+) {
     let state = store.data_mut();
+    state.outbound.begin_call(access, limits.timeout);
     state.call.id.clear();
     state.call.id.push_str(id);
     state.call.log_lines = 0;

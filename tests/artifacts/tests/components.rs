@@ -15,6 +15,7 @@ const NAMED: &[&str] = &[
     artifacts::ORDER_VALIDATOR,
     artifacts::NOTIFIER,
     artifacts::FLAKY,
+    artifacts::WEBHOOK,
     artifacts::BEHAVIOUR,
     artifacts::INFO_TRAPS,
     artifacts::BAD_INFO,
@@ -28,6 +29,8 @@ const NAMED: &[&str] = &[
     artifacts::FLEET_C,
     artifacts::FLEET_D,
     artifacts::FLEET_E,
+    artifacts::LEGACY_V01,
+    artifacts::OUTBOUND_PROBE,
 ];
 
 fn read(path: &str) -> Vec<u8> {
@@ -84,7 +87,8 @@ fn plugins_and_guests_partition_all() {
         BTreeSet::from([
             artifacts::ORDER_VALIDATOR,
             artifacts::NOTIFIER,
-            artifacts::FLAKY
+            artifacts::FLAKY,
+            artifacts::WEBHOOK
         ])
     );
     assert_eq!(
@@ -99,7 +103,10 @@ fn plugins_and_guests_partition_all() {
     }
 }
 
-const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.0";
+const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.1";
+
+/// What `legacy-v01`, built from the 0.1.0 WIT as published, exports.
+const PLUGIN_EXPORT_0_1_0: &str = "mailroom:plugin/plugin@0.1.0";
 
 #[test]
 fn handlers_export_the_plugin_interface_and_import_nothing_unexpected() {
@@ -108,9 +115,14 @@ fn handlers_export_the_plugin_interface_and_import_nothing_unexpected() {
             continue;
         }
         let (imports, exports) = world(path);
+        let export = if path == artifacts::LEGACY_V01 {
+            PLUGIN_EXPORT_0_1_0
+        } else {
+            PLUGIN_EXPORT
+        };
         assert_eq!(
             exports,
-            BTreeSet::from([PLUGIN_EXPORT.to_owned()]),
+            BTreeSet::from([export.to_owned()]),
             "{package} exports"
         );
         for import in &imports {
@@ -134,11 +146,37 @@ fn the_wrong_world_guest_is_a_component_of_another_world() {
 fn plugins_use_the_host_imports() {
     let (imports, _) = world(artifacts::ORDER_VALIDATOR);
     assert!(
-        imports.contains("mailroom:plugin/emitter@0.1.0"),
+        imports.contains("mailroom:plugin/emitter@0.1.1"),
         "{imports:?}"
     );
     assert!(
-        imports.contains("mailroom:plugin/logging@0.1.0"),
+        imports.contains("mailroom:plugin/logging@0.1.1"),
+        "{imports:?}"
+    );
+    assert!(
+        !imports.iter().any(|i| i.starts_with("wasi:http/")),
+        "a plugin that makes no requests does not import wasi:http: {imports:?}"
+    );
+}
+
+#[test]
+fn the_webhook_plugin_imports_outbound_http_and_config() {
+    let (imports, _) = world(artifacts::WEBHOOK);
+    assert!(
+        imports.contains("wasi:http/outgoing-handler@0.2.12"),
+        "{imports:?}"
+    );
+    assert!(
+        imports.contains("mailroom:plugin/config@0.1.1"),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn the_legacy_guest_is_a_0_1_0_plugin() {
+    let (imports, _) = world(artifacts::LEGACY_V01);
+    assert!(
+        imports.contains("mailroom:plugin/emitter@0.1.0"),
         "{imports:?}"
     );
 }

@@ -18,6 +18,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod once;
+pub mod receiver;
 pub mod store;
 
 use std::fmt::Write as _;
@@ -175,6 +176,8 @@ pub struct TestHost {
     child: Mutex<Option<Child>>,
     /// How many times the host was started (each run logs to its own file).
     runs: Mutex<usize>,
+    /// Environment variables every command gets (see [`TestHost::set_env`]).
+    env: Mutex<Vec<(String, String)>>,
 }
 
 impl TestHost {
@@ -201,7 +204,22 @@ impl TestHost {
             dir,
             child: Mutex::new(None),
             runs: Mutex::new(0),
+            env: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets `name=value` in the environment of every later command (the
+    /// host and the other subcommands), as an operator's shell would.
+    pub fn set_env(&self, name: &str, value: &str) {
+        self.env
+            .lock()
+            .expect("env lock")
+            .push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Replaces the installation's `mailroom.toml` with `config`.
+    pub fn write_config(&self, config: &str) {
+        fs::write(self.path().join("mailroom.toml"), config).expect("write mailroom.toml");
     }
 
     /// The installation's directory (the host's working directory).
@@ -285,6 +303,16 @@ impl TestHost {
             .status()
             .expect("run `kill -TERM`");
         assert!(status.success(), "`kill -TERM {pid}` failed: {status}");
+    }
+
+    /// Sends SIGHUP to the host (reload the `[plugin.<name>]` tables).
+    pub fn sighup(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run `kill -HUP`");
+        assert!(status.success(), "`kill -HUP {pid}` failed: {status}");
     }
 
     /// Kills the host with SIGKILL and reaps it.
@@ -560,6 +588,9 @@ impl TestHost {
             if name.to_string_lossy().starts_with("MAILROOM_") {
                 command.env_remove(name);
             }
+        }
+        for (name, value) in self.env.lock().expect("env lock").iter() {
+            command.env(name, value);
         }
         command
     }

@@ -86,3 +86,15 @@ pub fn message(db: &Path, id: &str) -> Option<Message> {
         .next()
         .map(|row| row.expect("read the message"))
 }
+
+/// How long after its last update message `id` becomes due again
+/// (`available_at - updated_at`, in milliseconds): the delay a retry asked for.
+pub fn due_after_ms(db: &Path, id: &str) -> Option<i64> {
+    let conn = open(db);
+    conn.query_row(
+        "SELECT available_at - updated_at FROM messages WHERE id = ?1 AND state = 'queued'",
+        [id],
+        |row| row.get(0),
+    )
+    .ok()
+}
