@@ -398,7 +398,7 @@ impl Run {
         let order_validator = postgres::Plugin {
             component: mailroom_test_artifacts::ORDER_VALIDATOR,
             file_name: "order-validator.wasm",
-            event_type: EVENT_TYPE,
+            event_type: workload::EVENT_TYPE,
             input: workload::payload,
         };
         for (label, plugin, hosts, reuse) in [

@@ -258,7 +258,6 @@ pub async fn end_to_end(
 ) -> anyhow::Result<Drained> {
     let (component, file_name, event_type, input) =
         (plugin.component, plugin.file_name, plugin.event_type, plugin.input);
-    let (component, file_name, event_type) = plugin;
     let location = Location::parse_url(url)?;
     {
         let store = Store::open(&location, &OpenOptions::default()).await?;

@@ -243,7 +243,7 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(
         text.contains(
-            "unknown key: [store] accepts path, durability, busy_timeout, max_payload_bytes"
+            "unknown key: [store] accepts path, url, durability, busy_timeout, max_payload_bytes, max_connections"
         ),
         "{text}"
     );
