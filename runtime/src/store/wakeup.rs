@@ -19,9 +19,12 @@ use super::postgres::Listener;
 use super::sqlite::{CommitWatch, SqliteStore};
 
 /// After a write to the WAL file that is not yet a visible commit, look
-/// again this much later: the file is written a moment before readers see
-/// the commit.
-const COMMIT_RECHECK: Duration = Duration::from_millis(10);
+/// again this much later, then twice as late each time up to
+/// [`LAST_RECHECK`]: a commit's frames are written before its sync (which can
+/// take long on a busy disk) and before readers can see it, and the sync
+/// itself raises no file event.
+const FIRST_RECHECK: Duration = Duration::from_millis(10);
+const LAST_RECHECK: Duration = Duration::from_millis(640);
 
 /// What wakes a dispatcher when another process commits.
 #[derive(Debug)]
@@ -36,7 +39,8 @@ enum Inner {
         written: Arc<Notify>,
         _watch: Option<CommitWatch>,
         version: Option<i64>,
-        recheck: Option<Instant>,
+        /// When to look again, and the wait that led there.
+        recheck: Option<(Instant, Duration)>,
     },
     Postgres {
         listener: Listener,
@@ -75,7 +79,7 @@ impl CommitSignal {
                 } => {
                     let written = written.clone();
                     match *recheck {
-                        Some(at) => tokio::select! {
+                        Some((at, _)) => tokio::select! {
                             () = written.notified() => true,
                             () = sleep_until(at) => false,
                         },
@@ -88,8 +92,17 @@ impl CommitSignal {
             };
             let changed = self.poll().await;
             if let Inner::Sqlite { recheck, .. } = &mut self.inner {
-                // A write not yet visible as a commit: look once more shortly.
-                *recheck = (!changed && by_write).then(|| Instant::now() + COMMIT_RECHECK);
+                // A write not yet visible as a commit: look again shortly,
+                // less often the longer it takes.
+                let wait = match (*recheck, by_write) {
+                    _ if changed => None,
+                    (_, true) => Some(FIRST_RECHECK),
+                    (Some((_, waited)), false) => {
+                        Some(waited * 2).filter(|next| *next <= LAST_RECHECK)
+                    }
+                    (None, false) => None,
+                };
+                *recheck = wait.map(|wait| (Instant::now() + wait, wait));
             }
             if changed {
                 return;

@@ -27,15 +27,24 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../../sdk/README.md")),
     ("src/lib.rs", include_str!("../../../../sdk/src/lib.rs")),
     ("src/checks.rs", include_str!("../../../../sdk/src/checks.rs")),
+    ("src/config.rs", include_str!("../../../../sdk/src/config.rs")),
     ("src/emit.rs", include_str!("../../../../sdk/src/emit.rs")),
     ("src/error.rs", include_str!("../../../../sdk/src/error.rs")),
     ("src/event.rs", include_str!("../../../../sdk/src/event.rs")),
     ("src/host.rs", include_str!("../../../../sdk/src/host.rs")),
+    ("src/http.rs", include_str!("../../../../sdk/src/http.rs")),
     ("src/in_host.rs", include_str!("../../../../sdk/src/in_host.rs")),
     ("src/log.rs", include_str!("../../../../sdk/src/log.rs")),
     ("src/plugin.rs", include_str!("../../../../sdk/src/plugin.rs")),
     ("src/testing.rs", include_str!("../../../../sdk/src/testing.rs")),
     ("wit/plugin.wit", include_str!("../../../../wit/plugin.wit")),
+    ("wit/deps/cli.wit", include_str!("../../../../wit/deps/cli.wit")),
+    ("wit/deps/clocks.wit", include_str!("../../../../wit/deps/clocks.wit")),
+    ("wit/deps/filesystem.wit", include_str!("../../../../wit/deps/filesystem.wit")),
+    ("wit/deps/http.wit", include_str!("../../../../wit/deps/http.wit")),
+    ("wit/deps/io.wit", include_str!("../../../../wit/deps/io.wit")),
+    ("wit/deps/random.wit", include_str!("../../../../wit/deps/random.wit")),
+    ("wit/deps/sockets.wit", include_str!("../../../../wit/deps/sockets.wit")),
 ];
 
 /// The SDK copy's manifest: the workspace's versions, written out. A test
@@ -53,6 +62,7 @@ license = "Apache-2.0"
 publish = false
 
 [dependencies]
+httpdate = "1"
 serde = { version = "1", features = ["derive"] }
 serde_json = { version = "1", features = ["raw_value"] }
 wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc"] }
