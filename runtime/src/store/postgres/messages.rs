@@ -6,9 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use deadpool_postgres::Transaction;
-use futures_util::future::join_all;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::connect::Errors;
@@ -20,16 +18,24 @@ use crate::store::claim::claim_order;
 use crate::store::settle::decide;
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
-/// Inserts one message unless its key is stored; answers its id if so.
+/// Inserts the messages given column by column, in order, skipping those
+/// whose key is stored (or carried by an earlier message of the same
+/// statement); answers the ids inserted.
 const INSERT: &str = "INSERT INTO mailroom.messages
         (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
          max_attempts, available_at, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $10, $10)
+    SELECT id, event_type, payload, key, source, correlation_id, priority, 'queued', 0,
+           max_attempts, available_at, $10, $10
+      FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[],
+                  $7::int2[], $8::int4[], $9::int8[]) WITH ORDINALITY
+           AS m(id, event_type, payload, key, source, correlation_id, priority, max_attempts,
+                available_at, n)
+     ORDER BY n
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id";
 
-/// The stored message holding a key.
-const BY_KEY: &str = "SELECT id FROM mailroom.messages WHERE key = $1";
+/// The stored messages holding these keys.
+const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)";
 
 /// The first due queued messages of each routable type (`$1`), in claim
 /// order, locked unless another claimer holds them; the first `$3` of all
@@ -55,8 +61,15 @@ const CLAIM: &str = "WITH picked AS (
     RETURNING m.id, m.event_type, m.payload, m.key, m.source, m.correlation_id, m.priority,
               m.attempts, m.max_attempts, m.created_at, m.seq";
 
-const NEXT_DUE: &str = "SELECT min(available_at) FROM mailroom.messages
-    WHERE state = 'queued' AND event_type = ANY($1)";
+/// The earliest due time among queued messages of the types `$1`: one
+/// index probe per type (`messages_due`).
+const NEXT_DUE: &str = "SELECT min(d.available_at) FROM unnest($1::text[]) AS t(event_type)
+    CROSS JOIN LATERAL (
+        SELECT m.available_at FROM mailroom.messages m
+         WHERE m.state = 'queued' AND (m.event_type || '') = t.event_type
+         ORDER BY (m.event_type || ''), m.available_at
+         LIMIT 1
+    ) d";
 
 const RELEASE: &str = "UPDATE mailroom.messages m
        SET state = 'queued', attempts = greatest(m.attempts - 1, 0), lease_owner = NULL,
@@ -154,92 +167,118 @@ impl FailureRows {
     }
 }
 
-/// Inserts `messages` in order, pipelined, inside `tx`; `inherited` is the
-/// correlation id of the message whose handler emitted them.
+/// Inserts `messages` in order with one statement inside `tx`; each comes
+/// with the correlation id of the message whose handler emitted it, if any.
 async fn insert_all(
     tx: &Transaction<'_>,
-    messages: &[&NewMessage],
+    messages: &[(&NewMessage, Option<&str>)],
     policies: &Policies,
     now: Millis,
-    inherited: Option<&str>,
     errors: &Errors,
 ) -> Result<Vec<Enqueued>, StoreError> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }
+    let n = messages.len();
+    let (mut ids, mut event_types, mut payloads, mut keys, mut sources) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut correlations, mut priorities, mut budgets, mut due) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (m, inherited) in messages {
+        let id = MessageId::new();
+        ids.push(id.0);
+        event_types.push(m.event_type.as_str());
+        payloads.push(m.payload.as_slice());
+        keys.push(m.key.as_deref());
+        sources.push(m.source.as_deref());
+        correlations.push(
+            m.correlation_id
+                .clone()
+                .or_else(|| inherited.map(str::to_owned))
+                .unwrap_or_else(|| id.to_string()),
+        );
+        priorities.push(rank(m.priority));
+        budgets.push(
+            i32::try_from(
+                m.max_attempts
+                    .unwrap_or_else(|| policies.for_event_type(&m.event_type).max_attempts),
+            )
+            .unwrap_or(i32::MAX),
+        );
+        due.push(now.saturating_add(duration_ms(m.delay)));
+    }
     let insert = tx
         .prepare_cached(INSERT)
         .await
         .map_err(|e| errors.pg(&e))?;
-    struct Prepared {
-        id: MessageId,
-        correlation_id: String,
-        priority: i16,
-        max_attempts: i32,
-        available_at: i64,
-    }
-    let prepared: Vec<Prepared> = messages
+    let inserted: HashSet<uuid::Uuid> = tx
+        .query(
+            &insert,
+            &[
+                &ids,
+                &event_types,
+                &payloads,
+                &keys,
+                &sources,
+                &correlations,
+                &priorities,
+                &budgets,
+                &due,
+                &now,
+            ],
+        )
+        .await
+        .map_err(|e| errors.pg(&e))?
         .iter()
-        .map(|m| {
-            let id = MessageId::new();
-            Prepared {
-                id,
-                correlation_id: m
-                    .correlation_id
-                    .clone()
-                    .or_else(|| inherited.map(str::to_owned))
-                    .unwrap_or_else(|| id.to_string()),
-                priority: rank(m.priority),
-                max_attempts: i32::try_from(
-                    m.max_attempts
-                        .unwrap_or_else(|| policies.for_event_type(&m.event_type).max_attempts),
-                )
-                .unwrap_or(i32::MAX),
-                available_at: now.saturating_add(duration_ms(m.delay)),
-            }
-        })
+        .map(|row| row.get(0))
         .collect();
-    // Polled together, so they are sent back to back over the connection
-    // (one round trip, not one per message); the server runs them in order,
-    // so a key repeated within the batch resolves to its first message.
-    let inserts = messages.iter().zip(&prepared).map(|(m, p)| {
-        let params: [&(dyn ToSql + Sync); 10] = [
-            &p.id.0,
-            &m.event_type,
-            &m.payload,
-            &m.key,
-            &m.source,
-            &p.correlation_id,
-            &p.priority,
-            &p.max_attempts,
-            &p.available_at,
-            &now,
-        ];
-        let insert = &insert;
-        async move { tx.query_opt(insert, &params).await }
-    });
-    let inserted = join_all(inserts).await;
-    let mut out = Vec::with_capacity(messages.len());
-    for ((m, p), row) in messages.iter().zip(&prepared).zip(inserted) {
-        let row = row.map_err(|e| errors.pg(&e))?;
-        if row.is_some() {
-            out.push(Enqueued {
-                id: p.id,
-                duplicate: false,
-            });
-            continue;
-        }
-        // Only the key can conflict (ids are fresh UUIDs).
-        let existing = tx
-            .query_one(BY_KEY, &[&m.key])
+    // Only a key can conflict (ids are fresh UUIDs): the rest answer the
+    // stored message's id.
+    let conflicting: Vec<&str> = messages
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| !inserted.contains(*id))
+        .filter_map(|((m, _), _)| m.key.as_deref())
+        .collect();
+    let stored: std::collections::HashMap<String, uuid::Uuid> = if conflicting.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        tx.query(BY_KEYS, &[&conflicting])
             .await
-            .map_err(|e| errors.pg(&e))?;
-        out.push(Enqueued {
-            id: MessageId(existing.get(0)),
-            duplicate: true,
-        });
-    }
-    Ok(out)
+            .map_err(|e| errors.pg(&e))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    messages
+        .iter()
+        .zip(ids)
+        .map(|((m, _), id)| {
+            if inserted.contains(&id) {
+                return Ok(Enqueued {
+                    id: MessageId(id),
+                    duplicate: false,
+                });
+            }
+            m.key
+                .as_deref()
+                .and_then(|key| stored.get(key))
+                .map(|existing| Enqueued {
+                    id: MessageId(*existing),
+                    duplicate: true,
+                })
+                .ok_or_else(|| errors.corrupt("a message was neither stored nor a duplicate"))
+        })
+        .collect()
 }
 
 /// The stored rank of a priority.
@@ -287,8 +326,9 @@ impl PgStore {
             let mut client = self.client().await?;
             let errors = self.errors();
             let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
-            let refs: Vec<&NewMessage> = messages.iter().collect();
-            let out = insert_all(&tx, &refs, &self.inner.policies, self.now(), None, errors).await?;
+            let rows: Vec<(&NewMessage, Option<&str>)> =
+                messages.iter().map(|m| (m, None)).collect();
+            let out = insert_all(&tx, &rows, &self.inner.policies, self.now(), errors).await?;
             notify(&tx, errors).await?;
             tx.commit().await.map_err(|e| errors.pg(&e))?;
             Ok(out)
@@ -472,20 +512,21 @@ impl PgStore {
                 .collect()
         };
         let failed = failures.apply(&tx, now, errors).await?;
-        let mut emitted = false;
-        for entry in batch {
-            let claimed = entry.claimed();
-            if let Settlement::Ack { follow_ups } = entry.settlement()
-                && acked.contains(&claimed.lease.id.0)
-                && !follow_ups.is_empty()
-            {
-                let refs: Vec<&NewMessage> = follow_ups.iter().collect();
-                insert_all(&tx, &refs, policies, now, Some(&claimed.correlation_id), errors)
-                    .await?;
-                emitted = true;
-            }
-        }
-        if emitted {
+        // Every acked entry's follow-ups, in one statement.
+        let follow_ups: Vec<(&NewMessage, Option<&str>)> = batch
+            .iter()
+            .filter(|entry| acked.contains(&entry.claimed().lease.id.0))
+            .flat_map(|entry| {
+                let correlation = entry.claimed().correlation_id.as_str();
+                let emitted = match entry.settlement() {
+                    Settlement::Ack { follow_ups } => follow_ups.as_slice(),
+                    Settlement::Fail(_) => &[],
+                };
+                emitted.iter().map(move |m| (m, Some(correlation)))
+            })
+            .collect();
+        if !follow_ups.is_empty() {
+            insert_all(&tx, &follow_ups, policies, now, errors).await?;
             notify(&tx, errors).await?;
         }
         tx.commit().await.map_err(|e| errors.pg(&e))?;
