@@ -15,7 +15,7 @@ use cli_support::{Run, Workdir};
 use std::time::{Duration, Instant};
 
 use harness::{TIMEOUT, TestHost, store};
-use mailroom_test_artifacts::{BEHAVIOUR, MANY_PROBLEMS, WRONG_WORLD};
+use mailroom_test_artifacts::{BEHAVIOUR, MANY_PROBLEMS, WEBHOOK, WRONG_WORLD};
 use serde_json::{Value, json};
 
 fn text(bytes: &[u8]) -> String {
@@ -165,6 +165,43 @@ fn run_delivers_one_event_and_exits_by_outcome() {
 
 /// Where generated crates build: one folder under the workspace's target
 /// directory, kept between runs, so their dependencies compile once.
+#[test]
+fn run_gives_the_plugin_its_configuration_and_set_values() {
+    let work = Workdir::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "run",
+            WEBHOOK,
+            "notification.requested",
+            r#"{"to":"ada@example.com"}"#,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        work.run(&args)
+    };
+    // Without configuration the plugin cannot deliver: fatal, naming the key.
+    let bare = run(&[]);
+    status(&bare, 4);
+    let reason = json_of(&bare)["reason"].as_str().unwrap_or("").to_owned();
+    assert!(reason.contains("\"url\""), "{reason}");
+    // With both values set, it gets past them to the request, which no
+    // allowed origin lets through: the refusal names the origin.
+    let set = run(&[
+        "--set",
+        "url=http://127.0.0.1:9/hooks",
+        "--set",
+        "secret=s3cret",
+    ]);
+    let report = json_of(&set);
+    let reason = report["reason"].as_str().unwrap_or("").to_owned();
+    assert!(!reason.contains("is not set"), "{reason}");
+    assert!(reason.contains("127.0.0.1:9"), "{reason}");
+    assert!(!set.stdout.contains("s3cret"), "{}", set.stdout);
+    let bad = work.run(&["plugin", "run", WEBHOOK, "notification.requested", "{}", "--set", "nokey"]);
+    assert_ne!(bad.code, 0, "{}", bad.stderr);
+}
+
 fn generated_target_dir() -> PathBuf {
     // <target dir>/<profile>/mailroom
     Path::new(harness::MAILROOM)

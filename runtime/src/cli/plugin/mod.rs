@@ -66,8 +66,14 @@ fn host(config: &Config) -> anyhow::Result<PluginHost> {
         max_instances: 1,
         ..config.sandbox_limits()
     };
-    Ok(PluginHost::new(HostConfig {
-        limits,
-        cache_dir: None,
-    })?)
+    // What the operator opened to each plugin (`[plugin.<name>]`), as a
+    // running host would.
+    Ok(PluginHost::with_access(
+        HostConfig {
+            limits,
+            cache_dir: None,
+        },
+        config.plugin_access(),
+        None,
+    )?)
 }

@@ -23,11 +23,13 @@ pub(super) const AFTER_HELP: &str = "\
 Examples:
   mailroom plugin run target/wasm32-wasip2/release/greeter.wasm greeting.requested '{\"name\": \"Ada\"}'
   mailroom plugin run greeter.wasm greeting.requested @event.json --attempt 3
+  mailroom plugin run webhook.wasm notification.requested @n.json --set url=http://127.0.0.1:9000/hooks
   echo '{\"name\": \"Ada\"}' | mailroom plugin run greeter.wasm greeting.requested - --json
 
 The plugin runs in the host's sandbox under the limits of the configuration
 ([plugins] in mailroom.toml: timeout, memory, emits, output), with a fresh
-instance, as `mailroom run` would deliver the event. Nothing is stored: emitted
+instance and what [plugin.<name>] opens to it (outbound origins,
+configuration values, plus --set), as `mailroom run` would deliver the event. Nothing is stored: emitted
 events are shown, not enqueued.
 
 Exit status: 0 the handler succeeded (the host would ack), 3 it asked for a
@@ -69,6 +71,11 @@ pub struct RunArgs {
     /// The correlation id [default: the event's id]
     #[arg(long)]
     correlation_id: Option<String>,
+    /// A configuration value the plugin reads with `config::get`, as KEY=VALUE
+    /// (repeatable); added to, or replacing, what `[plugin.<name>.config]`
+    /// gives it
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
     /// Print JSON: {"plugin": {"name", "version", "digest"}, "event_type",
     /// "id", "attempt", "outcome": "ack"|"retry"|"fatal", "reason",
     /// "retry_after_ms", "emitted": [{"event_type", "payload", "payload_text", "key",
@@ -111,11 +118,31 @@ struct EmittedEvent<'a> {
     delay_ms: u128,
 }
 
+/// `KEY=VALUE`, for `--set`.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
 pub(super) fn execute(config: &Config, args: RunArgs) -> anyhow::Result<()> {
     message::validate_event_type(&args.event_type).context("bad EVENT_TYPE argument")?;
     let payload = super::super::enqueue::read_payload(&args.payload)?;
     let host = super::host(config)?;
     let plugin = host.load(&args.file)?;
+    if !args.settings.is_empty() {
+        let mut access = config.plugin_access();
+        let entry = access.entry(plugin.name().to_owned()).or_default();
+        for (key, value) in &args.settings {
+            entry
+                .config
+                .insert(key.clone(), crate::plugin::ConfigValue::plain(value.clone()));
+        }
+        host.set_access(access);
+    }
     if !plugin.event_types().contains(&args.event_type) {
         bail!(
             "plugin {} does not handle `{}`: it handles {}; the host would never route this event to it",
