@@ -97,7 +97,7 @@ impl Drop for Server {
 
 async fn connect(url: &str, synchronous_commit: &str) -> anyhow::Result<tokio_postgres::Client> {
     let mut config: tokio_postgres::Config = url.parse()?;
-    config.options(&format!("-c synchronous_commit={synchronous_commit}"));
+    config.options(format!("-c synchronous_commit={synchronous_commit}"));
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(connection);
     Ok(client)

@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use mailroom::clock::{Clock, ManualClock};
 use mailroom::message::{MessageId, NewMessage, Priority};
-use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
+use mailroom::state_machine::{Failure, MessageState};
 use mailroom::store::{
     Claimed, DeadLetterFilter, Lease, Location, OpenOptions, Outcome, Selection, Settled,
     Settlement, Store, StoreError,
 };
-use store_support::{Backend, TestLocation};
 
-const T0: i64 = 1_700_000_000_000;
-const LEASE: Duration = Duration::from_secs(30);
+use store_support::{Backend, LEASE, T0, TestLocation, policies};
 
 struct Fixture {
     at: TestLocation,
@@ -25,16 +23,6 @@ struct Fixture {
     store: Store,
 }
 
-fn policies() -> Policies {
-    Policies {
-        default: RetryPolicy {
-            max_attempts: 3,
-            backoff_base: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(60),
-        },
-        ..Policies::default()
-    }
-}
 
 async fn fixture(backend: Backend) -> Fixture {
     let at = TestLocation::new(backend).await;

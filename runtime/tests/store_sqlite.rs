@@ -3,18 +3,18 @@
 //! machine, whose dead processes are recognised by pid. The backend-neutral
 //! contract is in `store_conformance.rs`.
 
+mod store_support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailroom::clock::{ManualClock, SharedClock};
 use mailroom::message::{MessageId, NewMessage};
-use mailroom::state_machine::{MessageState, Policies, RetryPolicy};
+use mailroom::state_machine::MessageState;
 use mailroom::store::{Claimed, Location, OpenOptions, Store, StoreError};
+use store_support::{LEASE, T0, policies};
 use tempfile::TempDir;
-
-const T0: i64 = 1_700_000_000_000;
-const LEASE: Duration = Duration::from_secs(30);
 
 struct Fixture {
     _dir: TempDir,
@@ -23,16 +23,6 @@ struct Fixture {
     store: Store,
 }
 
-fn policies() -> Policies {
-    Policies {
-        default: RetryPolicy {
-            max_attempts: 3,
-            backoff_base: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(60),
-        },
-        ..Policies::default()
-    }
-}
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");

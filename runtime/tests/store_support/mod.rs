@@ -10,6 +10,24 @@ use mailroom::state_machine::Policies;
 use mailroom::store::{Location, OpenOptions, Store};
 use tempfile::TempDir;
 
+/// Where the store tests' manual clocks start.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// The lease store tests claim with.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The store tests' retry policy: 3 attempts, backoff from 1 s up to 60 s.
+pub fn policies() -> Policies {
+    Policies {
+        default: mailroom::state_machine::RetryPolicy {
+            max_attempts: 3,
+            backoff_base: std::time::Duration::from_secs(1),
+            backoff_cap: std::time::Duration::from_secs(60),
+        },
+        ..Policies::default()
+    }
+}
+
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
