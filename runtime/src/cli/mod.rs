@@ -97,10 +97,12 @@ pub enum Command {
     /// the configuration's [plugin.<name>] tables (what each plugin may reach
     /// and read) without a restart.
     Run(RunArgs),
-    /// Add events to the store (creating the store file if needed).
+    /// Add events to the store (creating it if needed: the SQLite file, or
+    /// the schema in a PostgreSQL database).
     #[command(after_help = enqueue::AFTER_HELP)]
     Enqueue(enqueue::EnqueueArgs),
-    /// Count messages by state, event type and priority.
+    /// Count messages by state, event type and priority, and list the
+    /// running hosts.
     Stats(stats::StatsArgs),
     /// List, show, redrive or purge dead letters.
     #[command(subcommand)]
