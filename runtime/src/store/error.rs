@@ -174,21 +174,4 @@ impl StoreError {
     pub fn is_locked(&self) -> bool {
         matches!(self, Self::Locked { .. })
     }
-
-    /// Whether the store could not be used at all (unreachable, refused,
-    /// locked, damaged), as opposed to a problem with the request: commands
-    /// exit with a distinct code for it.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable { .. }
-                | Self::LoginRefused { .. }
-                | Self::PermissionDenied { .. }
-                | Self::Locked { .. }
-                | Self::SchemaTooNew { .. }
-                | Self::Corrupt { .. }
-                | Self::Sqlite { .. }
-                | Self::Postgres { .. }
-        )
-    }
 }

@@ -89,14 +89,6 @@ impl TestLocation {
         }
     }
 
-    /// The store as `--db` / `--store` name it.
-    pub fn cli_args(&self) -> Vec<String> {
-        match &self.location {
-            Location::Sqlite(path) => vec!["--db".into(), path.display().to_string()],
-            Location::Postgres(url) => vec!["--store".into(), url_of(url)],
-        }
-    }
-
     /// Opens a store here with `clock` and `policies`.
     pub async fn open(&self, clock: &ManualClock, policies: &Policies) -> Store {
         self.open_with(OpenOptions {
@@ -112,13 +104,6 @@ impl TestLocation {
             .await
             .expect("open the test store")
     }
-}
-
-/// The full URL of a test database (tests may show the password: it is
-/// the throwaway server's).
-pub fn url_of(url: &mailroom::store::PostgresUrl) -> String {
-    let redacted = url.redacted();
-    redacted.replace(":***@", ":mailroom-test@")
 }
 
 /// Generates, for each named `async fn NAME(backend: Backend)`, one test

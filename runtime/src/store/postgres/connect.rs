@@ -119,9 +119,6 @@ impl Errors {
             };
             return StoreError::Unreachable { store, reason };
         }
-        if e.to_string().contains("timeout") || e.to_string().contains("timed out") {
-            return StoreError::Unreachable { store, reason: e.to_string() };
-        }
         StoreError::Postgres {
             store,
             reason: e.to_string(),
