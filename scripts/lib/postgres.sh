@@ -7,8 +7,12 @@
 #   MAILROOM_TEST_POSTGRES_RESTART  a command that restarts the server
 # and registers `postgres_stop` to run when the calling shell exits.
 
+# The server's binaries (a machine with only the client has the folder,
+# without initdb).
 postgres_bin() {
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+    local initdb
+    initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$initdb" ] && dirname "$initdb"
 }
 
 postgres_install() {
