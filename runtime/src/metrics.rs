@@ -46,9 +46,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::message::NewMessage;
 use crate::plugin::OutboundObserver;
+use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::throughput::{Outcome, Throughput, ThroughputReport};
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
@@ -375,11 +375,31 @@ impl Metrics {
 
     /// Counts a plugin version loaded (new or replacing an older one).
     pub fn plugin_loaded(&self, plugin: &str) {
-        self.plugin_loads
-            .get_or_create(&PluginLabel {
-                plugin: plugin.to_owned(),
-            })
-            .inc();
+        let label = PluginLabel {
+            plugin: plugin.to_owned(),
+        };
+        self.plugin_loads.get_or_create(&label).inc();
+        // Present (empty) from now on, not only after the first delivery.
+        drop(self.handler_duration.get_or_create(&label));
+    }
+
+    /// Gives every per-event-type counter a series for `event_type`, at zero
+    /// if nothing was counted yet: an alert on `rate(…retried_total…)` reads
+    /// 0 rather than "no data".
+    fn known_event_type(&self, event_type: &str) {
+        let label = EventTypeLabel {
+            event_type: event_type.to_owned(),
+        };
+        for family in [
+            &self.enqueued,
+            &self.emitted,
+            &self.acked,
+            &self.retried,
+            &self.dead_lettered,
+            &self.uncommitted,
+        ] {
+            drop(family.get_or_create(&label));
+        }
     }
 
     /// Counts a plugin file refused.
@@ -390,6 +410,9 @@ impl Metrics {
     /// The exposition text: every counter, and the queue gauges set from `stats`.
     pub fn render(&self, stats: &Stats) -> String {
         let _turn = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        for event_type in stats.by_event_type.keys() {
+            self.known_event_type(event_type);
+        }
         for (state, n) in [
             ("queued", stats.totals.queued),
             ("inflight", stats.totals.inflight),
@@ -460,6 +483,7 @@ impl OutboundObserver for Metrics {
 mod tests {
     use super::*;
     use crate::message::MessageId;
+    use crate::store::StateCounts;
 
     #[test]
     fn outbound_requests_count_by_plugin_origin_and_status_class() {
@@ -490,6 +514,24 @@ mod tests {
         let text = m.render(&Stats::default());
         assert!(
             text.contains(r#"mailroom_outbound_refused_total{plugin="p",origin="other"} 10"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_counter_has_a_zero_series_for_each_event_type_in_the_store() {
+        let m = Metrics::new();
+        let mut stats = Stats::default();
+        stats
+            .by_event_type
+            .insert("order.created".to_owned(), StateCounts::default());
+        let text = m.render(&stats);
+        for family in ["enqueued", "emitted", "acked", "retried", "dead_lettered"] {
+            let line = format!("mailroom_events_{family}_total{{event_type=\"order.created\"}} 0");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(
+            text.contains("mailroom_outcomes_uncommitted_total{event_type=\"order.created\"} 0"),
             "{text}"
         );
     }

@@ -141,8 +141,8 @@ fn dlq_list_pages_with_a_cursor() {
     let hint = page1.stderr.trim();
     let cursor = hint.rsplit(' ').next().expect("a cursor");
     assert!(
-        hint.starts_with("more dead letters: mailroom dlq list --cursor "),
-        "{hint}"
+        hint.starts_with("more dead letters: mailroom dlq list --json --limit 2 --cursor "),
+        "the hint keeps every option: {hint}"
     );
     let page2 = w.run(&["dlq", "list", "--json", "--limit", "2", "--cursor", cursor]);
     assert_eq!(page2.json(), json!([items[2].clone()]));
@@ -169,7 +169,7 @@ fn dlq_list_pages_with_a_cursor() {
     );
 
     w.run(&["dlq", "list", "--cursor", "abc"])
-        .error(&["not a dead-letter cursor"]);
+        .bad_input(&["not a dead-letter cursor"]);
     w.run(&["dlq", "list", "--limit", "0"])
         .fails(2, &["--limit"]);
 }
@@ -239,11 +239,11 @@ fn dlq_show_refuses_bad_ids_and_live_messages() {
         enqueue(&mut mb, "x", b"{}")
     };
     w.run(&["dlq", "show", &queued.to_string()])
-        .error(&["is queued, not dead", "only dead letters"]);
+        .bad_input(&["is queued, not dead", "only dead letters"]);
     w.run(&["dlq", "show", "42"])
-        .error(&["`42` is not a message id", "mailroom dlq list"]);
+        .bad_input(&["`42` is not a message id", "mailroom dlq list"]);
     w.run(&["dlq", "show", &MessageId::new().to_string()])
-        .error(&["no message with id", "check the id"]);
+        .bad_input(&["no message with id", "check the id"]);
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn redrive_and_purge() {
     let m = w.mailbox().message(dead[0]).expect("stored");
     assert_eq!((m.state, m.summary.attempts), (MessageState::Queued, 0));
     w.run(&["dlq", "redrive", &dead[0].to_string()])
-        .error(&["is queued, not dead"]);
+        .bad_input(&["is queued, not dead"]);
 
     let by_type = w
         .run(&["dlq", "redrive", "--event-type", "email.send", "--json"])
@@ -360,21 +360,38 @@ fn read_commands_never_create_a_store() {
     let w = Workdir::new();
     for args in [
         &["stats"][..],
-        &["stats", "--json"],
         &["dlq", "list"],
         &["dlq", "show", "0190a4f2-0000-7000-8000-000000000000"],
         &["dlq", "redrive", "--all"],
         &["dlq", "purge", "--all"],
         &["plugins"],
     ] {
-        w.run(args).error(&[
+        w.run(args).unavailable(&[
             "no store at mailroom.db",
             "start `mailroom run` there first",
             "--db",
         ]);
     }
     w.run(&["stats", "--db", "elsewhere.db"])
-        .error(&["no store at elsewhere.db"]);
+        .unavailable(&["no store at elsewhere.db"]);
+    for args in [
+        &["stats", "--json"][..],
+        &["dlq", "list", "--json"],
+        &["plugins", "--json"],
+    ] {
+        let run = w.run(args);
+        assert_eq!(run.code, 5, "{run:?}");
+        let error: serde_json::Value =
+            serde_json::from_str(&run.stdout).expect("--json prints the error as JSON");
+        assert_eq!(
+            error["error"]["code"],
+            json!("store_unavailable"),
+            "{error}"
+        );
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("no store at mailroom.db"), "{error}");
+        assert!(run.stderr.is_empty(), "{run:?}");
+    }
     assert_eq!(
         std::fs::read_dir(w.path()).expect("list").count(),
         0,

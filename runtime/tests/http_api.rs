@@ -636,6 +636,24 @@ async fn bad_input_names_what_is_wrong_and_stores_nothing() {
     let unknown = api.get("/v1/nothing-here").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.error()["code"], "not_found");
+
+    // A known endpoint with another method: the same JSON shape, and the
+    // methods it does take.
+    let wrong_method = api.send(Method::DELETE, "/v1/stats", None, "").await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.error()["code"], "method_not_allowed");
+    assert!(
+        wrong_method.headers["allow"]
+            .to_str()
+            .is_ok_and(|a| a.contains("GET")),
+        "{:?}",
+        wrong_method.headers
+    );
+    let message = wrong_method.error()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("does not take DELETE"), "{message}");
     host.shutdown().await;
 }
 

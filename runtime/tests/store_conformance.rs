@@ -23,7 +23,6 @@ struct Fixture {
     store: Store,
 }
 
-
 async fn fixture(backend: Backend) -> Fixture {
     let at = TestLocation::new(backend).await;
     let clock = ManualClock::new(T0);
@@ -470,7 +469,7 @@ async fn a_lease_expiring_at_the_last_attempt_dead_letters_the_message(backend: 
             .last_error
             .as_deref()
             .unwrap_or("")
-            .starts_with("gave up after 1 attempts: lease expired")
+            .starts_with("gave up after 1 attempt: lease expired")
     );
 }
 

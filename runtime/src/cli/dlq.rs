@@ -7,10 +7,11 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::failure::bad_input;
 use super::output::{self, print_json, print_table, table, timestamp};
 use crate::config::Config;
-use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 use crate::message::{self, MessageId};
+use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 
 /// The `dlq` commands.
 #[derive(Debug, Subcommand)]
@@ -121,11 +122,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
         print_table(&mut out, &t).map_err(super::stdout_error)?;
     }
     if let Some(cursor) = page.next_cursor {
-        let filter = args
-            .event_type
-            .map(|t| format!(" --event-type {t}"))
-            .unwrap_or_default();
-        eprintln!("more dead letters: mailroom dlq list{filter} --cursor {cursor}");
+        eprintln!("more dead letters: {}", output::next_page_command(&cursor));
     }
     Ok(())
 }
@@ -265,20 +262,18 @@ async fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Resu
 
 fn parse_id(id: &str) -> anyhow::Result<MessageId> {
     id.parse::<MessageId>()
-        .map_err(|e| anyhow::anyhow!("{e}; copy an id from `mailroom dlq list`"))
+        .map_err(|e| bad_input(format!("{e}; copy an id from `mailroom dlq list`")))
 }
 
 /// Says what to do when the message is missing or not a dead letter.
 fn not_dead(error: StoreError) -> anyhow::Error {
     match error {
-        StoreError::WrongState { .. } => {
-            anyhow::anyhow!("{error}: only dead letters can be shown, redriven or purged")
-        }
-        StoreError::NoSuchMessage { .. } => {
-            anyhow::anyhow!(
-                "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
-            )
-        }
+        StoreError::WrongState { .. } => bad_input(format!(
+            "{error}: only dead letters can be shown, redriven or purged"
+        )),
+        StoreError::NoSuchMessage { .. } => bad_input(format!(
+            "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
+        )),
         other => other.into(),
     }
 }

@@ -53,8 +53,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::store::Store;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub use dead_letters::DeadLetterDetail;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -234,7 +234,32 @@ pub fn router(state: ApiState) -> Router {
         .merge(console::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint: see /v1/openapi.json".into()) })
+        .layer(axum::middleware::from_fn(method_not_allowed))
         .with_state(state)
+}
+
+/// Gives the router's bare 405 (a known path, another method) the JSON
+/// error shape of every other error. The router adds the `Allow` header
+/// afterwards, so the message points at it.
+async fn method_not_allowed(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let mut json = ApiError::MethodNotAllowed(format!(
+        "this endpoint does not take {method}: the Allow header lists the methods it takes (see /v1/openapi.json)"
+    ))
+    .into_response();
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        json.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    json
 }
 
 fn overloaded(e: BoxError, timeout: Duration) -> ApiError {
