@@ -583,15 +583,15 @@ async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Bac
     assert!(matches!(results[3], Ok(Settled::Dead)));
     let stats = f.store.stats().await.expect("stats");
     assert_eq!(
-        stats.by_event_type["f"].queued, 1,
+        stats.by_event_type["f"].counts.queued, 1,
         "only the valid ack's follow-up"
     );
     assert_eq!(
-        stats.by_event_type["a"].inflight, 1,
+        stats.by_event_type["a"].counts.inflight, 1,
         "the stolen one is untouched"
     );
-    assert_eq!(stats.by_event_type["a"].queued, 1);
-    assert_eq!(stats.by_event_type["a"].dead, 1);
+    assert_eq!(stats.by_event_type["a"].counts.queued, 1);
+    assert_eq!(stats.by_event_type["a"].counts.dead, 1);
 }
 
 async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {
@@ -741,10 +741,10 @@ async fn stats_count_by_state_type_and_priority(backend: Backend) {
         (2, 1, 0)
     );
     assert_eq!(
-        (s.by_event_type["a"].queued, s.by_event_type["a"].inflight),
+        (s.by_event_type["a"].counts.queued, s.by_event_type["a"].counts.inflight),
         (1, 1)
     );
-    assert_eq!(s.by_event_type["b"].queued, 1);
+    assert_eq!(s.by_event_type["b"].counts.queued, 1);
     assert_eq!(s.by_priority[&Priority::High].inflight, 1);
     assert_eq!(s.by_priority[&Priority::Normal].queued, 2);
     assert_eq!(s.due, 1, "b is delayed");

@@ -414,7 +414,7 @@ impl Harness {
         let reported: std::collections::BTreeMap<String, (u64, u64, u64)> = stats
             .by_event_type
             .iter()
-            .map(|(t, c)| (t.clone(), (c.queued, c.inflight, c.dead)))
+            .map(|(t, c)| (t.clone(), (c.counts.queued, c.counts.inflight, c.counts.dead)))
             .collect();
         assert_eq!(reported, by_type, "counts by event type");
         let by_priority: u64 = stats.by_priority.values().map(|c| c.total()).sum();

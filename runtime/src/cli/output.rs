@@ -63,10 +63,23 @@ pub(super) fn age(ms: Millis) -> String {
 
 /// How long ago `ms` was, for humans ("5m 3s ago").
 pub(super) fn ago(ms: Millis) -> String {
-    let now = SystemTime::now()
+    format!("{} ago", age(now_ms().saturating_sub(ms).max(0)))
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    format!("{} ago", age(now.saturating_sub(ms).max(0)))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When `ms` is relative to now, for humans: "in 5s", or "5m 3s ago".
+pub(super) fn when(ms: Millis) -> String {
+    let now = now_ms();
+    if ms > now {
+        format!("in {}", age(ms - now))
+    } else {
+        format!("{} ago", age(now - ms))
+    }
 }
 
 /// The first line of `text`, at most `max` characters, with an ellipsis when

@@ -46,18 +46,7 @@ pub(crate) async fn list(
                     .map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
                 filter.event_type = Some(value);
             }
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "limit",
-                            format!("`{value}` is not a page size: use 1 to 1000"),
-                        )
-                    })?;
-            }
+            "limit" => filter.limit = super::messages::page_size(&value)?,
             "cursor" => {
                 // Cursors are opaque to clients; the store's are numbers.
                 if value.parse::<u64>().is_err() {

@@ -124,6 +124,9 @@ pub struct StoredMessage {
     pub summary: DeadLetter,
     /// When it is (or was) next due (ms since the Unix epoch).
     pub available_at: Millis,
+    /// The lease, while in flight: which host holds it and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<super::queue::LeaseHolder>,
     /// The payload bytes.
     #[serde(skip)]
     pub payload: Vec<u8>,
