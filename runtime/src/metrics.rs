@@ -512,7 +512,7 @@ impl OutboundObserver for Metrics {
 mod tests {
     use super::*;
     use crate::message::MessageId;
-    use crate::store::StateCounts;
+    use crate::store::EventTypeStats;
 
     #[test]
     fn outbound_requests_count_by_plugin_origin_and_status_class() {
@@ -553,7 +553,7 @@ mod tests {
         let mut stats = Stats::default();
         stats
             .by_event_type
-            .insert("order.created".to_owned(), StateCounts::default());
+            .insert("order.created".to_owned(), EventTypeStats::default());
         let text = m.render(&stats);
         for family in ["enqueued", "emitted", "acked", "retried", "dead_lettered"] {
             let line = format!("mailroom_events_{family}_total{{event_type=\"order.created\"}} 0");
