@@ -5,7 +5,7 @@
 
 mod store_support;
 
-use mailroom::clock::{Clock, ManualClock};
+use mailroom::clock::ManualClock;
 use mailroom::message::{MessageId, NewMessage};
 use mailroom::state_machine::MessageState;
 use mailroom::store::{Claimed, MessageFilter, Store, StoreError};
