@@ -7,7 +7,7 @@ mod store_support;
 
 use std::time::Duration;
 
-use mailroom::clock::{Clock, ManualClock};
+
 use mailroom::message::{MessageId, NewMessage, Priority};
 use mailroom::state_machine::{Failure, MessageState};
 use mailroom::store::{
@@ -15,49 +15,10 @@ use mailroom::store::{
     Settlement, Store, StoreError,
 };
 
-use store_support::{Backend, LEASE, T0, TestLocation, policies};
-
-struct Fixture {
-    at: TestLocation,
-    clock: ManualClock,
-    store: Store,
-}
-
-async fn fixture(backend: Backend) -> Fixture {
-    let at = TestLocation::new(backend).await;
-    let clock = ManualClock::new(T0);
-    let store = at.open(&clock, &policies()).await;
-    Fixture { at, clock, store }
-}
-
-impl Fixture {
-    /// Another store on the same location: another host.
-    async fn open_another(&self) -> Store {
-        self.at.open(&self.clock, &policies()).await
-    }
-
-    fn now(&self) -> i64 {
-        self.clock.now_ms()
-    }
-}
+use store_support::{Backend, LEASE, T0, TestLocation, claim, enqueue, fixture};
 
 fn types(names: &[&str]) -> Vec<String> {
     names.iter().map(|&n| n.to_owned()).collect()
-}
-
-async fn enqueue(store: &Store, event_type: &str) -> MessageId {
-    store
-        .enqueue(NewMessage::new(event_type, br#"{"n":1}"#.to_vec()))
-        .await
-        .expect("enqueue")
-        .id
-}
-
-async fn claim(store: &Store, limit: usize, names: &[&str]) -> Vec<Claimed> {
-    store
-        .claim(limit, LEASE, &types(names))
-        .await
-        .expect("claim")
 }
 
 async fn claim_one(store: &Store, names: &[&str]) -> Claimed {

@@ -71,7 +71,10 @@ fn a_paused_type_waits_on_every_host_and_across_a_restart_until_resumed() {
     assert_eq!(stats.0["by_event_type"]["behaviour"]["paused"], json!(true));
     for id in &ids {
         let shown = ops.json(&["messages", "show", id, "--json"]);
-        assert_eq!((shown["state"].as_str(), shown["attempts"].as_u64()), (Some("queued"), Some(0)));
+        assert_eq!(
+            (shown["state"].as_str(), shown["attempts"].as_u64()),
+            (Some("queued"), Some(0))
+        );
     }
 
     // A restart of every host keeps the pause: it lives in the store.
@@ -86,7 +89,10 @@ fn a_paused_type_waits_on_every_host_and_across_a_restart_until_resumed() {
     let resumed = hosts[1].mailroom(&["resume", "behaviour"]).success();
     assert!(resumed.stdout.contains("resumed behaviour"), "{resumed}");
     ops.wait_drained("behaviour");
-    assert_eq!(ops.stats().0["by_event_type"]["behaviour"]["paused"], json!(false));
+    assert_eq!(
+        ops.stats().0["by_event_type"]["behaviour"]["paused"],
+        json!(false)
+    );
     for host in &hosts {
         host.stop();
     }
@@ -115,7 +121,10 @@ fn queued_messages_are_listed_shown_and_cancelled_but_one_in_flight_is_not() {
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert_eq!(listed, queued.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        listed,
+        queued.iter().map(String::as_str).collect::<Vec<_>>()
+    );
 
     let shown = host.json(&["messages", "show", &running, "--json"]);
     assert_eq!(shown["state"], json!("inflight"));
@@ -123,19 +132,40 @@ fn queued_messages_are_listed_shown_and_cancelled_but_one_in_flight_is_not() {
     assert!(owner.ends_with(&format!(":{}", host.pid())), "{owner}");
 
     let refused = host.mailroom(&["messages", "cancel", &running, &queued[0], "--json"]);
-    assert_eq!(refused.status.code(), Some(1), "not everything named was cancelled: {refused}");
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "not everything named was cancelled: {refused}"
+    );
     let report = refused.json();
     assert_eq!(report["cancelled"], json!(1));
     let reason = report["refused"][0]["reason"].as_str().expect("a reason");
     assert!(reason.starts_with("in flight"), "{reason}");
 
     let bulk = host.mailroom(&["messages", "cancel", "--event-type", "nobody.handles"]);
-    assert_eq!(bulk.status.code(), Some(2), "a bulk cancel needs --yes: {bulk}");
+    assert_eq!(
+        bulk.status.code(),
+        Some(2),
+        "a bulk cancel needs --yes: {bulk}"
+    );
     let bulk = host
-        .mailroom(&["messages", "cancel", "--event-type", "nobody.handles", "--yes"])
+        .mailroom(&[
+            "messages",
+            "cancel",
+            "--event-type",
+            "nobody.handles",
+            "--yes",
+        ])
         .success();
-    assert!(bulk.stdout.contains("cancelled 2 queued messages"), "{bulk}");
+    assert!(
+        bulk.stdout.contains("cancelled 2 queued messages"),
+        "{bulk}"
+    );
     assert_eq!(host.stats().of("nobody.handles").queued, 0);
-    assert_eq!(host.stats().of("behaviour").inflight, 1, "the running one is untouched");
+    assert_eq!(
+        host.stats().of("behaviour").inflight,
+        1,
+        "the running one is untouched"
+    );
     host.sigkill();
 }

@@ -33,13 +33,8 @@ pub struct ListArgs {
     /// Only dead letters of this event type
     #[arg(long, value_name = "TYPE")]
     event_type: Option<String>,
-    /// At most N dead letters (1 to 1000)
-    #[arg(long, value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    limit: u16,
-    /// Continue after a previous page (the cursor it printed)
-    #[arg(long, value_name = "CURSOR")]
-    cursor: Option<String>,
+    #[command(flatten)]
+    page: output::PageArgs,
     /// Print a JSON array of {"id", "event_type", "attempts", "max_attempts",
     /// "last_error", "plugin_digest", "created_at", "dead_at", ...}; times in
     /// ms since the Unix epoch. The next cursor, if any, goes to stderr
@@ -94,8 +89,8 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     let page = store
         .dead_letters(DeadLetterFilter {
             event_type: args.event_type.clone(),
-            limit: usize::from(args.limit),
-            cursor: args.cursor,
+            limit: usize::from(args.page.limit),
+            cursor: args.page.cursor,
         })
         .await?;
     let mut out = std::io::stdout().lock();

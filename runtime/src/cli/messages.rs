@@ -40,13 +40,8 @@ pub struct ListArgs {
     /// Only messages in this state: queued, inflight or dead
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     state: Option<MessageState>,
-    /// At most N messages (1 to 1000)
-    #[arg(long, value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    limit: u16,
-    /// Continue after a previous page (the cursor it printed)
-    #[arg(long, value_name = "CURSOR")]
-    cursor: Option<String>,
+    #[command(flatten)]
+    page: output::PageArgs,
     /// Print {"items": [{"id", "event_type", "state", "attempts", "max_attempts",
     /// "available_at", "last_error", "lease": {"owner", "expires_at"}, ...}],
     /// "next_cursor"}; times in ms since the Unix epoch
@@ -105,8 +100,8 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
         .messages(MessageFilter {
             event_type: args.event_type.clone(),
             state: args.state,
-            limit: usize::from(args.limit),
-            cursor: args.cursor,
+            limit: usize::from(args.page.limit),
+            cursor: args.page.cursor,
         })
         .await?;
     let mut out = std::io::stdout().lock();

@@ -188,6 +188,18 @@ fn hex_dump(bytes: &[u8]) -> String {
     out.trim_end().to_owned()
 }
 
+/// The paging options of a list command.
+#[derive(Debug, clap::Args)]
+pub(super) struct PageArgs {
+    /// At most N per page (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(super) limit: u16,
+    /// Continue after a previous page (the cursor it printed)
+    #[arg(long, value_name = "CURSOR")]
+    pub(super) cursor: Option<String>,
+}
+
 /// The command line that was run, with `--cursor` set to `cursor`: what to
 /// run for the next page, with every filter and option kept.
 pub(super) fn next_page_command(cursor: &str) -> String {

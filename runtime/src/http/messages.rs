@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::dead_letters::DeadLetterDetail;
 use super::error::{ApiError, ErrorBody};
+use super::query;
 use crate::message::{MessageId, validate_event_type};
 use crate::state_machine::MessageState;
 use crate::store::{Cancelled, MessageFilter, MessagePage};
@@ -46,11 +47,7 @@ pub(crate) async fn list(
     let mut filter = MessageFilter::default();
     for (name, value) in params {
         match name.as_str() {
-            "event_type" => {
-                validate_event_type(&value)
-                    .map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
-                filter.event_type = Some(value);
-            }
+            "event_type" => filter.event_type = Some(query::event_type(value)?),
             "state" => {
                 filter.state = Some(value.parse::<MessageState>().map_err(|_| {
                     ApiError::invalid(
@@ -59,18 +56,8 @@ pub(crate) async fn list(
                     )
                 })?);
             }
-            "limit" => filter.limit = page_size(&value)?,
-            "cursor" => {
-                if value.parse::<u64>().is_err() {
-                    return Err(ApiError::invalid(
-                        "cursor",
-                        format!(
-                            "`{value}` is not a message cursor: pass the next_cursor of a previous page"
-                        ),
-                    ));
-                }
-                filter.cursor = Some(value);
-            }
+            "limit" => filter.limit = query::page_size(&value)?,
+            "cursor" => filter.cursor = Some(query::cursor(value, "message")?),
             other => {
                 return Err(ApiError::invalid(
                     other,
@@ -80,20 +67,6 @@ pub(crate) async fn list(
         }
     }
     Ok(Json(state.ingest.messages(filter).await?))
-}
-
-/// A page size parameter: 1 to 1000.
-pub(super) fn page_size(value: &str) -> Result<usize, ApiError> {
-    value
-        .parse()
-        .ok()
-        .filter(|n| (1..=1000).contains(n))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "limit",
-                format!("`{value}` is not a page size: use 1 to 1000"),
-            )
-        })
 }
 
 fn message_id(id: &str) -> Result<MessageId, ApiError> {
@@ -147,7 +120,10 @@ pub(crate) async fn cancel_one(
         return Err(if refused.reason.starts_with("no message") {
             ApiError::NotFound(format!("no message with id {id}"))
         } else {
-            ApiError::WrongState(format!("message {id} was not cancelled: {}", refused.reason))
+            ApiError::WrongState(format!(
+                "message {id} was not cancelled: {}",
+                refused.reason
+            ))
         });
     }
     Ok(Json(done))
@@ -173,7 +149,10 @@ pub(crate) async fn cancel_queued(
     validate_event_type(&event_type).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
     let mut done = Cancelled::default();
     loop {
-        let n = state.ingest.cancel_queued(&event_type, CANCEL_BATCH).await?;
+        let n = state
+            .ingest
+            .cancel_queued(&event_type, CANCEL_BATCH)
+            .await?;
         done.cancelled += n;
         if n == 0 {
             break;

@@ -14,6 +14,7 @@
 //! | `openapi.rs`      | `GET /v1/openapi.json`, generated from the handlers       |
 //! | `console.rs`      | the web console at `/ui/` (files in `console/`)           |
 //! | `auth.rs`         | the bearer token                                          |
+//! | `query.rs`        | query parameters the list endpoints share                 |
 //! | `error.rs`        | the one error type and its JSON shape                     |
 //!
 //! Every request works through the host's producer connection (synced
@@ -33,6 +34,7 @@ mod messages;
 mod metrics;
 mod openapi;
 mod plugins;
+mod query;
 mod stats;
 mod throughput;
 

@@ -27,7 +27,8 @@
 //! | `claim.rs`        | claimed messages, their leases and the claim order     |
 //! | `settle.rs`       | outcomes of deliveries, and the decision each leads to |
 //! | `reclaim.rs`      | what a reclaim did; whether a host is gone             |
-//! | `dead_letters.rs` | stored messages, dead letters, paging                  |
+//! | `dead_letters.rs` | stored messages, dead letters                          |
+//! | `page.rs`         | pages of a list: sizes, cursors                        |
 //! | `queue.rs`        | messages in any state, cancels, paused event types     |
 //! | `stats.rs`        | counts and queue information, added up                 |
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
@@ -40,6 +41,7 @@ mod error;
 mod location;
 mod options;
 mod owner;
+mod page;
 pub mod postgres;
 mod queue;
 mod reclaim;
@@ -62,6 +64,7 @@ pub use error::StoreError;
 pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
+pub use page::Page;
 pub use reclaim::Reclaimed;
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Outcome, SettleEntry, Settled, Settlement};

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::StoreError;
 use super::dead_letters::DeadLetter;
 use crate::clock::Millis;
-use crate::message::{InvalidInput, MessageId};
+use crate::message::MessageId;
 use crate::state_machine::MessageState;
 
 /// Which messages to list.
@@ -22,29 +22,15 @@ pub struct MessageFilter {
     pub cursor: Option<String>,
 }
 
-/// The default and largest page of messages.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
-
 impl MessageFilter {
     /// The page size asked for, within bounds.
     pub(crate) fn page_size(&self) -> usize {
-        match self.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        }
+        super::page::page_size(self.limit)
     }
 
     /// The position to continue after (0: from the start).
     pub(crate) fn after(&self) -> Result<i64, StoreError> {
-        match &self.cursor {
-            None => Ok(0),
-            Some(c) => c.parse().map_err(|_| {
-                StoreError::Invalid(InvalidInput::Id(format!(
-                    "`{c}` is not a message cursor: pass the next_cursor of a previous page"
-                )))
-            }),
-        }
+        super::page::after(self.cursor.as_deref(), "message")
     }
 
     /// The state filter as the text both backends store.
@@ -80,31 +66,7 @@ pub struct MessageSummary {
 }
 
 /// One page of messages, in the order they were enqueued.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct MessagePage {
-    /// The messages.
-    pub items: Vec<MessageSummary>,
-    /// Pass this back to get the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl MessagePage {
-    /// A page from rows read as (message, position), asked for with one row
-    /// more than `limit`.
-    pub(crate) fn from_rows(rows: Vec<(MessageSummary, i64)>, limit: usize) -> Self {
-        let more = rows.len() > limit;
-        let mut page = Self::default();
-        let mut last = 0;
-        for (item, seq) in rows.into_iter().take(limit) {
-            page.items.push(item);
-            last = seq;
-        }
-        if more {
-            page.next_cursor = Some(last.to_string());
-        }
-        page
-    }
-}
+pub type MessagePage = super::page::Page<MessageSummary>;
 
 /// What a cancel did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -177,20 +139,5 @@ mod tests {
         assert!(dead.contains("dlq purge"), "{dead}");
         let gone = refusal(id, None).reason;
         assert!(gone.starts_with("no message"), "{gone}");
-    }
-
-    #[test]
-    fn a_bad_cursor_is_named() {
-        let filter = MessageFilter {
-            cursor: Some("x".into()),
-            ..MessageFilter::default()
-        };
-        assert!(filter.after().is_err());
-        assert_eq!(MessageFilter::default().page_size(), DEFAULT_PAGE);
-        let big = MessageFilter {
-            limit: 10_000,
-            ..MessageFilter::default()
-        };
-        assert_eq!(big.page_size(), MAX_PAGE);
     }
 }

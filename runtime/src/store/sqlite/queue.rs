@@ -9,8 +9,8 @@ use crate::message::MessageId;
 use crate::state_machine::MessageState;
 use crate::store::StoreError;
 use crate::store::queue::{
-    Cancelled, LeaseHolder, MessageFilter, MessagePage, MessageSummary,
-    PauseChange, PausedType, refusal,
+    Cancelled, LeaseHolder, MessageFilter, MessagePage, MessageSummary, PauseChange, PausedType,
+    refusal,
 };
 
 /// A message's summary, state, due time and lease, read by
@@ -61,7 +61,8 @@ pub(super) fn message_summary(row: &Row<'_>) -> rusqlite::Result<(MessageSummary
 }
 
 /// The event types no host may claim (`paused_event_types`).
-pub(super) const PAUSED: &str = "SELECT event_type, paused_at FROM paused_event_types ORDER BY event_type";
+pub(super) const PAUSED: &str =
+    "SELECT event_type, paused_at FROM paused_event_types ORDER BY event_type";
 
 impl Mailbox {
     /// Lists messages in any state, in the order they were enqueued, a page
@@ -167,7 +168,11 @@ impl Mailbox {
     /// # Errors
     ///
     /// A store failure.
-    pub fn set_paused(&mut self, event_type: &str, paused: bool) -> Result<PauseChange, StoreError> {
+    pub fn set_paused(
+        &mut self,
+        event_type: &str,
+        paused: bool,
+    ) -> Result<PauseChange, StoreError> {
         let now = self.now();
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
