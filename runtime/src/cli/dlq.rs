@@ -11,6 +11,7 @@ use super::failure::bad_input;
 use super::output::{self, print_json, print_table, table, timestamp};
 use crate::config::Config;
 use crate::message::{self, MessageId};
+use crate::state_machine::MessageState;
 use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 
 /// The `dlq` commands.
@@ -32,13 +33,8 @@ pub struct ListArgs {
     /// Only dead letters of this event type
     #[arg(long, value_name = "TYPE")]
     event_type: Option<String>,
-    /// At most N dead letters (1 to 1000)
-    #[arg(long, value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    limit: u16,
-    /// Continue after a previous page (the cursor it printed)
-    #[arg(long, value_name = "CURSOR")]
-    cursor: Option<String>,
+    #[command(flatten)]
+    page: output::PageArgs,
     /// Print a JSON array of {"id", "event_type", "attempts", "max_attempts",
     /// "last_error", "plugin_digest", "created_at", "dead_at", ...}; times in
     /// ms since the Unix epoch. The next cursor, if any, goes to stderr
@@ -93,8 +89,8 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     let page = store
         .dead_letters(DeadLetterFilter {
             event_type: args.event_type.clone(),
-            limit: usize::from(args.limit),
-            cursor: args.cursor,
+            limit: usize::from(args.page.limit),
+            cursor: args.page.cursor,
         })
         .await?;
     let mut out = std::io::stdout().lock();
@@ -144,8 +140,14 @@ async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
     let store = super::open_existing(config).await?;
     let message = store.dead_letter(id).await.map_err(not_dead)?;
+    print_message(&message, args.json)
+}
+
+/// Prints one stored message (any state) with its payload: fields and
+/// payload for humans, or the `--json` object `dlq show` documents.
+pub(super) fn print_message(message: &StoredMessage, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if json {
         let bytes = &message.payload;
         let json = std::str::from_utf8(bytes)
             .ok()
@@ -160,14 +162,14 @@ async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
         return print_json(
             &mut out,
             &Shown {
-                message: &message,
+                message,
                 payload: json,
                 payload_text: text,
                 payload_hex: hex,
             },
         );
     }
-    human_show(&mut out, &message).map_err(super::stdout_error)
+    human_show(&mut out, message).map_err(super::stdout_error)
 }
 
 fn human_show(out: &mut impl Write, m: &StoredMessage) -> std::io::Result<()> {
@@ -189,6 +191,24 @@ fn human_show(out: &mut impl Write, m: &StoredMessage) -> std::io::Result<()> {
                 timestamp(d.created_at),
                 output::ago(d.created_at)
             ),
+        ),
+        (
+            "due",
+            if m.state == MessageState::Queued {
+                format!("{} ({})", timestamp(m.available_at), output::when(m.available_at))
+            } else {
+                "-".into()
+            },
+        ),
+        (
+            "lease",
+            m.lease
+                .as_ref()
+                .map(|l| match l.expires_at {
+                    Some(t) => format!("held by {} until {}", l.owner, timestamp(t)),
+                    None => format!("held by {}", l.owner),
+                })
+                .unwrap_or_else(|| "-".into()),
         ),
         (
             "died",

@@ -8,6 +8,7 @@
 //! | `enqueue.rs`  | `mailroom enqueue`                       |
 //! | `stats.rs`    | `mailroom stats`                         |
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
+//! | `messages.rs` | `mailroom messages list\|show\|cancel`, `mailroom pause\|resume` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
 //! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
@@ -19,6 +20,7 @@
 mod dlq;
 mod enqueue;
 pub mod failure;
+mod messages;
 mod output;
 mod plugin;
 mod plugins;
@@ -110,6 +112,15 @@ pub enum Command {
     /// List, show, redrive or purge dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// List, show or cancel messages in any state.
+    #[command(subcommand)]
+    Messages(messages::MessagesCommand),
+    /// Pause an event type: no host on the store claims its messages until
+    /// it is resumed (enqueues are still accepted; the pause lasts across
+    /// restarts).
+    Pause(messages::PauseArgs),
+    /// Resume a paused event type: hosts claim its due messages again.
+    Resume(messages::PauseArgs),
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
@@ -206,6 +217,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     Command::Enqueue(args) => enqueue::execute(&config, args).await,
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,
+                    Command::Messages(command) => messages::execute(&config, command).await,
+                    Command::Pause(args) => messages::pause(&config, &args, true).await,
+                    Command::Resume(args) => messages::pause(&config, &args, false).await,
                     Command::Plugins(args) => plugins::execute(&config, &args).await,
                 }
             })

@@ -7,12 +7,14 @@
 //! | `stats.rs`        | `GET /v1/stats`                                           |
 //! | `throughput.rs`   | `GET /v1/throughput` (deliveries per minute)              |
 //! | `plugins.rs`      | `GET /v1/plugins`                                         |
+//! | `messages.rs`     | `/v1/messages…`: list, show, cancel; `/v1/event-types/{t}/…`: cancel queued, pause, resume |
 //! | `dead_letters.rs` | `/v1/dead-letters…`: list, show, redrive, purge           |
 //! | `health.rs`       | `GET /healthz`, `GET /readyz`                             |
 //! | `metrics.rs`      | `GET /metrics` (Prometheus)                               |
 //! | `openapi.rs`      | `GET /v1/openapi.json`, generated from the handlers       |
 //! | `console.rs`      | the web console at `/ui/` (files in `console/`)           |
 //! | `auth.rs`         | the bearer token                                          |
+//! | `query.rs`        | query parameters the list endpoints share                 |
 //! | `error.rs`        | the one error type and its JSON shape                     |
 //!
 //! Every request works through the host's producer connection (synced
@@ -28,9 +30,11 @@ mod dead_letters;
 mod error;
 mod events;
 mod health;
+mod messages;
 mod metrics;
 mod openapi;
 mod plugins;
+mod query;
 mod stats;
 mod throughput;
 
@@ -175,6 +179,11 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(stats::get_stats))
         .routes(routes!(throughput::get_throughput))
         .routes(routes!(plugins::get_plugins))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::show, messages::cancel_one))
+        .routes(routes!(messages::cancel_queued))
+        .routes(routes!(messages::pause))
+        .routes(routes!(messages::resume))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::show, dead_letters::purge_one))
         .routes(routes!(dead_letters::redrive_one))
