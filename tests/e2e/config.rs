@@ -38,7 +38,7 @@ poll_intervall = "20ms"
 }
 
 #[test]
-fn run_creates_a_missing_plugin_folder_and_watches_it() {
+fn run_creates_a_missing_plugin_folder_whose_parent_exists_and_watches_it() {
     let host = TestHost::with_config_text(
         r#"[plugins]
 dir = "deploy/plugins"
@@ -51,6 +51,9 @@ format = "json"
 "#,
     );
     let folder = host.path().join("deploy/plugins");
+    // A missing parent is taken for a typo and refused (see cli_config);
+    // only the last step is created.
+    std::fs::create_dir(host.path().join("deploy")).expect("parent");
     assert!(!folder.exists());
     host.start();
     assert!(folder.is_dir(), "the host created its plugin folder");
