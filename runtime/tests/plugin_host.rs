@@ -75,6 +75,7 @@ fn delivery(event_type: &str, payload: Value) -> Delivery {
         attempt: 1,
         max_attempts: 5,
         created_at_ms: 1_700_000_000_000,
+        depth: 0,
     }
 }
 

@@ -428,6 +428,8 @@ fn accessors_map_the_config_onto_the_runtime() {
     c.plugins.timeout = Duration::from_secs(3);
     c.plugins.instance_reuse = 5;
     c.plugins.max_emits = 7;
+    c.plugins.max_emit_bytes = 9000;
+    c.plugins.max_chain_depth = 3;
     c.dispatcher.concurrency = 500;
     assert_eq!(c.cache_dir(), PathBuf::from("/data/q/.mailroom-cache"));
     let limits = c.sandbox_limits();
@@ -437,6 +439,8 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert_eq!(limits.timeout, Duration::from_secs(3));
     assert_eq!(limits.instance_reuse, 5);
     assert_eq!(limits.max_emits, 7);
+    assert_eq!(limits.max_emit_bytes, 9000);
+    assert_eq!(limits.max_chain_depth, 3);
     assert_eq!(limits.max_instances, 500, "a slot per concurrent delivery");
     let open = c.open_options(false);
     assert!(!open.create);
@@ -444,6 +448,22 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert_eq!(open.busy_timeout, Duration::from_secs(2));
     assert_eq!(open.max_payload_bytes, 4096);
     assert!(c.open_options(true).create);
+}
+
+#[test]
+fn reserved_slots_default_to_a_quarter_and_leave_one_slot() {
+    let mut d = crate::config::DispatcherConfig {
+        concurrency: 16,
+        ..Default::default()
+    };
+    assert_eq!(d.reserved_slots(), 4);
+    d.concurrency = 2;
+    assert_eq!(d.reserved_slots(), 1);
+    d.concurrency = 1;
+    assert_eq!(d.reserved_slots(), 0, "one slot cannot be reserved");
+    d.concurrency = 8;
+    d.reserved_slots = Some(20);
+    assert_eq!(d.reserved_slots(), 7, "at most concurrency - 1");
 }
 
 /// The reference config lists every key with its default: loading it gives
@@ -461,6 +481,7 @@ fn the_reference_config_matches_the_code() {
 
     let mut full = Config::default();
     full.plugins.cache_dir = Some("c".into());
+    full.dispatcher.reserved_slots = Some(1);
     full.http.listen = Some("127.0.0.1:1".parse().expect("addr"));
     full.http.token = Some("t".into());
     full.store.url = Some("postgres://u@h/d".into());

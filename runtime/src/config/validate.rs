@@ -78,6 +78,16 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
         "plugins.instance_reuse",
         || "is 0: use 1 (a fresh instance for every delivery) or more".into(),
     );
+    check.that(
+        c.plugins.max_emit_bytes >= 1,
+        "plugins.max_emit_bytes",
+        || "is 0: allow at least the payload bytes a delivery emits, e.g. 16777216 (16 MiB)".into(),
+    );
+    check.that(
+        c.plugins.max_chain_depth >= 1,
+        "plugins.max_chain_depth",
+        || "is 0: allow at least 1 (producer events may then emit, their follow-ups may not)".into(),
+    );
 
     check.that(
         c.plugins.http_max_concurrent_requests >= 1,

@@ -44,6 +44,7 @@ pub(crate) async fn deliver(plugin: Plugin, mut claimed: Claimed) -> Finished {
         attempt: claimed.attempts,
         max_attempts: claimed.max_attempts,
         created_at_ms: claimed.created_at,
+        depth: claimed.depth,
     };
     // `Plugin::handle` runs in a span naming the plugin, message, type and attempt.
     let outcome = plugin.handle(delivery).await;

@@ -9,11 +9,19 @@
 //! group of outcomes it commits. Idle, it sleeps.
 //! Expired leases are reclaimed at start and every reclaim interval.
 //!
+//! Scheduling is fair across event types (`fair`): claims take due messages
+//! in turns across types, a free slot goes to the waiting type with the
+//! fewest deliveries running, and while more than one type is routable
+//! `dispatcher.reserved_slots` slots are kept for types with nothing
+//! running. When every waiting message is of a type that may not take the
+//! free slots, the dispatcher claims again for the other types only.
+//!
 //! On shutdown it stops claiming, lets running deliveries finish within the
 //! grace period, commits their outcomes, and releases the rest (their
 //! attempt is not counted).
 
 mod delivery;
+mod fair;
 mod settler;
 
 use std::collections::{HashMap, VecDeque};
@@ -64,6 +72,12 @@ struct Run {
     running: JoinSet<Finished>,
     /// The lease of each running delivery, to release it if it is cut short.
     leases: HashMap<TaskId, Lease>,
+    /// The event type of each running delivery, and how many run per type.
+    running_types: HashMap<TaskId, String>,
+    running_by_type: HashMap<String, usize>,
+    /// Slots are free but no waiting message may take them (`fair`):
+    /// claim for the other types.
+    starved: bool,
     /// Finished deliveries, handed to the settler to commit.
     finished: Vec<Finished>,
     /// Claim before sleeping again.
@@ -90,6 +104,9 @@ impl Dispatcher {
             ready: VecDeque::new(),
             running: JoinSet::new(),
             leases: HashMap::new(),
+            running_types: HashMap::new(),
+            running_by_type: HashMap::new(),
+            starved: false,
             finished: Vec::new(),
             want_claim: true,
             next_due: None,
@@ -119,7 +136,7 @@ impl Dispatcher {
                 () = self.wake.notified() => run.want_claim = true,
                 // Busy, it claims after every commit anyway; other
                 // processes' commits are looked for once it is idle.
-                () = self.commits.changed(), if run.running.is_empty() && run.ready.is_empty() => {
+                () = self.commits.changed(), if (run.running.is_empty() && run.ready.is_empty()) || run.starved => {
                     run.want_claim = true;
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
@@ -137,18 +154,29 @@ impl Dispatcher {
     }
 
     /// Claims a batch when fewer messages are waiting than there are
-    /// delivery slots.
+    /// delivery slots; or, when slots are free that no waiting message may
+    /// take, as many as are free of the types neither waiting nor running.
     async fn claim(&self, run: &mut Run) {
-        let types = self.routes.event_types();
+        let mut types = self.routes.event_types();
         if types.is_empty() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
             return;
         }
+        let mut limit = self.settings.batch_size;
         if run.ready.len() >= self.settings.concurrency {
-            return;
+            if !run.starved {
+                return;
+            }
+            types.retain(|t| {
+                !run.running_by_type.contains_key(t) && !run.ready.iter().any(|c| &c.event_type == t)
+            });
+            if types.is_empty() {
+                run.want_claim = false;
+                return;
+            }
+            limit = self.settings.concurrency.saturating_sub(run.running.len()).max(1);
         }
-        let limit = self.settings.batch_size;
         let lease = self.settings.lease;
         let claimed = async {
             let claimed = self.store.claim(limit, lease, &types).await?;
@@ -176,27 +204,50 @@ impl Dispatcher {
         run.ready.extend(claimed);
     }
 
-    /// Starts deliveries from the claimed batch while slots are free.
+    /// Starts deliveries from the claimed batch while slots are free, each
+    /// free slot going to the message `fair::pick` chooses.
     async fn start(&self, run: &mut Run) {
         let mut release = Vec::new();
         let now = self.clock.now_ms();
         // A message whose lease would run out before its handler could time
         // out goes back unspent rather than risk being claimed twice.
         let needed = crate::clock::duration_ms(self.delivery_timeout + LEASE_MARGIN);
-        while run.running.len() < self.settings.concurrency {
-            let Some(c) = run.ready.pop_front() else {
+        // With one routable type there is nobody to keep slots for.
+        let slots = fair::Slots {
+            concurrency: self.settings.concurrency,
+            reserved: if self.routes.event_types().len() > 1 {
+                self.settings.reserved_slots()
+            } else {
+                0
+            },
+        };
+        loop {
+            let waiting = run.ready.iter().map(|c| c.event_type.as_str());
+            let Some(index) = fair::pick(waiting, &run.running_by_type, run.running.len(), slots)
+            else {
+                break;
+            };
+            let Some(c) = run.ready.remove(index) else {
                 break;
             };
             match self.routes.get(&c.event_type) {
                 Some(plugin) if c.lease_expires_at - now >= needed => {
                     let lease = c.lease.clone();
+                    let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
                     run.leases.insert(handle.id(), lease);
+                    *run.running_by_type.entry(event_type.clone()).or_default() += 1;
+                    run.running_types.insert(handle.id(), event_type);
                 }
                 // Unloaded since the claim, or held too long: hand it back unspent.
                 _ => release.push(c.lease),
             }
         }
+        let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
+        if starved && !run.starved {
+            run.want_claim = true;
+        }
+        run.starved = starved;
         if !release.is_empty() {
             run.want_claim = true;
             self.release(release).await;
@@ -312,6 +363,18 @@ impl Dispatcher {
 
 impl Run {
     fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        if let Some(event_type) = self.running_types.remove(&id)
+            && let Some(count) = self.running_by_type.get_mut(&event_type)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.running_by_type.remove(&event_type);
+            }
+        }
         match done {
             Ok((id, finished)) => {
                 self.leases.remove(&id);

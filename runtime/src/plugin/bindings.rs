@@ -16,5 +16,6 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use self::mailroom::plugin::logging::Level;
+pub(crate) use self::mailroom::plugin::follow_ups::EmitRefusal;
 pub(crate) use self::mailroom::plugin::types::{EmitError, OutgoingEvent};
 pub(crate) use exports::mailroom::plugin::plugin::{Event, HandlerError, PluginInfo};

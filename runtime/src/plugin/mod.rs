@@ -65,4 +65,4 @@ pub use host::{HostConfig, PluginHost};
 pub use inspect::file_digest;
 pub use loaded::Plugin;
 pub use outbound::{AllowedOrigin, InvalidOrigin, OutboundObserver};
-pub use sandbox::SandboxLimits;
+pub use sandbox::{DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_EMIT_BYTES, SandboxLimits};

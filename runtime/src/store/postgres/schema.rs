@@ -166,8 +166,16 @@ END
 $$;
 "#;
 
+/// Version 2: each message carries its chain depth: 0 for what producers
+/// and `mailroom.enqueue(...)` enqueue (the column default), the emitting
+/// message's depth + 1 for a handler's follow-up, so a loop of
+/// self-emitting handlers ends at `plugins.max_chain_depth`.
+const V2: &str = r#"
+ALTER TABLE mailroom.messages ADD COLUMN IF NOT EXISTS depth integer NOT NULL DEFAULT 0;
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

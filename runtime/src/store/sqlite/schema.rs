@@ -137,7 +137,62 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2)];
+/// Version 3: each message carries its chain depth: 0 for what producers
+/// enqueue, the emitting message's depth + 1 for a handler's follow-up, so
+/// a loop of self-emitting handlers ends at `plugins.max_chain_depth`.
+///
+/// SQLite has no `ADD COLUMN IF NOT EXISTS`, and two processes may migrate
+/// one file at once (the version is read before the migration's
+/// transaction), so the table is rebuilt with named columns, like V2: a
+/// second run finds the column and copies every row again. (It resets the
+/// depths the first process wrote in between to 0, which only lets those
+/// chains run a little longer.)
+const V3: &str = r#"
+CREATE TABLE IF NOT EXISTS messages_v3 (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    event_type       TEXT    NOT NULL,
+    payload          BLOB    NOT NULL,
+    key              TEXT,
+    source           TEXT,
+    correlation_id   TEXT    NOT NULL,
+    priority         INTEGER NOT NULL,
+    state            TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    available_at     INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_token      TEXT,
+    lease_expires_at INTEGER,
+    last_error       TEXT,
+    last_plugin_digest TEXT,
+    dead_at          INTEGER,
+    -- How many handlers emitted this message's ancestors: 0 when enqueued
+    -- by a producer.
+    depth            INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO messages_v3 (seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+    max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
+    lease_expires_at, last_error, last_plugin_digest, dead_at)
+    SELECT seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+    max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
+    lease_expires_at, last_error, last_plugin_digest, dead_at FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+
+CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key) WHERE key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_queue
+    ON messages (event_type, priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS messages_due
+    ON messages (event_type, available_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS messages_leases
+    ON messages (lease_expires_at) WHERE state = 'inflight';
+CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
 
 /// Every migration, in order.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
@@ -167,7 +222,8 @@ mod tests {
             MessageState::Dead,
         ] {
             assert!(
-                V2.contains(&format!("WHERE state = '{}'", state.as_str())),
+                V2.contains(&format!("WHERE state = '{}'", state.as_str()))
+                    && V3.contains(&format!("WHERE state = '{}'", state.as_str())),
                 "no partial index for {state:?}"
             );
         }
