@@ -271,6 +271,52 @@ mod tests {
         assert_eq!(claimed.len(), 1, "the queued message is still claimable");
     }
 
+    /// A store written by version 2 keeps its messages through the rebuild
+    /// of version 3, every one at depth 0, and its follow-ups count from
+    /// there. Running version 3 again (a second process migrating the same
+    /// file at once) keeps every row.
+    #[test]
+    fn version_2_stores_migrate_to_chain_depths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).expect("open");
+            MIGRATIONS.to_version(&mut conn, 2).expect("v2");
+            conn.execute_batch(
+                "INSERT INTO messages (id, event_type, payload, key, correlation_id, priority,
+                                       state, max_attempts, available_at, created_at, updated_at,
+                                       last_error, dead_at)
+                 VALUES ('0190c5a0-0000-7000-8000-000000000001', 'a', X'7B7D', 'k1', 'c', 1,
+                         'queued', 5, 0, 0, 0, NULL, NULL),
+                        ('0190c5a0-0000-7000-8000-000000000002', 'a', X'7B7D', NULL, 'c', 1,
+                         'dead', 5, 0, 0, 0, 'boom', 1)",
+            )
+            .expect("v2 rows");
+        }
+        let mut mb = Mailbox::open(&path).expect("migrates");
+        let version: i64 = mb
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, LATEST_VERSION);
+        mb.conn.execute_batch(V3).expect("version 3 is safe to repeat");
+        let dead = mb
+            .dead_letters(&crate::store::DeadLetterFilter::default())
+            .expect("dead letters");
+        assert_eq!(dead.items.len(), 1, "the dead letter is kept");
+        let claimed = mb
+            .claim(10, std::time::Duration::from_secs(60), &["a"])
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "the queued message is still claimable");
+        assert_eq!(claimed[0].depth, 0);
+        mb.ack(&claimed[0], vec![crate::message::NewMessage::new("b", b"{}".to_vec())])
+            .expect("ack");
+        let follow = mb
+            .claim(10, std::time::Duration::from_secs(60), &["b"])
+            .expect("claim");
+        assert_eq!(follow[0].depth, 1);
+    }
+
     /// What SQLite plans for `sql`: one line per step.
     fn plan(mb: &Mailbox, sql: &str) -> Vec<String> {
         let mut stmt = mb
