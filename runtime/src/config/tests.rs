@@ -450,6 +450,26 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert!(c.open_options(true).create);
 }
 
+/// docs/LIMITS.md names every limit a plugin is held to: each `[plugins]`
+/// key but where plugins come from, and the dispatcher's share of slots.
+#[test]
+fn the_limits_page_lists_every_plugin_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let limits = std::fs::read_to_string(root.join("docs/LIMITS.md")).expect("read LIMITS.md");
+    let mut full = Config::default();
+    full.dispatcher.reserved_slots = Some(1);
+    let table = toml::Table::try_from(&full).expect("serialize");
+    let plugins = table["plugins"].as_table().expect("[plugins]");
+    let keys = plugins
+        .keys()
+        .filter(|k| !["dir", "cache_dir"].contains(&k.as_str()))
+        .map(|k| format!("plugins.{k}"))
+        .chain(["dispatcher.concurrency".into(), "dispatcher.reserved_slots".into()]);
+    for key in keys {
+        assert!(limits.contains(&format!("`{key}`")), "{key} is missing from docs/LIMITS.md");
+    }
+}
+
 #[test]
 fn reserved_slots_default_to_a_quarter_and_leave_one_slot() {
     let mut d = crate::config::DispatcherConfig {

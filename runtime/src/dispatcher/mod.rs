@@ -61,6 +61,8 @@ pub struct Dispatcher {
     pub(crate) delivery_timeout: Duration,
     /// Counts each committed outcome.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// `plugins.max_emit_bytes`: what one delivery's follow-ups may weigh.
+    pub(crate) max_emit_bytes: usize,
 }
 
 /// The dispatcher's working state.
@@ -100,6 +102,11 @@ impl Dispatcher {
             committed: self.wake.clone(),
         }
         .spawn(self.settings.batch_size * 4);
+        // Follow-ups waiting to be committed hold KiB of this budget: as
+        // much as the running deliveries may buffer, so the host never holds
+        // more than twice that in follow-ups, however slow the store.
+        let budget = follow_up_budget_kib(self.settings.concurrency, self.max_emit_bytes);
+        let pending = Arc::new(tokio::sync::Semaphore::new(budget as usize));
         let mut run = Run {
             ready: VecDeque::new(),
             running: JoinSet::new(),
@@ -141,8 +148,14 @@ impl Dispatcher {
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
             }
-            for finished in run.finished.drain(..) {
+            for mut finished in run.finished.drain(..) {
                 // Waits only when commits fall far behind: back-pressure.
+                let kib = u32::try_from(finished.follow_up_bytes().div_ceil(1024))
+                    .unwrap_or(u32::MAX)
+                    .min(budget);
+                if kib > 0 {
+                    finished.held = pending.clone().acquire_many_owned(kib).await.ok();
+                }
                 if settler.send(finished).await.is_err() {
                     tracing::error!(
                         "the settler stopped; outcomes will be redelivered after their lease"
@@ -359,6 +372,14 @@ impl Dispatcher {
     fn store_failed(&self, what: &str, e: &StoreError) {
         tracing::error!("the store failed during {what}: {e}; retrying");
     }
+}
+
+/// The follow-up budget in KiB: `concurrency` deliveries' worth, within
+/// what a semaphore counts.
+fn follow_up_budget_kib(concurrency: usize, max_emit_bytes: usize) -> u32 {
+    let kib = concurrency.max(1).saturating_mul(max_emit_bytes.div_ceil(1024)).max(1);
+    let most = tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    u32::try_from(kib.min(most)).unwrap_or(u32::MAX)
 }
 
 impl Run {
