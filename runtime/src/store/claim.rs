@@ -122,9 +122,15 @@ impl Claimed {
 mod tests {
     use super::*;
 
+    /// The `seq`s of `items` (type, priority, seq) in claim order.
+    fn claimed_in_order(mut items: Vec<(&str, Priority, i64)>) -> Vec<i64> {
+        fair_order(&mut items, |i| *i);
+        items.iter().map(|i| i.2).collect()
+    }
+
     #[test]
     fn claims_take_turns_across_types_within_a_priority() {
-        let mut items = vec![
+        let items = vec![
             ("flood", Priority::Normal, 1),
             ("flood", Priority::Normal, 2),
             ("flood", Priority::Normal, 3),
@@ -133,20 +139,16 @@ mod tests {
             ("late", Priority::Low, 0),
             ("urgent", Priority::High, 20),
         ];
-        fair_order(&mut items, |i| (i.0, i.1, i.2));
-        let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
-        assert_eq!(seqs, vec![20, 1, 10, 2, 11, 3, 0]);
+        assert_eq!(claimed_in_order(items), vec![20, 1, 10, 2, 11, 3, 0]);
     }
 
     #[test]
     fn one_type_keeps_priority_then_age() {
-        let mut items = vec![
+        let items = vec![
             ("a", Priority::Low, 1),
             ("a", Priority::Normal, 3),
             ("a", Priority::Normal, 2),
         ];
-        fair_order(&mut items, |i| (i.0, i.1, i.2));
-        let seqs: Vec<i64> = items.iter().map(|i| i.2).collect();
-        assert_eq!(seqs, vec![2, 3, 1]);
+        assert_eq!(claimed_in_order(items), vec![2, 3, 1]);
     }
 }

@@ -229,15 +229,12 @@ mod tests {
         }
     }
 
-    /// A store written by version 1 keeps every message, state and key
-    /// through the table rebuild of version 2.
-    #[test]
-    fn version_1_stores_migrate_with_their_messages() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("m.db");
+    /// A store file at schema `version` holding a queued message with a
+    /// key and a dead letter, opened (so migrated) by this build.
+    fn migrated_from(version: usize, path: &std::path::Path) -> Mailbox {
         {
-            let mut conn = rusqlite::Connection::open(&path).expect("open");
-            MIGRATIONS.to_version(&mut conn, 1).expect("v1");
+            let mut conn = rusqlite::Connection::open(path).expect("open");
+            MIGRATIONS.to_version(&mut conn, version).expect("old version");
             conn.execute_batch(
                 "INSERT INTO messages (id, event_type, payload, key, correlation_id, priority,
                                        state, max_attempts, available_at, created_at, updated_at,
@@ -247,14 +244,23 @@ mod tests {
                         ('0190c5a0-0000-7000-8000-000000000002', 'a', X'7B7D', NULL, 'c', 1,
                          'dead', 5, 0, 0, 0, 'boom', 1)",
             )
-            .expect("v1 rows");
+            .expect("old rows");
         }
-        let mut mb = Mailbox::open(&path).expect("migrates");
-        let version: i64 = mb
+        let mb = Mailbox::open(path).expect("migrates");
+        let found: i64 = mb
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, LATEST_VERSION);
+        assert_eq!(found, LATEST_VERSION);
+        mb
+    }
+
+    /// A store written by version 1 keeps every message, state and key
+    /// through the table rebuild of version 2.
+    #[test]
+    fn version_1_stores_migrate_with_their_messages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mb = migrated_from(1, &dir.path().join("m.db"));
         let dead = mb
             .dead_letters(&crate::store::DeadLetterFilter::default())
             .expect("dead letters");
@@ -278,27 +284,7 @@ mod tests {
     #[test]
     fn version_2_stores_migrate_to_chain_depths() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("m.db");
-        {
-            let mut conn = rusqlite::Connection::open(&path).expect("open");
-            MIGRATIONS.to_version(&mut conn, 2).expect("v2");
-            conn.execute_batch(
-                "INSERT INTO messages (id, event_type, payload, key, correlation_id, priority,
-                                       state, max_attempts, available_at, created_at, updated_at,
-                                       last_error, dead_at)
-                 VALUES ('0190c5a0-0000-7000-8000-000000000001', 'a', X'7B7D', 'k1', 'c', 1,
-                         'queued', 5, 0, 0, 0, NULL, NULL),
-                        ('0190c5a0-0000-7000-8000-000000000002', 'a', X'7B7D', NULL, 'c', 1,
-                         'dead', 5, 0, 0, 0, 'boom', 1)",
-            )
-            .expect("v2 rows");
-        }
-        let mut mb = Mailbox::open(&path).expect("migrates");
-        let version: i64 = mb
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, LATEST_VERSION);
+        let mut mb = migrated_from(2, &dir.path().join("m.db"));
         mb.conn.execute_batch(V3).expect("version 3 is safe to repeat");
         let dead = mb
             .dead_letters(&crate::store::DeadLetterFilter::default())
