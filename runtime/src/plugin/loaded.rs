@@ -146,8 +146,8 @@ impl PluginInner {
             // it, panicked on it), the chain ends here as a dead letter
             // naming the limit: a chain this long is a loop.
             call.emitted = Vec::new();
+            // The dispatcher logs the dead letter with this reason.
             let reason = chain_too_deep(call.depth, limits.max_chain_depth);
-            tracing::warn!("{reason}");
             return Outcome::Fatal { reason };
         }
         let outcome = match result {

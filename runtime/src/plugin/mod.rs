@@ -18,7 +18,8 @@
 //!   with it ([`PluginError`]s); `loaded`: [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
 //! - `store`, `imports`, `guest_io`: what a store holds, the `logging`,
-//!   `emitter` and `config` imports, and guest stdout/stderr going to the log;
+//!   `emitter` (and `follow-ups`) and `config` imports, and guest
+//!   stdout/stderr going to the log;
 //! - `access`, `outbound`: what the operator opened to each plugin
 //!   (`[plugin.<name>]`), and outbound HTTP checked against it;
 //! - `bindings`: the generated code, private.
