@@ -105,7 +105,6 @@ fn emitted_bytes_are_capped_per_delivery_and_host_memory_stays_bounded() {
     assert_eq!(out.len(), 4 * 16, "what fit under the cap was committed");
 
     let peak = peak_rss(pid);
-    eprintln!("peak RSS of the host: {} MiB", peak / MIB);
     assert!(
         peak < 320 * MIB,
         "the host's peak RSS is {} MiB: more than 4 deliveries × 16 MiB of emitted payloads (with their copies in the store) and the host's own needs",
@@ -148,6 +147,8 @@ fn a_self_emitting_loop_ends_at_the_chain_depth_as_dead_letters() {
         assert_eq!(letter["attempts"], 1, "a loop is not retried: {letter}");
     }
     assert_eq!(host.stats().of("hostile.loop").queued, 0, "the loop ended");
+    let peak = peak_rss(host.pid());
+    assert!(peak < 320 * MIB, "the host's peak RSS is {} MiB", peak / MIB);
 }
 
 #[test]
@@ -168,6 +169,7 @@ fn slow_handlers_never_hold_every_slot_while_another_type_waits() {
         .map(|_| event("hostile.slow", json!({ "ms": 30_000 })))
         .collect();
     host.enqueue(&slow);
+    let pid = host.pid();
     host.wait_until("slow deliveries to hold the slots", || {
         host.stats().of("hostile.slow").inflight >= 3
     });
@@ -182,5 +184,7 @@ fn slow_handlers_never_hold_every_slot_while_another_type_waits() {
         16,
         "the order was served during the attack, not after a slow delivery ended: {counts:?}"
     );
+    let peak = peak_rss(pid);
+    assert!(peak < 320 * MIB, "the host's peak RSS is {} MiB", peak / MIB);
     host.sigkill();
 }

@@ -484,6 +484,15 @@ fn reserved_slots_default_to_a_quarter_and_leave_one_slot() {
     d.concurrency = 8;
     d.reserved_slots = Some(20);
     assert_eq!(d.reserved_slots(), 7, "at most concurrency - 1");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "[dispatcher]\nconcurrency = 4\nreserved_slots = 4\n");
+    let err = load(Some(&file), &[], &Overrides::default()).expect_err("refused");
+    assert!(
+        err.to_string().contains("dispatcher.reserved_slots")
+            && err.to_string().contains("at most dispatcher.concurrency - 1 (3)"),
+        "{err}"
+    );
 }
 
 /// The reference config lists every key with its default: loading it gives

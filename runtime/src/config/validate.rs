@@ -110,6 +110,18 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
             )
         },
     );
+    if let Some(reserved) = c.dispatcher.reserved_slots {
+        check.that(
+            reserved < c.dispatcher.concurrency.max(1) || reserved == 0,
+            "dispatcher.reserved_slots",
+            || {
+                format!(
+                    "is {reserved}: at most dispatcher.concurrency - 1 ({}), so some slot is left for a busy event type",
+                    c.dispatcher.concurrency.saturating_sub(1)
+                )
+            },
+        );
+    }
     check.that(
         c.dispatcher.batch_size >= 1,
         "dispatcher.batch_size",
