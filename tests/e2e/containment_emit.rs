@@ -92,7 +92,11 @@ fn emitted_bytes_are_capped_per_delivery_and_host_memory_stays_bounded() {
         .iter()
         .filter(|d| d["event_type"] == "hostile.volume")
         .collect();
-    assert_eq!(refused.len(), 8, "each delivery that kept its refusal is dead: {dead:#?}");
+    assert_eq!(
+        refused.len(),
+        8,
+        "each delivery that kept its refusal is dead: {dead:#?}"
+    );
     for letter in &refused {
         let reason = letter["last_error"].as_str().unwrap_or_default();
         assert!(
@@ -136,7 +140,11 @@ fn a_self_emitting_loop_ends_at_the_chain_depth_as_dead_letters() {
         .filter(|d| d["event_type"] == "hostile.loop")
         .collect();
     // Depths 0 to 6: the 2^6 messages at depth 6 may not emit.
-    assert_eq!(dead.len(), 64, "one dead letter per message at the last depth");
+    assert_eq!(
+        dead.len(),
+        64,
+        "one dead letter per message at the last depth"
+    );
     for letter in &dead {
         let reason = letter["last_error"].as_str().unwrap_or_default();
         assert!(
@@ -148,7 +156,11 @@ fn a_self_emitting_loop_ends_at_the_chain_depth_as_dead_letters() {
     }
     assert_eq!(host.stats().of("hostile.loop").queued, 0, "the loop ended");
     let peak = peak_rss(host.pid());
-    assert!(peak < 320 * MIB, "the host's peak RSS is {} MiB", peak / MIB);
+    assert!(
+        peak < 320 * MIB,
+        "the host's peak RSS is {} MiB",
+        peak / MIB
+    );
 }
 
 #[test]
@@ -185,6 +197,10 @@ fn slow_handlers_never_hold_every_slot_while_another_type_waits() {
         "the order was served during the attack, not after a slow delivery ended: {counts:?}"
     );
     let peak = peak_rss(pid);
-    assert!(peak < 320 * MIB, "the host's peak RSS is {} MiB", peak / MIB);
+    assert!(
+        peak < 320 * MIB,
+        "the host's peak RSS is {} MiB",
+        peak / MIB
+    );
     host.sigkill();
 }

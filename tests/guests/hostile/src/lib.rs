@@ -31,7 +31,8 @@ struct Slow {
 
 impl Plugin for Hostile {
     const NAME: &'static str = "hostile";
-    const EVENT_TYPES: &'static [&'static str] = &["hostile.volume", "hostile.loop", "hostile.slow"];
+    const EVENT_TYPES: &'static [&'static str] =
+        &["hostile.volume", "hostile.loop", "hostile.slow"];
 
     fn handle(event: Event) -> Result<(), Error> {
         match event.event_type() {
