@@ -166,16 +166,25 @@ END
 $$;
 "#;
 
-/// Version 2: each message carries its chain depth: 0 for what producers
+/// Paused event types: no host claims their messages until they are
+/// resumed (one row per type, whatever the backlog).
+const PAUSED_TYPES: &str = r#"
+CREATE TABLE mailroom.paused_event_types (
+    event_type text   PRIMARY KEY,
+    paused_at  bigint NOT NULL
+);
+"#;
+
+/// Version 3: each message carries its chain depth: 0 for what producers
 /// and `mailroom.enqueue(...)` enqueue (the column default), the emitting
 /// message's depth + 1 for a handler's follow-up, so a loop of
 /// self-emitting handlers ends at `plugins.max_chain_depth`.
-const V2: &str = r#"
+const CHAIN_DEPTH: &str = r#"
 ALTER TABLE mailroom.messages ADD COLUMN IF NOT EXISTS depth integer NOT NULL DEFAULT 0;
 "#;
 
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES, CHAIN_DEPTH];
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

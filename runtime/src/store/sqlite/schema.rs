@@ -137,7 +137,17 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
-/// Version 3: each message carries its chain depth: 0 for what producers
+/// Paused event types: no host claims their messages until they are
+/// resumed. A table rather than a flag on messages, so a pause costs one
+/// row whatever the backlog, and applies to messages enqueued later too.
+const PAUSED_TYPES: &str = r#"
+CREATE TABLE IF NOT EXISTS paused_event_types (
+    event_type TEXT    PRIMARY KEY,
+    paused_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Version 4: each message carries its chain depth: 0 for what producers
 /// enqueue, the emitting message's depth + 1 for a handler's follow-up, so
 /// a loop of self-emitting handlers ends at `plugins.max_chain_depth`.
 ///
@@ -147,8 +157,8 @@ CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 /// second run finds the column and copies every row again. (It resets the
 /// depths the first process wrote in between to 0, which only lets those
 /// chains run a little longer.)
-const V3: &str = r#"
-CREATE TABLE IF NOT EXISTS messages_v3 (
+const CHAIN_DEPTH: &str = r#"
+CREATE TABLE IF NOT EXISTS messages_v4 (
     seq              INTEGER PRIMARY KEY,
     id               TEXT    NOT NULL UNIQUE,
     event_type       TEXT    NOT NULL,
@@ -173,14 +183,14 @@ CREATE TABLE IF NOT EXISTS messages_v3 (
     -- by a producer.
     depth            INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO messages_v3 (seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+INSERT INTO messages_v4 (seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
     max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
     lease_expires_at, last_error, last_plugin_digest, dead_at)
     SELECT seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
     max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
     lease_expires_at, last_error, last_plugin_digest, dead_at FROM messages;
 DROP TABLE messages;
-ALTER TABLE messages_v3 RENAME TO messages;
+ALTER TABLE messages_v4 RENAME TO messages;
 
 CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_queue
@@ -192,7 +202,12 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(V3)];
+const MIGRATIONS_SLICE: &[M<'static>] = &[
+    M::up(V1),
+    M::up(V2),
+    M::up(PAUSED_TYPES),
+    M::up(CHAIN_DEPTH),
+];
 
 /// Every migration, in order.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
@@ -223,7 +238,7 @@ mod tests {
         ] {
             assert!(
                 V2.contains(&format!("WHERE state = '{}'", state.as_str()))
-                    && V3.contains(&format!("WHERE state = '{}'", state.as_str())),
+                    && CHAIN_DEPTH.contains(&format!("WHERE state = '{}'", state.as_str())),
                 "no partial index for {state:?}"
             );
         }
@@ -278,14 +293,16 @@ mod tests {
     }
 
     /// A store written by version 2 keeps its messages through the rebuild
-    /// of version 3, every one at depth 0, and its follow-ups count from
-    /// there. Running version 3 again (a second process migrating the same
+    /// of version 4, every one at depth 0, and its follow-ups count from
+    /// there. Running version 4 again (a second process migrating the same
     /// file at once) keeps every row.
     #[test]
     fn version_2_stores_migrate_to_chain_depths() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut mb = migrated_from(2, &dir.path().join("m.db"));
-        mb.conn.execute_batch(V3).expect("version 3 is safe to repeat");
+        mb.conn
+            .execute_batch(CHAIN_DEPTH)
+            .expect("version 4 is safe to repeat");
         let dead = mb
             .dead_letters(&crate::store::DeadLetterFilter::default())
             .expect("dead letters");
