@@ -34,6 +34,7 @@ pub async fn per_delivery(deliveries: usize, instance_reuse: u32) -> anyhow::Res
         attempt: 1,
         max_attempts: 10,
         created_at_ms: 0,
+        depth: 0,
     };
     // Warm up: first instantiations fault in the pool's memory.
     for i in 0..100 {

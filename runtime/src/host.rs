@@ -254,6 +254,7 @@ impl Host {
             shutdown: shutdown_rx,
             delivery_timeout: config.plugins.timeout,
             metrics: metrics.clone(),
+            max_emit_bytes: config.plugins.max_emit_bytes,
         };
         let dispatcher = tokio::spawn(dispatcher.run());
         tracing::info!(

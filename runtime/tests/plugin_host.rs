@@ -75,6 +75,7 @@ fn delivery(event_type: &str, payload: Value) -> Delivery {
         attempt: 1,
         max_attempts: 5,
         created_at_ms: 1_700_000_000_000,
+        depth: 0,
     }
 }
 
@@ -263,6 +264,94 @@ async fn emitted_events_come_back_with_success_only() {
     then_retry["then"] = json!({"action": "retry"});
     let outcome = plugin.handle(delivery("behaviour", then_retry)).await;
     assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn emitted_bytes_are_capped_per_delivery() {
+    let host = host_with(SandboxLimits {
+        max_emit_bytes: 1000,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    // JSON strings of 400 bytes: two fit in 1000, the third (numbered 2
+    // by the guest, from 0) would not.
+    let outcome = plugin
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "emit", "count": 3, "payload_size": 400}),
+        ))
+        .await;
+    let Outcome::Fatal { reason } = outcome else {
+        panic!("the guest reports the refusal: {outcome:?}");
+    };
+    assert!(
+        reason.contains("emit 2 of 3") && reason.contains("at most 1000 payload bytes"),
+        "{reason}"
+    );
+    let Outcome::Success { emitted } = plugin
+        .handle(delivery(
+            "behaviour",
+            json!({"action": "emit", "count": 5, "payload_size": 400, "ignore_errors": true}),
+        ))
+        .await
+    else {
+        panic!("ignoring the refusal succeeds");
+    };
+    assert_eq!(emitted.len(), 2, "what fit under the cap");
+}
+
+#[tokio::test]
+async fn a_delivery_at_the_chain_depth_limit_that_emits_is_dead_lettered() {
+    let host = host_with(SandboxLimits {
+        max_chain_depth: 3,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let at_depth = |depth: u32, payload: Value| Delivery {
+        depth,
+        ..delivery("behaviour", payload)
+    };
+    // One below the limit, emitting is fine.
+    let outcome = plugin
+        .handle(at_depth(2, json!({"action": "emit"})))
+        .await;
+    assert!(matches!(outcome, Outcome::Success { .. }), "{outcome:?}");
+    // At the limit, not emitting is fine too.
+    let outcome = plugin
+        .handle(at_depth(3, json!({"action": "succeed"})))
+        .await;
+    assert!(matches!(outcome, Outcome::Success { .. }), "{outcome:?}");
+    // At the limit, an emit ends the chain as a dead letter naming the
+    // limit, whether the guest returns the refusal or ignores it.
+    for payload in [
+        json!({"action": "emit"}),
+        json!({"action": "emit", "ignore_errors": true}),
+        json!({"action": "emit", "ignore_errors": true, "then": {"action": "retry"}}),
+    ] {
+        let outcome = plugin.handle(at_depth(3, payload.clone())).await;
+        let Outcome::Fatal { reason } = outcome else {
+            panic!("{payload}: the chain ends as a dead letter: {outcome:?}");
+        };
+        assert!(
+            reason.contains("chain depth limit reached")
+                && reason.contains("at depth 3")
+                && reason.contains("plugins.max_chain_depth is 3"),
+            "{reason}"
+        );
+    }
+    // A plugin built against 0.1.0 emits through the old interface, and
+    // is held to the same limit.
+    let legacy = load(&host, artifacts::LEGACY_V01).await;
+    let outcome = legacy
+        .handle(Delivery {
+            depth: 3,
+            ..delivery("legacy.ping", json!({}))
+        })
+        .await;
+    let Outcome::Fatal { reason } = outcome else {
+        panic!("the legacy plugin's chain ends too: {outcome:?}");
+    };
+    assert!(reason.contains("chain depth limit reached"), "{reason}");
 }
 
 #[tokio::test]

@@ -64,6 +64,8 @@ on_both_backends!(
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
     next_due_at_is_the_earliest_queued_routable_message,
+    follow_ups_are_one_deeper_than_the_message_that_emitted_them,
+    a_claim_takes_turns_across_event_types_within_a_priority,
 );
 
 async fn enqueue_stores_a_queued_row_with_defaults(backend: Backend) {
@@ -794,4 +796,67 @@ async fn next_due_at_is_the_earliest_queued_routable_message(backend: Backend) {
     assert_eq!(next_due(&["a"]).await, Some(T0 + 4000));
     assert_eq!(next_due(&["a", "b"]).await, Some(T0));
     assert_eq!(next_due(&["c"]).await, None);
+}
+
+async fn follow_ups_are_one_deeper_than_the_message_that_emitted_them(backend: Backend) {
+    let f = fixture(backend).await;
+    enqueue(&f.store, "a").await;
+    let first = claim_one(&f.store, &["a"]).await;
+    assert_eq!(first.depth, 0, "a producer's message starts a chain");
+    f.store
+        .ack(&first, vec![NewMessage::new("b", b"{}".to_vec())])
+        .await
+        .expect("ack");
+    let second = claim_one(&f.store, &["b"]).await;
+    assert_eq!(second.depth, 1);
+    // A batch settle carries depth too, per entry.
+    enqueue(&f.store, "c").await;
+    let other = claim_one(&f.store, &["c"]).await;
+    let ack = |n: &str| Settlement::Ack {
+        follow_ups: vec![NewMessage::new(n, b"{}".to_vec())],
+    };
+    let (_, results) = f
+        .store
+        .settle(vec![
+            Outcome::new(second, ack("d")),
+            Outcome::new(other, ack("e")),
+        ])
+        .await;
+    results.expect("batch commits");
+    assert_eq!(claim_one(&f.store, &["d"]).await.depth, 2);
+    assert_eq!(claim_one(&f.store, &["e"]).await.depth, 1);
+    // A redriven or retried message keeps its depth.
+    enqueue(&f.store, "a").await;
+    let root = claim_one(&f.store, &["a"]).await;
+    f.store
+        .ack(&root, vec![NewMessage::new("f", b"{}".to_vec())])
+        .await
+        .expect("ack");
+    let child = claim_one(&f.store, &["f"]).await;
+    f.store
+        .fail(&child, retry("again"))
+        .await
+        .expect("fail");
+    f.clock.advance(Duration::from_secs(3600));
+    assert_eq!(claim_one(&f.store, &["f"]).await.depth, 1);
+}
+
+async fn a_claim_takes_turns_across_event_types_within_a_priority(backend: Backend) {
+    let f = fixture(backend).await;
+    let mut flood = Vec::new();
+    for _ in 0..5 {
+        flood.push(enqueue(&f.store, "flood").await);
+    }
+    let order = enqueue(&f.store, "order").await;
+    let urgent = f
+        .store
+        .enqueue(NewMessage::new("flood", b"{}".to_vec()).with_priority(Priority::High))
+        .await
+        .expect("enqueue")
+        .id;
+    // Oldest first alone would fill the claim with the flood; in turns,
+    // the order comes second among the normal ones.
+    let claimed = claim(&f.store, 3, &["flood", "order"]).await;
+    let ids: Vec<_> = claimed.iter().map(Claimed::id).collect();
+    assert_eq!(ids, vec![urgent, flood[0], order]);
 }

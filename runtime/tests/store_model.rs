@@ -280,7 +280,21 @@ impl Harness {
                     .map(|(id, m)| (m.seq, *id))
                     .collect();
                 due.sort();
-                let expected: Vec<MessageId> = due.into_iter().take(n).map(|(_, id)| id).collect();
+                // Claims take turns across types (every message here has the
+                // same priority): each type's oldest, then each type's second
+                // oldest, and so on.
+                let mut turns: BTreeMap<usize, usize> = BTreeMap::new();
+                let mut in_turns: Vec<(usize, u64, MessageId)> = due
+                    .into_iter()
+                    .map(|(seq, id)| {
+                        let turn = turns.entry(self.msgs[&id].ty).or_default();
+                        *turn += 1;
+                        (*turn, seq, id)
+                    })
+                    .collect();
+                in_turns.sort();
+                let expected: Vec<MessageId> =
+                    in_turns.into_iter().take(n).map(|(_, _, id)| id).collect();
                 let claimed = self.store.claim(n, LEASE, &names).await.expect("claim");
                 assert_eq!(
                     claimed.iter().map(Claimed::id).collect::<Vec<_>>(),

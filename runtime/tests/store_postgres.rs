@@ -295,6 +295,10 @@ async fn the_outbox_commits_and_rolls_back_with_the_callers_transaction() {
     assert_eq!(claimed.len(), 2);
     let rust = claimed.iter().find(|c| c.id() == rust_id).expect("claimed");
     assert_eq!(rust.max_attempts, 10, "the default policy");
+    assert!(
+        claimed.iter().all(|c| c.depth == 0),
+        "an application's events start their chains"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +319,7 @@ async fn hosts_starting_at_once_migrate_once_and_a_newer_schema_is_refused() {
         .await
         .expect("versions")
         .get(0);
-    assert_eq!(versions, 2, "migrated once: one row per migration");
+    assert_eq!(versions, 3, "each migration (1 to 3) applied once");
 
     admin
         .execute("INSERT INTO mailroom.schema_version (version) VALUES (99)", &[])

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::wit::mailroom::plugin::follow_ups::EmitRefusal;
 use crate::wit::mailroom::plugin::types as wit;
 
 /// Emits a follow-up event with a JSON payload, normal priority, no key and
@@ -162,6 +163,21 @@ pub enum EmitError {
         /// The most follow-ups one delivery may emit.
         limit: u32,
     },
+    /// The event would take the payload bytes this delivery emitted past
+    /// the host's limit (`plugins.max_emit_bytes`).
+    TooManyBytes {
+        /// The most payload bytes one delivery may emit, in all.
+        limit: u64,
+    },
+    /// The event being handled is at the end of its chain: it was emitted
+    /// by `depth` handlers one after another, the most the host allows
+    /// (`plugins.max_chain_depth`). The host dead-letters this delivery
+    /// with that reason whatever the handler returns: a chain that long is
+    /// taken to be a loop of handlers emitting each other's events.
+    ChainTooDeep {
+        /// The depth of the event being handled.
+        depth: u32,
+    },
     /// The payload given to [`Emit::json`] or [`emit`] did not serialize to JSON.
     Serialize {
         /// serde's explanation.
@@ -169,12 +185,14 @@ pub enum EmitError {
     },
 }
 
-impl From<wit::EmitError> for EmitError {
-    fn from(error: wit::EmitError) -> Self {
+impl From<EmitRefusal> for EmitError {
+    fn from(error: EmitRefusal) -> Self {
         match error {
-            wit::EmitError::InvalidEventType(reason) => EmitError::InvalidEventType { reason },
-            wit::EmitError::PayloadTooLarge(limit) => EmitError::PayloadTooLarge { limit },
-            wit::EmitError::TooManyEvents(limit) => EmitError::TooManyEvents { limit },
+            EmitRefusal::InvalidEventType(reason) => EmitError::InvalidEventType { reason },
+            EmitRefusal::PayloadTooLarge(limit) => EmitError::PayloadTooLarge { limit },
+            EmitRefusal::TooManyEvents(limit) => EmitError::TooManyEvents { limit },
+            EmitRefusal::TooManyBytes(limit) => EmitError::TooManyBytes { limit },
+            EmitRefusal::ChainTooDeep(depth) => EmitError::ChainTooDeep { depth },
         }
     }
 }
@@ -195,6 +213,18 @@ impl fmt::Display for EmitError {
                 write!(
                     f,
                     "emit refused: a delivery may emit at most {limit} events"
+                )
+            }
+            EmitError::TooManyBytes { limit } => {
+                write!(
+                    f,
+                    "emit refused: a delivery may emit at most {limit} payload bytes in all"
+                )
+            }
+            EmitError::ChainTooDeep { depth } => {
+                write!(
+                    f,
+                    "emit refused: this event is at depth {depth} of its chain, the most the host allows"
                 )
             }
             EmitError::Serialize { reason } => {
@@ -261,19 +291,28 @@ mod tests {
     #[test]
     fn host_errors_map_to_typed_variants() {
         assert_eq!(
-            EmitError::from(wit::EmitError::InvalidEventType("has space".into())),
+            EmitError::from(EmitRefusal::InvalidEventType("has space".into())),
             EmitError::InvalidEventType {
                 reason: "has space".into()
             }
         );
         assert_eq!(
-            EmitError::from(wit::EmitError::PayloadTooLarge(1024)),
+            EmitError::from(EmitRefusal::PayloadTooLarge(1024)),
             EmitError::PayloadTooLarge { limit: 1024 }
         );
         assert_eq!(
-            EmitError::from(wit::EmitError::TooManyEvents(100)),
+            EmitError::from(EmitRefusal::TooManyEvents(100)),
             EmitError::TooManyEvents { limit: 100 }
         );
+        assert_eq!(
+            EmitError::from(EmitRefusal::TooManyBytes(4096)),
+            EmitError::TooManyBytes { limit: 4096 }
+        );
+        assert_eq!(
+            EmitError::from(EmitRefusal::ChainTooDeep(32)),
+            EmitError::ChainTooDeep { depth: 32 }
+        );
+        assert!(crate::Error::from(EmitError::ChainTooDeep { depth: 32 }).is_fatal());
         assert_eq!(
             EmitError::TooManyEvents { limit: 100 }.to_string(),
             "emit refused: a delivery may emit at most 100 events"

@@ -6,11 +6,12 @@
 //! with a plain `cargo test`.
 
 use crate::wit::mailroom::plugin::logging::Level;
-use crate::wit::mailroom::plugin::types::{EmitError, OutgoingEvent};
+use crate::wit::mailroom::plugin::follow_ups::EmitRefusal;
+use crate::wit::mailroom::plugin::types::OutgoingEvent;
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) fn emit(event: OutgoingEvent) -> Result<(), EmitError> {
-    crate::wit::mailroom::plugin::emitter::emit(&event)
+pub(crate) fn emit(event: OutgoingEvent) -> Result<(), EmitRefusal> {
+    crate::wit::mailroom::plugin::follow_ups::emit(&event)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -48,7 +49,7 @@ std::thread_local! {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn emit(event: OutgoingEvent) -> Result<(), EmitError> {
+pub(crate) fn emit(event: OutgoingEvent) -> Result<(), EmitRefusal> {
     EMITTED.with_borrow_mut(|emitted| emitted.push(event));
     Ok(())
 }

@@ -92,6 +92,8 @@ pub(super) fn decode(
             memory_limit_mb: s.get("memory_limit_mb", POSITIVE_NUMBER, d.memory_limit_mb),
             instance_reuse: s.get("instance_reuse", POSITIVE_NUMBER, d.instance_reuse),
             max_emits: s.get("max_emits", WHOLE_NUMBER, d.max_emits),
+            max_emit_bytes: s.get("max_emit_bytes", POSITIVE_NUMBER, d.max_emit_bytes),
+            max_chain_depth: s.get("max_chain_depth", POSITIVE_NUMBER, d.max_chain_depth),
             max_output_kb: s.get("max_output_kb", WHOLE_NUMBER, d.max_output_kb),
             http_connect_timeout: s.duration("http_connect_timeout", d.http_connect_timeout),
             http_max_response_kb: s.get(
@@ -114,6 +116,7 @@ pub(super) fn decode(
         let dispatcher = DispatcherConfig {
             concurrency: s.get("concurrency", POSITIVE_NUMBER, d.concurrency),
             batch_size: s.get("batch_size", POSITIVE_NUMBER, d.batch_size),
+            reserved_slots: s.optional("reserved_slots", WHOLE_NUMBER, parse),
             lease: s.duration("lease", d.lease),
             poll_interval: s.duration("poll_interval", d.poll_interval),
             reclaim_interval: s.duration("reclaim_interval", d.reclaim_interval),

@@ -158,6 +158,11 @@ pub struct PluginsConfig {
     pub instance_reuse: u32,
     /// Events one delivery may emit. Default 1000.
     pub max_emits: u32,
+    /// Payload bytes one delivery may emit in all. Default 16 MiB.
+    pub max_emit_bytes: usize,
+    /// How many handlers one after another may emit a chain of events
+    /// (producer-enqueued messages have depth 0). Default 32.
+    pub max_chain_depth: u32,
     /// Guest stdout/stderr forwarded to the log per delivery, in KiB. Default 64.
     pub max_output_kb: usize,
     /// How long a plugin's outbound HTTP request may take to resolve and
@@ -181,6 +186,8 @@ impl Default for PluginsConfig {
             memory_limit_mb: limits.memory_bytes / MIB,
             instance_reuse: limits.instance_reuse,
             max_emits: limits.max_emits,
+            max_emit_bytes: limits.max_emit_bytes,
+            max_chain_depth: limits.max_chain_depth,
             max_output_kb: limits.max_output_bytes / 1024,
             http_connect_timeout: limits.http_connect_timeout,
             http_max_response_kb: limits.http_max_response_bytes / 1024,
@@ -199,6 +206,13 @@ pub struct DispatcherConfig {
     pub concurrency: usize,
     /// Messages claimed (and settled) per transaction. Default 64.
     pub batch_size: usize,
+    /// Delivery slots kept for event types that have none running, while
+    /// more than one event type is routable: no type, however many of its
+    /// messages wait or however long they run, takes every slot. Default
+    /// (`None`): a quarter of `concurrency`, at least 1 (0 when
+    /// `concurrency` is 1). See [`DispatcherConfig::reserved_slots`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_slots: Option<usize>,
     /// How long a claim holds a message; must exceed `plugins.timeout`, so a
     /// message is never claimed again while its handler may still run.
     /// Default 60 s.
@@ -222,11 +236,24 @@ pub struct DispatcherConfig {
     pub heartbeat_misses: u32,
 }
 
+impl DispatcherConfig {
+    /// The slots reserved for event types that have no delivery running:
+    /// `reserved_slots` if set (at most `concurrency - 1`), else a quarter
+    /// of `concurrency`, at least 1 when there are 2 slots or more.
+    pub fn reserved_slots(&self) -> usize {
+        let most = self.concurrency.saturating_sub(1);
+        self.reserved_slots
+            .unwrap_or_else(|| (self.concurrency / 4).max(1))
+            .min(most)
+    }
+}
+
 impl Default for DispatcherConfig {
     fn default() -> Self {
         Self {
             concurrency: default_concurrency(),
             batch_size: 64,
+            reserved_slots: None,
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             reclaim_interval: Duration::from_secs(10),
@@ -472,6 +499,8 @@ impl Config {
             max_output_bytes: self.plugins.max_output_kb.saturating_mul(1024),
             max_emits: self.plugins.max_emits,
             max_payload_bytes: self.store.max_payload_bytes,
+            max_emit_bytes: self.plugins.max_emit_bytes,
+            max_chain_depth: self.plugins.max_chain_depth,
             instance_reuse: self.plugins.instance_reuse,
             http_connect_timeout: self.plugins.http_connect_timeout,
             http_max_response_bytes: self.plugins.http_max_response_kb.saturating_mul(1024),

@@ -428,6 +428,8 @@ fn accessors_map_the_config_onto_the_runtime() {
     c.plugins.timeout = Duration::from_secs(3);
     c.plugins.instance_reuse = 5;
     c.plugins.max_emits = 7;
+    c.plugins.max_emit_bytes = 9000;
+    c.plugins.max_chain_depth = 3;
     c.dispatcher.concurrency = 500;
     assert_eq!(c.cache_dir(), PathBuf::from("/data/q/.mailroom-cache"));
     let limits = c.sandbox_limits();
@@ -437,6 +439,8 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert_eq!(limits.timeout, Duration::from_secs(3));
     assert_eq!(limits.instance_reuse, 5);
     assert_eq!(limits.max_emits, 7);
+    assert_eq!(limits.max_emit_bytes, 9000);
+    assert_eq!(limits.max_chain_depth, 3);
     assert_eq!(limits.max_instances, 500, "a slot per concurrent delivery");
     let open = c.open_options(false);
     assert!(!open.create);
@@ -444,6 +448,51 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert_eq!(open.busy_timeout, Duration::from_secs(2));
     assert_eq!(open.max_payload_bytes, 4096);
     assert!(c.open_options(true).create);
+}
+
+/// docs/LIMITS.md names every limit a plugin is held to: each `[plugins]`
+/// key but where plugins come from, and the dispatcher's share of slots.
+#[test]
+fn the_limits_page_lists_every_plugin_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let limits = std::fs::read_to_string(root.join("docs/LIMITS.md")).expect("read LIMITS.md");
+    let mut full = Config::default();
+    full.dispatcher.reserved_slots = Some(1);
+    let table = toml::Table::try_from(&full).expect("serialize");
+    let plugins = table["plugins"].as_table().expect("[plugins]");
+    let keys = plugins
+        .keys()
+        .filter(|k| !["dir", "cache_dir"].contains(&k.as_str()))
+        .map(|k| format!("plugins.{k}"))
+        .chain(["dispatcher.concurrency".into(), "dispatcher.reserved_slots".into()]);
+    for key in keys {
+        assert!(limits.contains(&format!("`{key}`")), "{key} is missing from docs/LIMITS.md");
+    }
+}
+
+#[test]
+fn reserved_slots_default_to_a_quarter_and_leave_one_slot() {
+    let mut d = crate::config::DispatcherConfig {
+        concurrency: 16,
+        ..Default::default()
+    };
+    assert_eq!(d.reserved_slots(), 4);
+    d.concurrency = 2;
+    assert_eq!(d.reserved_slots(), 1);
+    d.concurrency = 1;
+    assert_eq!(d.reserved_slots(), 0, "one slot cannot be reserved");
+    d.concurrency = 8;
+    d.reserved_slots = Some(20);
+    assert_eq!(d.reserved_slots(), 7, "at most concurrency - 1");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(&dir, "[dispatcher]\nconcurrency = 4\nreserved_slots = 4\n");
+    let err = load(Some(&file), &[], &Overrides::default()).expect_err("refused");
+    assert!(
+        err.to_string().contains("dispatcher.reserved_slots")
+            && err.to_string().contains("at most dispatcher.concurrency - 1 (3)"),
+        "{err}"
+    );
 }
 
 /// The reference config lists every key with its default: loading it gives
@@ -461,6 +510,7 @@ fn the_reference_config_matches_the_code() {
 
     let mut full = Config::default();
     full.plugins.cache_dir = Some("c".into());
+    full.dispatcher.reserved_slots = Some(1);
     full.http.listen = Some("127.0.0.1:1".parse().expect("addr"));
     full.http.token = Some("t".into());
     full.store.url = Some("postgres://u@h/d".into());

@@ -73,6 +73,16 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
         "plugins.instance_reuse",
         || "is 0: use 1 (a fresh instance for every delivery) or more".into(),
     );
+    check.that(
+        c.plugins.max_emit_bytes >= 1,
+        "plugins.max_emit_bytes",
+        || "is 0: allow at least the payload bytes a delivery emits, e.g. 16777216 (16 MiB)".into(),
+    );
+    check.that(
+        c.plugins.max_chain_depth >= 1,
+        "plugins.max_chain_depth",
+        || "is 0: allow at least 1 (producer events may then emit, their follow-ups may not)".into(),
+    );
 
     check.that(
         c.plugins.http_max_concurrent_requests >= 1,
@@ -95,6 +105,18 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
             )
         },
     );
+    if let Some(reserved) = c.dispatcher.reserved_slots {
+        check.that(
+            reserved < c.dispatcher.concurrency.max(1) || reserved == 0,
+            "dispatcher.reserved_slots",
+            || {
+                format!(
+                    "is {reserved}: at most dispatcher.concurrency - 1 ({}), so some slot is left for a busy event type",
+                    c.dispatcher.concurrency.saturating_sub(1)
+                )
+            },
+        );
+    }
     check.that(
         c.dispatcher.batch_size >= 1,
         "dispatcher.batch_size",

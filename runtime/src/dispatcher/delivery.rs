@@ -16,6 +16,19 @@ pub(crate) struct Finished {
     pub(crate) plugin: String,
     pub(crate) digest: String,
     pub(crate) took: Duration,
+    /// The share of the dispatcher's follow-up budget this outcome holds
+    /// until it is committed (see `Dispatcher::run`).
+    pub(crate) held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Finished {
+    /// The payload bytes of the follow-ups it would commit.
+    pub(crate) fn follow_up_bytes(&self) -> usize {
+        match &self.settlement {
+            Settlement::Ack { follow_ups } => follow_ups.iter().map(|m| m.payload.len()).sum(),
+            Settlement::Fail(_) => 0,
+        }
+    }
 }
 
 impl SettleEntry for Finished {
@@ -44,6 +57,7 @@ pub(crate) async fn deliver(plugin: Plugin, mut claimed: Claimed) -> Finished {
         attempt: claimed.attempts,
         max_attempts: claimed.max_attempts,
         created_at_ms: claimed.created_at,
+        depth: claimed.depth,
     };
     // `Plugin::handle` runs in a span naming the plugin, message, type and attempt.
     let outcome = plugin.handle(delivery).await;
@@ -63,6 +77,7 @@ pub(crate) async fn deliver(plugin: Plugin, mut claimed: Claimed) -> Finished {
         plugin: plugin.name().to_owned(),
         digest: plugin.digest().to_owned(),
         took: started.elapsed(),
+        held: None,
     }
 }
 

@@ -9,11 +9,19 @@
 //! group of outcomes it commits. Idle, it sleeps.
 //! Expired leases are reclaimed at start and every reclaim interval.
 //!
+//! Scheduling is fair across event types (`fair`): claims take due messages
+//! in turns across types, a free slot goes to the waiting type with the
+//! fewest deliveries running, and while more than one type is routable
+//! `dispatcher.reserved_slots` slots are kept for types with nothing
+//! running. When every waiting message is of a type that may not take the
+//! free slots, the dispatcher claims again for the other types only.
+//!
 //! On shutdown it stops claiming, lets running deliveries finish within the
 //! grace period, commits their outcomes, and releases the rest (their
 //! attempt is not counted).
 
 mod delivery;
+mod fair;
 mod settler;
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +61,8 @@ pub struct Dispatcher {
     pub(crate) delivery_timeout: Duration,
     /// Counts each committed outcome.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// `plugins.max_emit_bytes`: what one delivery's follow-ups may weigh.
+    pub(crate) max_emit_bytes: usize,
 }
 
 /// The dispatcher's working state.
@@ -64,6 +74,12 @@ struct Run {
     running: JoinSet<Finished>,
     /// The lease of each running delivery, to release it if it is cut short.
     leases: HashMap<TaskId, Lease>,
+    /// The event type of each running delivery, and how many run per type.
+    running_types: HashMap<TaskId, String>,
+    running_by_type: HashMap<String, usize>,
+    /// Slots are free but no waiting message may take them (`fair`):
+    /// claim for the other types.
+    starved: bool,
     /// Finished deliveries, handed to the settler to commit.
     finished: Vec<Finished>,
     /// Claim before sleeping again.
@@ -86,10 +102,18 @@ impl Dispatcher {
             committed: self.wake.clone(),
         }
         .spawn(self.settings.batch_size * 4);
+        // Follow-ups waiting to be committed hold KiB of this budget: as
+        // much as the running deliveries may buffer, so the host never holds
+        // more than twice that in follow-ups, however slow the store.
+        let budget = follow_up_budget_kib(self.settings.concurrency, self.max_emit_bytes);
+        let pending = Arc::new(tokio::sync::Semaphore::new(budget as usize));
         let mut run = Run {
             ready: VecDeque::new(),
             running: JoinSet::new(),
             leases: HashMap::new(),
+            running_types: HashMap::new(),
+            running_by_type: HashMap::new(),
+            starved: false,
             finished: Vec::new(),
             want_claim: true,
             next_due: None,
@@ -119,13 +143,19 @@ impl Dispatcher {
                 () = self.wake.notified() => run.want_claim = true,
                 // Busy, it claims after every commit anyway; other
                 // processes' commits are looked for once it is idle.
-                () = self.commits.changed(), if run.running.is_empty() && run.ready.is_empty() => {
+                () = self.commits.changed(), if (run.running.is_empty() && run.ready.is_empty()) || run.starved => {
                     run.want_claim = true;
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
             }
-            for finished in run.finished.drain(..) {
+            for mut finished in run.finished.drain(..) {
                 // Waits only when commits fall far behind: back-pressure.
+                let kib = u32::try_from(finished.follow_up_bytes().div_ceil(1024))
+                    .unwrap_or(u32::MAX)
+                    .min(budget);
+                if kib > 0 {
+                    finished.held = pending.clone().acquire_many_owned(kib).await.ok();
+                }
                 if settler.send(finished).await.is_err() {
                     tracing::error!(
                         "the settler stopped; outcomes will be redelivered after their lease"
@@ -137,18 +167,29 @@ impl Dispatcher {
     }
 
     /// Claims a batch when fewer messages are waiting than there are
-    /// delivery slots.
+    /// delivery slots; or, when slots are free that no waiting message may
+    /// take, as many as are free of the types neither waiting nor running.
     async fn claim(&self, run: &mut Run) {
-        let types = self.routes.event_types();
+        let mut types = self.routes.event_types();
         if types.is_empty() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
             return;
         }
+        let mut limit = self.settings.batch_size;
         if run.ready.len() >= self.settings.concurrency {
-            return;
+            if !run.starved {
+                return;
+            }
+            types.retain(|t| {
+                !run.running_by_type.contains_key(t) && !run.ready.iter().any(|c| &c.event_type == t)
+            });
+            if types.is_empty() {
+                run.want_claim = false;
+                return;
+            }
+            limit = self.settings.concurrency.saturating_sub(run.running.len()).max(1);
         }
-        let limit = self.settings.batch_size;
         let lease = self.settings.lease;
         let claimed = async {
             let claimed = self.store.claim(limit, lease, &types).await?;
@@ -176,27 +217,50 @@ impl Dispatcher {
         run.ready.extend(claimed);
     }
 
-    /// Starts deliveries from the claimed batch while slots are free.
+    /// Starts deliveries from the claimed batch while slots are free, each
+    /// free slot going to the message `fair::pick` chooses.
     async fn start(&self, run: &mut Run) {
         let mut release = Vec::new();
         let now = self.clock.now_ms();
         // A message whose lease would run out before its handler could time
         // out goes back unspent rather than risk being claimed twice.
         let needed = crate::clock::duration_ms(self.delivery_timeout + LEASE_MARGIN);
-        while run.running.len() < self.settings.concurrency {
-            let Some(c) = run.ready.pop_front() else {
+        // With one routable type there is nobody to keep slots for.
+        let slots = fair::Slots {
+            concurrency: self.settings.concurrency,
+            reserved: if self.routes.event_types().len() > 1 {
+                self.settings.reserved_slots()
+            } else {
+                0
+            },
+        };
+        loop {
+            let waiting = run.ready.iter().map(|c| c.event_type.as_str());
+            let Some(index) = fair::pick(waiting, &run.running_by_type, run.running.len(), slots)
+            else {
+                break;
+            };
+            let Some(c) = run.ready.remove(index) else {
                 break;
             };
             match self.routes.get(&c.event_type) {
                 Some(plugin) if c.lease_expires_at - now >= needed => {
                     let lease = c.lease.clone();
+                    let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
                     run.leases.insert(handle.id(), lease);
+                    *run.running_by_type.entry(event_type.clone()).or_default() += 1;
+                    run.running_types.insert(handle.id(), event_type);
                 }
                 // Unloaded since the claim, or held too long: hand it back unspent.
                 _ => release.push(c.lease),
             }
         }
+        let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
+        if starved && !run.starved {
+            run.want_claim = true;
+        }
+        run.starved = starved;
         if !release.is_empty() {
             run.want_claim = true;
             self.release(release).await;
@@ -310,8 +374,28 @@ impl Dispatcher {
     }
 }
 
+/// The follow-up budget in KiB: `concurrency` deliveries' worth, within
+/// what a semaphore counts.
+fn follow_up_budget_kib(concurrency: usize, max_emit_bytes: usize) -> u32 {
+    let kib = concurrency.max(1).saturating_mul(max_emit_bytes.div_ceil(1024)).max(1);
+    let most = tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    u32::try_from(kib.min(most)).unwrap_or(u32::MAX)
+}
+
 impl Run {
     fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
+        let id = match &done {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        if let Some(event_type) = self.running_types.remove(&id)
+            && let Some(count) = self.running_by_type.get_mut(&event_type)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.running_by_type.remove(&event_type);
+            }
+        }
         match done {
             Ok((id, finished)) => {
                 self.leases.remove(&id);

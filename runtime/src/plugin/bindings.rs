@@ -4,9 +4,9 @@
 //! wasmtime-wasi-http's own bindings; see `host.rs`.)
 //!
 //! Exports are async so a call can be cut off while the guest waits in a
-//! WASI host call; the host's own imports (`logging`, `emitter`, `config`)
+//! WASI host call; the host's own imports (`logging`, `emitter`, `follow-ups`, `config`)
 //! are synchronous and `trappable`, so they can fail the call (a trap) apart
-//! from the errors a guest can handle (`emit-error`).
+//! from the errors a guest can handle (`emit-error`, `emit-refusal`).
 
 wasmtime::component::bindgen!({
     world: "handler",
@@ -16,5 +16,6 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use self::mailroom::plugin::logging::Level;
+pub(crate) use self::mailroom::plugin::follow_ups::EmitRefusal;
 pub(crate) use self::mailroom::plugin::types::{EmitError, OutgoingEvent};
 pub(crate) use exports::mailroom::plugin::plugin::{Event, HandlerError, PluginInfo};

@@ -26,6 +26,11 @@ pub struct Delivery {
     pub max_attempts: u32,
     /// When the message was enqueued, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// The message's chain depth: 0 when a producer enqueued it, one more
+    /// than its parent's when a handler emitted it. A delivery at
+    /// [`SandboxLimits::max_chain_depth`](super::SandboxLimits::max_chain_depth)
+    /// may not emit.
+    pub depth: u32,
 }
 
 /// How one delivery ended. Every failure of the plugin, whatever its kind, is

@@ -1,4 +1,5 @@
-//! The host's own imports: `logging.log`, `emitter.emit` and `config.get`.
+//! The host's own imports: `logging.log`, `emitter.emit` (and its 0.1.2
+//! twin `follow-ups.emit`) and `config.get`.
 //!
 //! They return `wasmtime::Result<..>`: an `Err` traps the guest, an inner
 //! `Err` (the WIT `emit-error`) is handed to the guest to handle. Everything
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use crate::message::{self, MAX_LABEL_LEN, Priority};
 
-use super::bindings::mailroom::plugin::{config, emitter, logging, types};
-use super::bindings::{EmitError, Level, OutgoingEvent};
+use super::bindings::mailroom::plugin::{config, emitter, follow_ups, logging, types};
+use super::bindings::{EmitError, EmitRefusal, Level, OutgoingEvent};
 use super::delivery::{Emitted, truncate_reason};
 use super::guest_io::GUEST_TARGET;
 use super::sandbox::MAX_LINE_BYTES;
@@ -78,19 +79,73 @@ impl logging::Host for StoreState {
     }
 }
 
-impl emitter::Host for StoreState {
-    fn emit(&mut self, event: OutgoingEvent) -> wasmtime::Result<Result<(), EmitError>> {
+/// Why the host refused an emitted event: one decision, reported to a
+/// guest through whichever `emit` it imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    InvalidEventType(String),
+    PayloadTooLarge(u64),
+    TooManyEvents(u32),
+    TooManyBytes(u64),
+    ChainTooDeep(u32),
+}
+
+impl From<Refusal> for EmitRefusal {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidEventType(reason) => EmitRefusal::InvalidEventType(reason),
+            Refusal::PayloadTooLarge(limit) => EmitRefusal::PayloadTooLarge(limit),
+            Refusal::TooManyEvents(limit) => EmitRefusal::TooManyEvents(limit),
+            Refusal::TooManyBytes(limit) => EmitRefusal::TooManyBytes(limit),
+            Refusal::ChainTooDeep(depth) => EmitRefusal::ChainTooDeep(depth),
+        }
+    }
+}
+
+/// A plugin built before 0.1.2 knows only the 0.1.0 cases: the newer
+/// refusals are reported as the nearest of them (and stay fatal through the
+/// SDK's `?`, as the newer ones are).
+impl From<Refusal> for EmitError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InvalidEventType(reason) => EmitError::InvalidEventType(reason),
+            Refusal::PayloadTooLarge(limit) | Refusal::TooManyBytes(limit) => {
+                EmitError::PayloadTooLarge(limit)
+            }
+            Refusal::TooManyEvents(limit) => EmitError::TooManyEvents(limit),
+            Refusal::ChainTooDeep(_) => EmitError::TooManyEvents(0),
+        }
+    }
+}
+
+impl StoreState {
+    /// Checks `event` against the delivery's limits and buffers it.
+    ///
+    /// The cheap counts come first, so a guest past a limit learns it
+    /// without the host looking at (or keeping) another payload: what one
+    /// delivery can make the host hold is `max_emit_bytes` of payloads plus
+    /// `max_emits` small records.
+    fn emit_checked(&mut self, event: OutgoingEvent) -> wasmtime::Result<Result<(), Refusal>> {
         let call = &mut self.call;
+        if call.depth >= call.max_chain_depth {
+            call.chain_refused = true;
+            return Ok(Err(Refusal::ChainTooDeep(call.depth)));
+        }
         let max_emits = call.max_emits;
         if call.emitted.len() >= usize::try_from(max_emits).unwrap_or(usize::MAX) {
-            return Ok(Err(EmitError::TooManyEvents(max_emits)));
+            return Ok(Err(Refusal::TooManyEvents(max_emits)));
         }
         if let Err(e) = message::validate_event_type(&event.event_type) {
-            return Ok(Err(EmitError::InvalidEventType(e.to_string())));
+            return Ok(Err(Refusal::InvalidEventType(e.to_string())));
         }
         if event.payload.len() > call.max_payload_bytes {
             let limit = u64::try_from(call.max_payload_bytes).unwrap_or(u64::MAX);
-            return Ok(Err(EmitError::PayloadTooLarge(limit)));
+            return Ok(Err(Refusal::PayloadTooLarge(limit)));
+        }
+        let bytes = call.emitted_bytes.saturating_add(event.payload.len());
+        if bytes > call.max_emit_bytes {
+            let limit = u64::try_from(call.max_emit_bytes).unwrap_or(u64::MAX);
+            return Ok(Err(Refusal::TooManyBytes(limit)));
         }
         if let Some(key) = &event.key
             && (key.is_empty() || key.len() > MAX_LABEL_LEN)
@@ -103,6 +158,7 @@ impl emitter::Host for StoreState {
                 ),
             }));
         }
+        call.emitted_bytes = bytes;
         call.emitted.push(Emitted {
             event_type: event.event_type,
             payload: event.payload,
@@ -115,5 +171,17 @@ impl emitter::Host for StoreState {
             delay: Duration::from_millis(event.delay_ms),
         });
         Ok(Ok(()))
+    }
+}
+
+impl emitter::Host for StoreState {
+    fn emit(&mut self, event: OutgoingEvent) -> wasmtime::Result<Result<(), EmitError>> {
+        Ok(self.emit_checked(event)?.map_err(EmitError::from))
+    }
+}
+
+impl follow_ups::Host for StoreState {
+    fn emit(&mut self, event: OutgoingEvent) -> wasmtime::Result<Result<(), EmitRefusal>> {
+        Ok(self.emit_checked(event)?.map_err(EmitRefusal::from))
     }
 }

@@ -128,6 +128,7 @@ impl PluginInner {
         let id = delivery.id.to_string();
         let access = host.access.get(&self.name);
         store::begin_call(&mut instance.store, &id, limits, access);
+        instance.store.data_mut().call.depth = delivery.depth;
         let event = to_event(delivery);
         let result = invoke::run(&self.pre, &mut instance, limits, move |handler, store| {
             Box::pin(async move {
@@ -139,6 +140,16 @@ impl PluginInner {
         })
         .await;
         instance.store.data().output.finish();
+        let call = &mut instance.store.data_mut().call;
+        if call.chain_refused {
+            // However the handler answered the refusal (ignored it, returned
+            // it, panicked on it), the chain ends here as a dead letter
+            // naming the limit: a chain this long is a loop.
+            call.emitted = Vec::new();
+            // The dispatcher logs the dead letter with this reason.
+            let reason = chain_too_deep(call.depth, limits.max_chain_depth);
+            return Outcome::Fatal { reason };
+        }
         let outcome = match result {
             Ok(Ok(())) => Outcome::Success {
                 emitted: std::mem::take(&mut instance.store.data_mut().call.emitted),
@@ -217,6 +228,15 @@ impl Drop for PluginInner {
         let count = u32::try_from(warm.len()).unwrap_or(u32::MAX);
         self.host.warm.fetch_sub(count, Ordering::AcqRel);
     }
+}
+
+/// The dead-letter reason of a delivery that emitted past the chain limit.
+fn chain_too_deep(depth: u32, max: u32) -> String {
+    format!(
+        "chain depth limit reached: this event is at depth {depth} (emitted by {depth} handlers \
+         one after another) and plugins.max_chain_depth is {max}, so it may not emit more; \
+         look for handlers that emit each other's events without end, or raise the limit"
+    )
 }
 
 fn to_event(delivery: Delivery) -> Event {

@@ -18,7 +18,8 @@
 //!   with it ([`PluginError`]s); `loaded`: [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
 //! - `store`, `imports`, `guest_io`: what a store holds, the `logging`,
-//!   `emitter` and `config` imports, and guest stdout/stderr going to the log;
+//!   `emitter` (and `follow-ups`) and `config` imports, and guest
+//!   stdout/stderr going to the log;
 //! - `access`, `outbound`: what the operator opened to each plugin
 //!   (`[plugin.<name>]`), and outbound HTTP checked against it;
 //! - `bindings`: the generated code, private.
@@ -65,4 +66,4 @@ pub use host::{HostConfig, PluginHost};
 pub use inspect::file_digest;
 pub use loaded::Plugin;
 pub use outbound::{AllowedOrigin, InvalidOrigin, OutboundObserver};
-pub use sandbox::SandboxLimits;
+pub use sandbox::{DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_EMIT_BYTES, SandboxLimits};

@@ -39,6 +39,18 @@ pub struct SandboxLimits {
     /// `payload-too-large` error. Default [`DEFAULT_MAX_PAYLOAD_BYTES`], the
     /// same limit producers have.
     pub max_payload_bytes: usize,
+    /// The payload bytes one delivery may emit in all; an event that would
+    /// pass it gets the guest-visible `too-many-bytes` error. It is what
+    /// bounds the host memory a delivery's buffered follow-ups take (the
+    /// event count alone would allow `max_emits` × `max_payload_bytes`).
+    /// Default 16 MiB.
+    pub max_emit_bytes: usize,
+    /// How deep a chain of emitted events may grow: a message enqueued by a
+    /// producer has depth 0, a follow-up its parent's depth + 1. A delivery
+    /// of a message at this depth that emits gets the guest-visible
+    /// `chain-too-deep` error and is dead-lettered with that reason, so a
+    /// loop of handlers emitting each other's events ends. Default 32.
+    pub max_chain_depth: u32,
     /// Deliveries one instance may serve. 1 (the default) gives every delivery
     /// a fresh instance, so nothing a handler leaves in memory leaks into the
     /// next message. A larger value saves instantiation for plugins that are
@@ -72,6 +84,8 @@ impl Default for SandboxLimits {
             max_log_lines: 200,
             max_emits: 1000,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_emit_bytes: DEFAULT_MAX_EMIT_BYTES,
+            max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
             instance_reuse: 1,
             max_instances: 100,
             http_connect_timeout: Duration::from_secs(5),
@@ -102,6 +116,15 @@ impl SandboxLimits {
         usize::try_from(self.memory_bytes).unwrap_or(usize::MAX)
     }
 }
+
+/// The default of [`SandboxLimits::max_emit_bytes`]: 16 payloads of the
+/// default size, or many small events, per delivery; at the default
+/// concurrency the host holds at most a few hundred MiB of follow-ups.
+pub const DEFAULT_MAX_EMIT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default of [`SandboxLimits::max_chain_depth`]: far deeper than any
+/// designed workflow, shallow enough that a loop ends in seconds.
+pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 32;
 
 /// How often the epoch ticker advances the engine's epoch. The time limit is
 /// enforced to this granularity; each tick costs a thread wake-up, and the

@@ -64,8 +64,17 @@ pub(crate) struct CallState {
     pub(crate) max_log_lines: u32,
     pub(crate) max_emits: u32,
     pub(crate) max_payload_bytes: usize,
+    pub(crate) max_emit_bytes: usize,
+    pub(crate) max_chain_depth: u32,
+    /// The chain depth of the message being handled (0 for `info`).
+    pub(crate) depth: u32,
     pub(crate) log_lines: u32,
     pub(crate) emitted: Vec<Emitted>,
+    /// The payload bytes of `emitted`.
+    pub(crate) emitted_bytes: usize,
+    /// An emit was refused because the chain is too deep: the delivery
+    /// ends as a dead letter whatever the handler returns.
+    pub(crate) chain_refused: bool,
 }
 
 /// A new store for one instance of `plugin`, with the sandbox's limiter and
@@ -94,8 +103,13 @@ pub(crate) fn new_store(
             max_log_lines: limits.max_log_lines,
             max_emits: limits.max_emits,
             max_payload_bytes: limits.max_payload_bytes,
+            max_emit_bytes: limits.max_emit_bytes,
+            max_chain_depth: limits.max_chain_depth,
+            depth: 0,
             log_lines: 0,
             emitted: Vec::new(),
+            emitted_bytes: 0,
+            chain_refused: false,
         },
     };
     let mut store = Store::new(engine, state);
@@ -105,8 +119,9 @@ pub(crate) fn new_store(
 }
 
 /// Prepares a store for the next call: a fresh output budget, log count,
-/// emit buffer and memory-refusal flag, the plugin's access as it is now,
-/// and the time limit from now.
+/// emit buffer and memory-refusal flag, chain depth 0 (a delivery sets
+/// its message's), the plugin's access as it is now, and the time limit
+/// from now.
 pub(crate) fn begin_call(
     store: &mut Store<StoreState>,
     id: &str,
@@ -119,6 +134,12 @@ pub(crate) fn begin_call(
     state.call.id.push_str(id);
     state.call.log_lines = 0;
     state.call.emitted.clear();
+    // Give the buffer's memory back: a reused instance must not keep the
+    // last delivery's capacity.
+    state.call.emitted.shrink_to_fit();
+    state.call.emitted_bytes = 0;
+    state.call.depth = 0;
+    state.call.chain_refused = false;
     state.limiter.reset();
     state.output.begin(id);
     store.set_epoch_deadline(limits.epoch_ticks());

@@ -31,6 +31,7 @@ const NAMED: &[&str] = &[
     artifacts::FLEET_E,
     artifacts::LEGACY_V01,
     artifacts::OUTBOUND_PROBE,
+    artifacts::HOSTILE,
 ];
 
 fn read(path: &str) -> Vec<u8> {
@@ -103,7 +104,7 @@ fn plugins_and_guests_partition_all() {
     }
 }
 
-const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.1";
+const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.2";
 
 /// What `legacy-v01`, built from the 0.1.0 WIT as published, exports.
 const PLUGIN_EXPORT_0_1_0: &str = "mailroom:plugin/plugin@0.1.0";
@@ -146,11 +147,15 @@ fn the_wrong_world_guest_is_a_component_of_another_world() {
 fn plugins_use_the_host_imports() {
     let (imports, _) = world(artifacts::ORDER_VALIDATOR);
     assert!(
-        imports.contains("mailroom:plugin/emitter@0.1.1"),
+        imports.contains("mailroom:plugin/follow-ups@0.1.2"),
         "{imports:?}"
     );
     assert!(
-        imports.contains("mailroom:plugin/logging@0.1.1"),
+        !imports.iter().any(|i| i.starts_with("mailroom:plugin/emitter@")),
+        "the SDK emits through follow-ups, whose error names every refusal: {imports:?}"
+    );
+    assert!(
+        imports.contains("mailroom:plugin/logging@0.1.2"),
         "{imports:?}"
     );
     assert!(
@@ -167,7 +172,7 @@ fn the_webhook_plugin_imports_outbound_http_and_config() {
         "{imports:?}"
     );
     assert!(
-        imports.contains("mailroom:plugin/config@0.1.1"),
+        imports.contains("mailroom:plugin/config@0.1.2"),
         "{imports:?}"
     );
 }

@@ -82,7 +82,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    fn toml(&self) -> String {
+    /// The `mailroom.toml` these settings make.
+    pub fn toml(&self) -> String {
         format!(
             r#"[store]
 path = "mailroom.db"

@@ -168,6 +168,7 @@ pub(super) fn execute(config: &Config, args: RunArgs) -> anyhow::Result<()> {
         attempt: args.attempt,
         max_attempts: max_attempts.max(args.attempt),
         created_at_ms: SystemClock.now_ms(),
+        depth: 0,
     };
 
     let log = GuestLog::default();

@@ -14,7 +14,7 @@ use super::schema::CHANNEL;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
-use crate::store::claim::claim_order;
+use crate::store::claim::{Parent, fair_order};
 use crate::store::settle::decide;
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
@@ -23,13 +23,13 @@ use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, S
 /// statement); answers the ids inserted.
 const INSERT: &str = "INSERT INTO mailroom.messages
         (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
-         max_attempts, available_at, created_at, updated_at)
+         max_attempts, available_at, created_at, updated_at, depth)
     SELECT id, event_type, payload, key, source, correlation_id, priority, 'queued', 0,
-           max_attempts, available_at, $10, $10
+           max_attempts, available_at, $10, $10, depth
       FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[],
-                  $7::int2[], $8::int4[], $9::int8[]) WITH ORDINALITY
+                  $7::int2[], $8::int4[], $9::int8[], $11::int4[]) WITH ORDINALITY
            AS m(id, event_type, payload, key, source, correlation_id, priority, max_attempts,
-                available_at, n)
+                available_at, depth, n)
      ORDER BY n
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id";
@@ -39,10 +39,11 @@ const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)
 
 /// The first due queued messages of each routable type (`$1`), in claim
 /// order, locked unless another claimer holds them; the first `$3` of all
-/// of them are taken under the lease. Read per type, so messages of types
-/// no plugin handles are never scanned past.
-const CLAIM: &str = "WITH picked AS (
-        SELECT c.seq FROM unnest($1::text[]) AS t(event_type)
+/// of them, in the order of `fair_order` (priority, then turns across
+/// types, then age), are taken under the lease. Read per type, so messages
+/// of types no plugin handles are never scanned past.
+const CLAIM: &str = "WITH candidates AS (
+        SELECT t.event_type, c.seq, c.priority FROM unnest($1::text[]) AS t(event_type)
         CROSS JOIN LATERAL (
             SELECT m.seq, m.priority FROM mailroom.messages m
              WHERE m.state = 'queued' AND m.event_type = t.event_type AND m.available_at <= $2
@@ -52,7 +53,13 @@ const CLAIM: &str = "WITH picked AS (
              LIMIT $3
              FOR UPDATE SKIP LOCKED
         ) c
-        ORDER BY c.priority DESC, c.seq
+    ), picked AS (
+        SELECT seq FROM (
+            SELECT seq, priority,
+                   row_number() OVER (PARTITION BY event_type, priority ORDER BY seq) AS turn
+              FROM candidates
+        ) turns
+        ORDER BY priority DESC, turn, seq
         LIMIT $3
     )
     UPDATE mailroom.messages m
@@ -61,7 +68,7 @@ const CLAIM: &str = "WITH picked AS (
       FROM picked
      WHERE m.seq = picked.seq AND m.state = 'queued'
     RETURNING m.id, m.event_type, m.payload, m.key, m.source, m.correlation_id, m.priority,
-              m.attempts, m.max_attempts, m.created_at, m.seq";
+              m.attempts, m.max_attempts, m.created_at, m.seq, m.depth";
 
 /// The earliest due time among queued messages of the types `$1`: one
 /// index probe per type (`messages_due`).
@@ -172,10 +179,10 @@ impl FailureRows {
 }
 
 /// Inserts `messages` in order with one statement inside `tx`; each comes
-/// with the correlation id of the message whose handler emitted it, if any.
+/// with the message whose handler emitted it, if any.
 async fn insert_all(
     tx: &Transaction<'_>,
-    messages: &[(&NewMessage, Option<&str>)],
+    messages: &[(&NewMessage, Option<Parent<'_>>)],
     policies: &Policies,
     now: Millis,
     errors: &Errors,
@@ -191,7 +198,8 @@ async fn insert_all(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut correlations, mut priorities, mut budgets, mut due) = (
+    let (mut correlations, mut priorities, mut budgets, mut due, mut depths) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -207,7 +215,7 @@ async fn insert_all(
         correlations.push(
             m.correlation_id
                 .clone()
-                .or_else(|| inherited.map(str::to_owned))
+                .or_else(|| inherited.map(|p| p.correlation_id.to_owned()))
                 .unwrap_or_else(|| id.to_string()),
         );
         priorities.push(rank(m.priority));
@@ -219,6 +227,7 @@ async fn insert_all(
             .unwrap_or(i32::MAX),
         );
         due.push(now.saturating_add(duration_ms(m.delay)));
+        depths.push(i32::try_from(Parent::child_depth(*inherited)).unwrap_or(i32::MAX));
     }
     let insert = tx
         .prepare_cached(INSERT)
@@ -238,6 +247,7 @@ async fn insert_all(
                 &budgets,
                 &due,
                 &now,
+                &depths,
             ],
         )
         .await
@@ -330,7 +340,7 @@ impl PgStore {
             let mut client = self.client().await?;
             let errors = self.errors();
             let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
-            let rows: Vec<(&NewMessage, Option<&str>)> =
+            let rows: Vec<(&NewMessage, Option<Parent<'_>>)> =
                 messages.iter().map(|m| (m, None)).collect();
             let out = insert_all(&tx, &rows, &self.inner.policies, self.now(), errors).await?;
             notify(&tx, errors).await?;
@@ -375,7 +385,7 @@ impl PgStore {
                 .map(|row| self.claimed(row, &token, expires))
                 .collect::<Result<Vec<_>, _>>()?;
             // RETURNING gives no order guarantee: restore the claim order.
-            claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
+            fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
             Ok(claimed.into_iter().map(|(_, c)| c).collect())
         })
         .await
@@ -402,6 +412,7 @@ impl PgStore {
                 max_attempts,
                 created_at: row.get(9),
                 lease_expires_at: expires,
+                depth: count(row.get(11)),
             },
         ))
     }
@@ -517,16 +528,16 @@ impl PgStore {
         };
         let failed = failures.apply(&tx, now, errors).await?;
         // Every acked entry's follow-ups, in one statement.
-        let follow_ups: Vec<(&NewMessage, Option<&str>)> = batch
+        let follow_ups: Vec<(&NewMessage, Option<Parent<'_>>)> = batch
             .iter()
             .filter(|entry| acked.contains(&entry.claimed().lease.id.0))
             .flat_map(|entry| {
-                let correlation = entry.claimed().correlation_id.as_str();
+                let parent = Parent::of(entry.claimed());
                 let emitted = match entry.settlement() {
                     Settlement::Ack { follow_ups } => follow_ups.as_slice(),
                     Settlement::Fail(_) => &[],
                 };
-                emitted.iter().map(move |m| (m, Some(correlation)))
+                emitted.iter().map(move |m| (m, Some(parent)))
             })
             .collect();
         if !follow_ups.is_empty() {

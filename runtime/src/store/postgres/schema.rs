@@ -175,8 +175,16 @@ CREATE TABLE mailroom.paused_event_types (
 );
 "#;
 
+/// Version 3: each message carries its chain depth: 0 for what producers
+/// and `mailroom.enqueue(...)` enqueue (the column default), the emitting
+/// message's depth + 1 for a handler's follow-up, so a loop of
+/// self-emitting handlers ends at `plugins.max_chain_depth`.
+const CHAIN_DEPTH: &str = r#"
+ALTER TABLE mailroom.messages ADD COLUMN IF NOT EXISTS depth integer NOT NULL DEFAULT 0;
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES];
+const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES, CHAIN_DEPTH];
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

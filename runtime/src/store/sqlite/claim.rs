@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::Mailbox;
 use super::row::get_u32;
-use crate::store::claim::{Claimed, Lease, claim_order};
+use crate::store::claim::{Claimed, Lease, fair_order};
 use crate::store::StoreError;
 use crate::clock::{Millis, duration_ms};
 use crate::message::Priority;
@@ -27,7 +27,7 @@ pub(super) const TAKE: &str = "UPDATE messages
            lease_expires_at = ?4, updated_at = ?5
      WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'
     RETURNING id, event_type, payload, key, source, correlation_id, priority,
-              attempts, max_attempts, created_at, seq";
+              attempts, max_attempts, created_at, seq, depth";
 
 /// The next due time among queued messages of given types, paused ones
 /// left out.
@@ -67,8 +67,8 @@ impl Mailbox {
                 super::registry::register_owner(&tx, &owner, now)?;
             }
             // The claim order across types: each type's first `limit`
-            // candidates, merged.
-            let mut candidates: Vec<(Priority, i64)> = Vec::new();
+            // candidates, merged in turns (`fair_order`).
+            let mut candidates: Vec<(&str, Priority, i64)> = Vec::new();
             let mut select = tx.prepare_cached(CANDIDATES)?;
             let mut types: std::collections::BTreeSet<&str> =
                 event_types.iter().map(AsRef::as_ref).collect();
@@ -86,16 +86,17 @@ impl Mailbox {
                     |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
                 )?;
                 for row in rows {
-                    candidates.push(row?);
+                    let (priority, seq) = row?;
+                    candidates.push((event_type, priority, seq));
                 }
             }
-            candidates.sort_by(|a, b| claim_order(*a, *b));
+            fair_order(&mut candidates, |c| *c);
             candidates.truncate(limit);
             if candidates.is_empty() {
                 return Ok(Vec::new());
             }
             let seqs =
-                serde_json::to_string(&candidates.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                serde_json::to_string(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>())
                     .unwrap_or_else(|_| "[]".to_owned());
             let mut take = tx.prepare_cached(TAKE)?;
             let rows = take.query_map(params![seqs, owner.id, token, expires, now], |row| {
@@ -116,12 +117,13 @@ impl Mailbox {
                         max_attempts: get_u32(row, 8)?,
                         created_at: row.get(9)?,
                         lease_expires_at: expires,
+                        depth: get_u32(row, 11)?,
                     },
                 ))
             })?;
             let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             // RETURNING gives no order guarantee: restore the claim order.
-            claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
+            fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
             let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
             Ok::<_, rusqlite::Error>(claimed)
         })();

@@ -6,6 +6,7 @@ use super::Mailbox;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{MessageState, Policies};
+use crate::store::claim::Parent;
 use crate::store::{Enqueued, StoreError};
 
 impl Mailbox {
@@ -56,20 +57,21 @@ impl Mailbox {
     }
 }
 
-/// Inserts one validated message inside `tx`. `inherited_correlation` is the
-/// correlation id of the message whose handler emitted this one.
+/// Inserts one validated message inside `tx`. `parent` is the message whose
+/// handler emitted this one: its correlation id is inherited, its depth + 1
+/// is this one's.
 pub(crate) fn insert(
     tx: &Connection,
     message: &NewMessage,
     policies: &Policies,
     now: Millis,
-    inherited_correlation: Option<&str>,
+    parent: Option<Parent<'_>>,
 ) -> rusqlite::Result<Enqueued> {
     let id = MessageId::new();
     let correlation_id = message
         .correlation_id
         .clone()
-        .or_else(|| inherited_correlation.map(str::to_owned))
+        .or_else(|| parent.map(|p| p.correlation_id.to_owned()))
         .unwrap_or_else(|| id.to_string());
     let max_attempts = message
         .max_attempts
@@ -77,8 +79,9 @@ pub(crate) fn insert(
     let inserted = tx
         .prepare_cached(
             "INSERT INTO messages (id, event_type, payload, key, source, correlation_id, priority,
-                                   state, attempts, max_attempts, available_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11)
+                                   state, attempts, max_attempts, available_at, created_at, updated_at,
+                                   depth)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11, ?12)
              ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -93,6 +96,7 @@ pub(crate) fn insert(
             max_attempts,
             now.saturating_add(duration_ms(message.delay)),
             now,
+            Parent::child_depth(parent),
         ])?;
     if inserted == 1 {
         return Ok(Enqueued {

@@ -147,7 +147,67 @@ CREATE TABLE IF NOT EXISTS paused_event_types (
 ) WITHOUT ROWID;
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(PAUSED_TYPES)];
+/// Version 4: each message carries its chain depth: 0 for what producers
+/// enqueue, the emitting message's depth + 1 for a handler's follow-up, so
+/// a loop of self-emitting handlers ends at `plugins.max_chain_depth`.
+///
+/// SQLite has no `ADD COLUMN IF NOT EXISTS`, and two processes may migrate
+/// one file at once (the version is read before the migration's
+/// transaction), so the table is rebuilt with named columns, like V2: a
+/// second run finds the column and copies every row again. (It resets the
+/// depths the first process wrote in between to 0, which only lets those
+/// chains run a little longer.)
+const CHAIN_DEPTH: &str = r#"
+CREATE TABLE IF NOT EXISTS messages_v4 (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    event_type       TEXT    NOT NULL,
+    payload          BLOB    NOT NULL,
+    key              TEXT,
+    source           TEXT,
+    correlation_id   TEXT    NOT NULL,
+    priority         INTEGER NOT NULL,
+    state            TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    available_at     INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_token      TEXT,
+    lease_expires_at INTEGER,
+    last_error       TEXT,
+    last_plugin_digest TEXT,
+    dead_at          INTEGER,
+    -- How many handlers emitted this message's ancestors: 0 when enqueued
+    -- by a producer.
+    depth            INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO messages_v4 (seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+    max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
+    lease_expires_at, last_error, last_plugin_digest, dead_at)
+    SELECT seq, id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+    max_attempts, available_at, created_at, updated_at, lease_owner, lease_token,
+    lease_expires_at, last_error, last_plugin_digest, dead_at FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v4 RENAME TO messages;
+
+CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key) WHERE key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_queue
+    ON messages (event_type, priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS messages_due
+    ON messages (event_type, available_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS messages_leases
+    ON messages (lease_expires_at) WHERE state = 'inflight';
+CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[
+    M::up(V1),
+    M::up(V2),
+    M::up(PAUSED_TYPES),
+    M::up(CHAIN_DEPTH),
+];
 
 /// Every migration, in order.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);
@@ -177,21 +237,19 @@ mod tests {
             MessageState::Dead,
         ] {
             assert!(
-                V2.contains(&format!("WHERE state = '{}'", state.as_str())),
+                V2.contains(&format!("WHERE state = '{}'", state.as_str()))
+                    && CHAIN_DEPTH.contains(&format!("WHERE state = '{}'", state.as_str())),
                 "no partial index for {state:?}"
             );
         }
     }
 
-    /// A store written by version 1 keeps every message, state and key
-    /// through the table rebuild of version 2.
-    #[test]
-    fn version_1_stores_migrate_with_their_messages() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("m.db");
+    /// A store file at schema `version` holding a queued message with a
+    /// key and a dead letter, opened (so migrated) by this build.
+    fn migrated_from(version: usize, path: &std::path::Path) -> Mailbox {
         {
-            let mut conn = rusqlite::Connection::open(&path).expect("open");
-            MIGRATIONS.to_version(&mut conn, 1).expect("v1");
+            let mut conn = rusqlite::Connection::open(path).expect("open");
+            MIGRATIONS.to_version(&mut conn, version).expect("old version");
             conn.execute_batch(
                 "INSERT INTO messages (id, event_type, payload, key, correlation_id, priority,
                                        state, max_attempts, available_at, created_at, updated_at,
@@ -201,14 +259,23 @@ mod tests {
                         ('0190c5a0-0000-7000-8000-000000000002', 'a', X'7B7D', NULL, 'c', 1,
                          'dead', 5, 0, 0, 0, 'boom', 1)",
             )
-            .expect("v1 rows");
+            .expect("old rows");
         }
-        let mut mb = Mailbox::open(&path).expect("migrates");
-        let version: i64 = mb
+        let mb = Mailbox::open(path).expect("migrates");
+        let found: i64 = mb
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(version, LATEST_VERSION);
+        assert_eq!(found, LATEST_VERSION);
+        mb
+    }
+
+    /// A store written by version 1 keeps every message, state and key
+    /// through the table rebuild of version 2.
+    #[test]
+    fn version_1_stores_migrate_with_their_messages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mb = migrated_from(1, &dir.path().join("m.db"));
         let dead = mb
             .dead_letters(&crate::store::DeadLetterFilter::default())
             .expect("dead letters");
@@ -223,6 +290,34 @@ mod tests {
             .claim(10, std::time::Duration::from_secs(60), &["a"])
             .expect("claim");
         assert_eq!(claimed.len(), 1, "the queued message is still claimable");
+    }
+
+    /// A store written by version 2 keeps its messages through the rebuild
+    /// of version 4, every one at depth 0, and its follow-ups count from
+    /// there. Running version 4 again (a second process migrating the same
+    /// file at once) keeps every row.
+    #[test]
+    fn version_2_stores_migrate_to_chain_depths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mb = migrated_from(2, &dir.path().join("m.db"));
+        mb.conn
+            .execute_batch(CHAIN_DEPTH)
+            .expect("version 4 is safe to repeat");
+        let dead = mb
+            .dead_letters(&crate::store::DeadLetterFilter::default())
+            .expect("dead letters");
+        assert_eq!(dead.items.len(), 1, "the dead letter is kept");
+        let claimed = mb
+            .claim(10, std::time::Duration::from_secs(60), &["a"])
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "the queued message is still claimable");
+        assert_eq!(claimed[0].depth, 0);
+        mb.ack(&claimed[0], vec![crate::message::NewMessage::new("b", b"{}".to_vec())])
+            .expect("ack");
+        let follow = mb
+            .claim(10, std::time::Duration::from_secs(60), &["b"])
+            .expect("claim");
+        assert_eq!(follow[0].depth, 1);
     }
 
     /// What SQLite plans for `sql`: one line per step.

@@ -8,7 +8,7 @@ use super::enqueue::insert;
 use crate::clock::Millis;
 use crate::message::NewMessage;
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
-use crate::store::claim::{Claimed, Lease};
+use crate::store::claim::{Claimed, Lease, Parent};
 use crate::store::settle::{Outcome, SettleEntry, Settled, Settlement, decide};
 use crate::store::StoreError;
 
@@ -125,7 +125,7 @@ fn settle_in(
                 return Ok(None);
             }
             for follow_up in follow_ups {
-                insert(tx, follow_up, policies, now, Some(&claimed.correlation_id))?;
+                insert(tx, follow_up, policies, now, Some(Parent::of(claimed)))?;
             }
             Ok(Some(Settled::Acked))
         }

@@ -1,0 +1,103 @@
+//! Fair scheduling: which claimed message takes the next free delivery
+//! slot. Pure, so the rule is tested apart from the loop.
+//!
+//! The rule, with `N` slots of which `R` are reserved (`R` is 0 while only
+//! one event type is routable):
+//!
+//! - a free slot goes to the waiting message whose event type has the fewest
+//!   deliveries running; among those, the first in claim order (highest
+//!   priority, then turns across types, then oldest);
+//! - once `N - R` slots are busy, the remaining `R` go only to types with
+//!   no delivery running.
+//!
+//! So whatever one type does (a flood of messages, handlers that run to the
+//! time limit, a loop of follow-ups), a type that has due messages and
+//! nothing running finds a slot at once, and slots freed later go to the
+//! types running the fewest. Priority orders messages within a type and the
+//! claim; across types, fairness comes first.
+
+use std::collections::HashMap;
+
+/// How the dispatcher's slots are shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slots {
+    /// Deliveries running at once.
+    pub(crate) concurrency: usize,
+    /// Slots only a type with no delivery running may take.
+    pub(crate) reserved: usize,
+}
+
+/// The position in `waiting` (event types, in claim order) of the message
+/// to start next, or `None` if none may start now. `running` counts the
+/// deliveries running per type, `busy` all of them.
+pub(crate) fn pick<'a>(
+    waiting: impl IntoIterator<Item = &'a str>,
+    running: &HashMap<String, usize>,
+    busy: usize,
+    slots: Slots,
+) -> Option<usize> {
+    if busy >= slots.concurrency {
+        return None;
+    }
+    let shared_free = busy < slots.concurrency.saturating_sub(slots.reserved);
+    let mut best: Option<(usize, usize)> = None;
+    for (index, event_type) in waiting.into_iter().enumerate() {
+        let running = running.get(event_type).copied().unwrap_or(0);
+        if !shared_free && running > 0 {
+            continue;
+        }
+        if best.is_none_or(|(fewest, _)| running < fewest) {
+            best = Some((running, index));
+            if running == 0 {
+                break;
+            }
+        }
+    }
+    best.map(|(_, index)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
+        pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()
+    }
+
+    const SLOTS: Slots = Slots {
+        concurrency: 4,
+        reserved: 1,
+    };
+
+    #[test]
+    fn the_type_running_the_fewest_goes_first_then_claim_order() {
+        let running = counts(&[("a", 2), ("b", 1)]);
+        // 3 of 4 busy: only the reserved slot, and "b" already runs one.
+        assert_eq!(pick(["a", "b", "a"], &running, 3, SLOTS), None);
+        assert_eq!(pick(["a", "b", "a"], &running, 2, SLOTS), Some(1));
+        assert_eq!(pick(["a", "a"], &running, 2, SLOTS), Some(0));
+        assert_eq!(pick(["a", "b"], &HashMap::new(), 0, SLOTS), Some(0));
+    }
+
+    #[test]
+    fn reserved_slots_go_only_to_types_with_nothing_running() {
+        let running = counts(&[("a", 3)]);
+        // 3 of 4 busy: only the reserved slot is left.
+        assert_eq!(pick(["a", "a"], &running, 3, SLOTS), None);
+        assert_eq!(pick(["a", "b"], &running, 3, SLOTS), Some(1));
+        // Every slot busy: nobody.
+        assert_eq!(pick(["b"], &running, 4, SLOTS), None);
+    }
+
+    #[test]
+    fn without_a_reserve_one_type_may_use_every_slot() {
+        let slots = Slots {
+            concurrency: 2,
+            reserved: 0,
+        };
+        let running = counts(&[("a", 1)]);
+        assert_eq!(pick(["a"], &running, 1, slots), Some(0));
+        assert_eq!(pick(["a"], &running, 2, slots), None);
+        assert_eq!(pick([], &running, 0, slots), None);
+    }
+}
