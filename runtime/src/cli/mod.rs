@@ -9,12 +9,14 @@
 //! | `stats.rs`    | `mailroom stats`                         |
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
+//! | `check.rs`    | `mailroom check`                         |
 //! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
 //!
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
 //! is a stable interface for scripts (see DESIGN.md, "Interfaces").
 
+mod check;
 mod dlq;
 mod enqueue;
 mod output;
@@ -110,6 +112,10 @@ pub enum Command {
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
+    /// Verify a store without changing it: schema version, the database's
+    /// consistency check, and what it holds.
+    #[command(after_help = check::AFTER_HELP)]
+    Check(check::CheckArgs),
     /// Write, check and try plugins without a running host: new, check,
     /// run, watch.
     #[command(subcommand)]
@@ -179,6 +185,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,
                     Command::Plugins(args) => plugins::execute(&config, &args).await,
+                    Command::Check(args) => check::execute(&config, &args).await,
                 }
             })
         }
@@ -201,6 +208,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// Opens the configured store for a command that must not create it.
 async fn open_existing(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.store_location(), &config.open_options(false)).await?)
+}
+
+/// Opens the configured store for a command that only reads: nothing is
+/// created, migrated or changed.
+async fn open_read_only(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store_location(), &config.read_only_options()).await?)
 }
 
 /// Opens the configured store, creating it (not the file's directory) if

@@ -14,7 +14,9 @@
 //!
 //! | file              | holds                                               |
 //! | ----------------- | --------------------------------------------------- |
-//! | `connection.rs`   | opening: pragmas, durability, migrations, errors    |
+//! | `connection.rs`   | opening: pragmas, durability, migrations, errors;   |
+//! |                   | the read-only open that changes nothing             |
+//! | `check.rs`        | verifying the file (`mailroom check`)               |
 //! | `schema.rs`       | the numbered migrations                             |
 //! | `enqueue.rs`      | validated inserts with key dedupe                   |
 //! | `claim.rs`        | atomic batch claims under a lease                   |
@@ -28,6 +30,7 @@
 //! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction  |
 
+mod check;
 mod claim;
 mod commit_watch;
 mod connection;
