@@ -56,9 +56,7 @@ pub(crate) fn open(path: &Path, options: &OpenOptions) -> Result<Connection, Sto
     conn.set_transaction_behavior(TransactionBehavior::Immediate);
     // Before anything writes (the switch to WAL does): another application's
     // database is not ours to add tables to.
-    if user_version(&conn, &ctx)? == 0 {
-        refuse_foreign(&conn, &ctx)?;
-    }
+    identify(&conn, &ctx)?;
 
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -116,14 +114,11 @@ fn open_read_only(path: &Path, options: &OpenOptions) -> Result<Connection, Stor
         }
         other => other?,
     };
-    match user_version(&conn, &ctx)? {
-        0 => {
-            refuse_foreign(&conn, &ctx)?;
-            Err(StoreError::NotAStore {
-                path: path.to_owned(),
-                why: "an empty SQLite database".to_owned(),
-            })
-        }
+    match identify(&conn, &ctx)? {
+        0 => Err(StoreError::NotAStore {
+            path: path.to_owned(),
+            why: "an empty SQLite database".to_owned(),
+        }),
         found if found > LATEST_VERSION => Err(StoreError::SchemaTooNew {
             store: ctx.name(),
             found,
@@ -134,19 +129,7 @@ fn open_read_only(path: &Path, options: &OpenOptions) -> Result<Connection, Stor
             found,
             current: LATEST_VERSION,
         }),
-        _ => {
-            let missing: Vec<&str> = STORE_TABLES
-                .into_iter()
-                .filter(|t| !tables(&conn, &ctx).is_ok_and(|have| have.iter().any(|h| h == t)))
-                .collect();
-            if !missing.is_empty() {
-                return Err(StoreError::NotAStore {
-                    path: path.to_owned(),
-                    why: format!("it has no table {}", missing.join(", ")),
-                });
-            }
-            Ok(conn)
-        }
+        _ => Ok(conn),
     }
 }
 
@@ -247,20 +230,34 @@ fn tables(conn: &Connection, ctx: &Ctx) -> Result<Vec<String>, StoreError> {
         .map_err(|e| ctx.err(e))
 }
 
-/// Refuses a database without a Mailroom schema version that holds tables
-/// (another application's).
-fn refuse_foreign(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
+/// Refuses a database that is not a Mailroom store (another application's,
+/// whatever its `user_version`); returns the store's schema version, 0 for
+/// a database with no tables at all (new, or empty).
+fn identify(conn: &Connection, ctx: &Ctx) -> Result<i64, StoreError> {
+    let version = user_version(conn, ctx)?;
     let tables = tables(conn, ctx)?;
-    if tables.is_empty() {
-        return Ok(());
+    let has = |t: &str| tables.iter().any(|h| h == t);
+    let ours = match version {
+        0 => tables.is_empty(),
+        // A newer schema may have changed its other tables.
+        v if v > LATEST_VERSION => has("messages"),
+        _ => STORE_TABLES.into_iter().all(has),
+    };
+    if ours {
+        return Ok(version);
     }
-    let mut shown = tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-    if tables.len() > 5 {
-        shown.push_str(", …");
-    }
+    let why = if tables.is_empty() {
+        format!("an SQLite database with user_version {version} and no tables")
+    } else {
+        let mut shown = tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if tables.len() > 5 {
+            shown.push_str(", …");
+        }
+        format!("another application's SQLite database, with tables {shown}")
+    };
     Err(StoreError::NotAStore {
         path: ctx.path.clone(),
-        why: format!("another application's SQLite database, with tables {shown}"),
+        why,
     })
 }
 
