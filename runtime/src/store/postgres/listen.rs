@@ -61,10 +61,10 @@ async fn listen(url: PostgresUrl, errors: Errors, notified: Arc<Notify>) {
     loop {
         let backoff = match connect(&url, &errors, notified.clone()).await {
             Ok((client, closed)) => {
-                if was_connected && !retry.is_failing() {
+                if was_connected || retry.is_failing() {
                     tracing::info!(store = %errors.store, "listening for commits again");
                 }
-                retry.succeeded();
+                retry.note_success(std::time::Instant::now());
                 was_connected = true;
                 // Anything committed while no one listened is found by a claim.
                 notified.notify_one();
