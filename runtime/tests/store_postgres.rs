@@ -384,3 +384,49 @@ async fn connection_errors_say_which_it_is_and_never_show_the_password() {
     .expect_err("no schema, not to be created");
     assert!(matches!(err, StoreError::NoSchema { .. }), "{err}");
 }
+
+/// A read-only open (`stats`, `dlq list`, `plugins`, `check`) never
+/// creates or migrates the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_open_never_creates_or_migrates_the_schema() {
+    let url = fresh_postgres_database().await;
+    let location = Location::parse_url(&url).expect("url");
+    let read_only = OpenOptions {
+        read_only: true,
+        ..OpenOptions::default()
+    };
+    let err = Store::open(&location, &read_only).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoSchema { .. }), "{err}");
+    let admin = client(&url).await;
+    let schemas = admin
+        .query("SELECT 1 FROM pg_namespace WHERE nspname = 'mailroom'", &[])
+        .await
+        .expect("query");
+    assert!(schemas.is_empty(), "no schema was created");
+
+    let store = open(&url).await;
+    store
+        .enqueue(NewMessage::new("t", b"{}".to_vec()))
+        .await
+        .expect("enqueue");
+    let reader = Store::open(&location, &read_only).await.expect("opens read-only");
+    assert_eq!(reader.stats().await.expect("stats").totals.queued, 1);
+    let report = reader
+        .check(mailroom::store::CheckDepth::Quick)
+        .await
+        .expect("check");
+    assert!(report.is_sound(), "{report:?}");
+
+    // An older schema is refused, not migrated.
+    admin
+        .batch_execute("DELETE FROM mailroom.schema_version")
+        .await
+        .expect("forget the version");
+    let err = Store::open(&location, &read_only).await.unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooOld { .. }), "{err}");
+    let versions = admin
+        .query("SELECT 1 FROM mailroom.schema_version", &[])
+        .await
+        .expect("query");
+    assert!(versions.is_empty(), "nothing was migrated");
+}
