@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mailroom::config::Config;
 use mailroom::host::Host;
+use mailroom::message::NewMessage;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -58,7 +59,11 @@ async fn readiness_and_metrics_follow_the_store_health() {
     config.store.path = dir.path().join("mailroom.db");
     config.store.busy_timeout = Duration::from_millis(20);
     config.plugins.dir = dir.path().join("plugins");
-    config.plugins.cache_dir = Some(dir.path().join("cache"));
+    std::fs::create_dir_all(&config.plugins.dir).expect("plugin dir");
+    mailroom_test_artifacts::deploy(mailroom_test_artifacts::BEHAVIOUR, &config.plugins.dir, "behaviour.wasm")
+        .expect("deploy");
+    config.plugins.cache_dir =
+        Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("store-health-plugin-cache"));
     config.dispatcher.poll_interval = Duration::from_millis(20);
     // Reclaims write (the heartbeat): each one fails while the lock is held.
     config.dispatcher.reclaim_interval = Duration::from_millis(50);
@@ -73,6 +78,10 @@ async fn readiness_and_metrics_follow_the_store_health() {
         assert_eq!(store_errors(&metrics, kind), Some(0), "{kind} at zero:\n{metrics}");
     }
 
+    // Due while the lock is held: claims of it fail too.
+    let due_soon = NewMessage::new("behaviour", br#"{"action":"succeed"}"#.to_vec())
+        .with_delay(Duration::from_millis(500));
+    let id = host.enqueue(vec![due_soon]).await.expect("enqueue").remove(0).id;
     let lock = rusqlite::Connection::open(&config.store.path).expect("raw open");
     lock.execute_batch("BEGIN EXCLUSIVE").expect("hold the write lock");
     let body = wait_for("/readyz to fail", async || {
@@ -82,8 +91,9 @@ async fn readiness_and_metrics_follow_the_store_health() {
     .await;
     assert!(body.contains("the store is failing"), "{body}");
     assert!(body.contains("locked"), "{body}");
-    // The loops back off: retried every 50 ms, reclaims alone would fail
-    // about 40 times in two seconds; backing off from 250 ms, a handful.
+    // The loops back off: retried every 50 ms (reclaims) or every 20 ms
+    // poll (claims), they would fail about a hundred times in two seconds;
+    // backing off from 250 ms, a handful each.
     let (_, metrics) = get(addr, "/metrics").await;
     let first = store_errors(&metrics, "locked").unwrap_or(0);
     assert!(first >= 1, "{metrics}");
@@ -95,6 +105,10 @@ async fn readiness_and_metrics_follow_the_store_health() {
 
     wait_for("/readyz to recover", async || {
         (get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    wait_for("the delayed message to be delivered", async || {
+        host.store().message(id).await.is_err().then_some(())
     })
     .await;
     host.shutdown().await;
