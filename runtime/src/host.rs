@@ -46,6 +46,10 @@ use crate::watcher::{self, FolderWatcher, WatchError};
 pub const SHUTDOWN_BOUND: Duration =
     Duration::from_secs(HTTP_STOP_BOUND.as_secs() + LAST_WORDS_BOUND.as_secs() + 2 * SHUTDOWN_STORE_BOUND.as_secs() + 1);
 
+// README.md and examples/mailroom.toml promise an exit within the grace
+// period plus at most 11 s: this, and half a second for blocked store calls.
+const _: () = assert!(SHUTDOWN_BOUND.as_secs() == 10);
+
 /// How long HTTP requests in progress get to finish at shutdown.
 const HTTP_STOP_BOUND: Duration = Duration::from_secs(2);
 

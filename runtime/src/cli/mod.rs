@@ -95,7 +95,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: load the plugins in the plugin folder (and every change
-    /// to it) and process messages until SIGINT or SIGTERM. SIGHUP re-reads
+    /// to it) and process messages until SIGINT or SIGTERM (the stop takes
+    /// at most dispatcher.shutdown_grace plus 11 s; a second signal exits at
+    /// once with status 130). SIGHUP re-reads
     /// the configuration's [plugin.<name>] tables (what each plugin may reach
     /// and read) without a restart.
     Run(RunArgs),
