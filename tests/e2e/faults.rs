@@ -1,6 +1,7 @@
 //! The host and the commands under faults an operator meets: a store
-//! another process keeps locked, a damaged store, a file that is not a
-//! store, a store the user may read but not write. Nothing here asserts how
+//! another process keeps locked, a full disk (a small tmpfs, when running as
+//! root), a damaged store, a file that is not a store, a store the user may
+//! read but not write. Nothing here asserts how
 //! long anything takes: every wait is bounded by the harness's generous
 //! timeout, which a host that does not stop (or a command that hangs) fails.
 
@@ -366,4 +367,112 @@ fn store_loops_that_keep_failing_back_off_and_are_summarised() {
         host.log().contains("claiming messages works again")
     });
     host.stop();
+}
+
+/// A small file system of its own (tmpfs) for the store, unmounted when
+/// dropped.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` at `path`, or says why it cannot.
+    fn mount(path: PathBuf, size: &str) -> Result<Self, String> {
+        if let Some(why) = cannot_switch_user().filter(|w| w.starts_with("not running as root")) {
+            return Err(why);
+        }
+        fs::create_dir_all(&path).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status();
+        match mounted {
+            Ok(s) if s.success() => Ok(Self { path }),
+            _ => Err("`mount -t tmpfs` is not allowed here".into()),
+        }
+    }
+
+    /// Fills the disk to the last byte; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = fs::File::create(&filler).expect("filler");
+        let block = vec![0_u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a host killed by a failing test may still hold the store open.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_neither_holds_the_stop_up_nor_loses_a_message() {
+    let host = TestHost::with_settings(&Settings {
+        shutdown_grace: "30s",
+        ..Settings::default()
+    });
+    let disk = match SmallDisk::mount(host.path().join("disk"), "16m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let db = disk.path.join("m.db");
+    host.set_env("MAILROOM_STORE_PATH", &db.display().to_string());
+    host.set_env(
+        "MAILROOM_PLUGINS_CACHE_DIR",
+        &host.path().join("cache").display().to_string(),
+    );
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+
+    // Each delivery emits a large event, committed with its ack: the
+    // commit must grow the file.
+    let delivery = event(
+        "behaviour",
+        json!({
+            "action": "log", "message": "delivery started",
+            "then": { "action": "emit", "event_type": "behaviour.done", "payload_size": 300_000,
+                      "then": { "action": "sleep", "ms": 2_000 } }
+        }),
+    );
+    let ids = host.enqueue(&vec![delivery; 3]);
+    host.wait_until("2 deliveries to be running", || {
+        host.log_events()
+            .iter()
+            .filter(|l| l.get("message").and_then(Value::as_str) == Some("delivery started"))
+            .count()
+            >= 2
+    });
+    let filler = disk.fill();
+
+    let big = json!({ "pad": "x".repeat(200_000) }).to_string();
+    let refused = host.mailroom_with_stdin(&["enqueue", "order.created", "-"], Some(big.as_bytes()));
+    assert!(!refused.status.success(), "{refused}");
+    assert!(refused.stderr.contains("is full"), "{refused}");
+
+    // The outcomes cannot be committed; the stop does not wait for space.
+    host.sigterm();
+    let status = host.wait_exit();
+    assert!(status.code().is_some(), "the host exited on its own: {status}");
+
+    fs::remove_file(filler).expect("free the space");
+    host.start();
+    host.wait_drained("behaviour");
+    host.stop();
+    let done = harness::store::messages(&db, "behaviour.done");
+    for id in &ids {
+        assert_eq!(
+            done.iter().filter(|m| &m.correlation_id == id).count(),
+            1,
+            "{id} was acked once, with its one follow-up"
+        );
+    }
 }
