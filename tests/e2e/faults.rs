@@ -334,7 +334,7 @@ fn store_loops_that_keep_failing_back_off_and_are_summarised() {
     host.wait_loaded("behaviour");
     // Due once the lock is held: the host tries to claim it and fails.
     let mut delayed = event("behaviour", json!({ "action": "succeed" }));
-    delayed["delay"] = json!("5s");
+    delayed["delay"] = json!("10s");
     let id = host.enqueue(&[delayed]).remove(0);
     let lock = WriteLock::take(&host.db());
     let lines = |prefix: &str| {
@@ -475,4 +475,30 @@ fn a_full_disk_neither_holds_the_stop_up_nor_loses_a_message() {
             "{id} was acked once, with its one follow-up"
         );
     }
+}
+
+#[test]
+fn claims_handed_back_for_want_of_lease_are_explained_and_backed_off() {
+    // The shortest lease validation allows: a message waiting behind a
+    // slower one for the single slot has too little lease left to start.
+    let host = TestHost::with_settings(&Settings {
+        concurrency: 1,
+        plugin_timeout: "2s",
+        lease: "4s",
+        ..Settings::default()
+    });
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+    let ids = host.enqueue(&vec![slow(1_200); 3]);
+    host.wait_drained("behaviour");
+    let log = host.log();
+    assert!(
+        log.contains("were handed back; raise dispatcher.lease or lower dispatcher.batch_size"),
+        "the hand-back is explained:\n{log}"
+    );
+    for id in &ids {
+        assert!(harness::store::message(&host.db(), id).is_none(), "{id} was delivered");
+    }
+    host.stop();
 }
