@@ -246,6 +246,20 @@ async fn a_read_only_open_refuses_an_older_schema_and_changes_nothing() {
     assert!(matches!(refused, StoreError::ReadOnly { .. }), "{refused}");
 }
 
+/// The read-only open names the file by URI: characters URIs reserve and
+/// non-ASCII names reach the same file.
+#[tokio::test]
+async fn a_read_only_open_finds_files_with_any_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("files ü %41 ?#&");
+    std::fs::create_dir(&folder).expect("folder");
+    let path = folder.join("störe 100%.db");
+    let writer = try_open(&path, OpenOptions::default()).await.expect("create");
+    let id = enqueue(&writer, "a").await;
+    let reader = try_open(&path, read_only()).await.expect("opens read-only");
+    assert_eq!(reader.message(id).await.expect("read").state, MessageState::Queued);
+}
+
 /// Failures are counted by kind and make the store "failing" until the
 /// operation succeeds again; input errors are not failures of the store.
 #[tokio::test]

@@ -11,7 +11,13 @@
 //!
 //! On shutdown it stops claiming, lets running deliveries finish within the
 //! grace period, commits their outcomes, and releases the rest (their
-//! attempt is not counted).
+//! attempt is not counted); the store work after the grace period gets a
+//! fixed bound ([`SHUTDOWN_STORE_BOUND`]), whatever the store is doing.
+//!
+//! Every loop here that can fail (claims, commits, reclaims and heartbeats,
+//! claims handed back for want of lease) backs off and logs through
+//! [`crate::backoff::Retry`]; a store that reported damage gets no more
+//! claims, commits or reclaims.
 
 mod delivery;
 mod settler;
@@ -93,7 +99,7 @@ struct Run {
 
 impl Dispatcher {
     /// Runs until shutdown is signalled. Store failures are logged and
-    /// retried; they never end the loop.
+    /// retried with backoff; they never end the loop.
     pub async fn run(mut self) {
         // Commits run in their own task, so deliveries keep starting while
         // a group of outcomes is being committed (and the next group grows).

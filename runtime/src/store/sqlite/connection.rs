@@ -152,14 +152,17 @@ fn connect_read_only(
 }
 
 /// A `file:` URI for `path` (read-only; `immutable` when nothing can be
-/// writing it), with the characters URIs reserve escaped.
+/// writing it). Every byte but plain ASCII is percent-encoded, which SQLite
+/// decodes back to the same bytes (non-UTF-8 names included).
 fn file_uri(path: &Path, immutable: bool) -> String {
+    use std::fmt::Write as _;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let mut uri = String::from("file:");
-    for byte in absolute.as_os_str().as_encoded_bytes() {
-        match byte {
-            b'%' | b'?' | b'#' => uri.push_str(&format!("%{byte:02X}")),
-            _ => uri.push(char::from(*byte)),
+    for &byte in absolute.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            let _ = write!(uri, "%{byte:02X}");
         }
     }
     uri.push_str("?mode=ro");
