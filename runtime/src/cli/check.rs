@@ -10,8 +10,9 @@ use super::output::print_json;
 use crate::config::Config;
 use crate::store::{CheckDepth, CheckReport};
 
-/// The exit status when the check ran and found damage.
-pub(crate) const EXIT_DAMAGED: u8 = 3;
+/// The exit status when the check ran and found damage: the store is
+/// unusable, as when it cannot be opened.
+pub(crate) const EXIT_DAMAGED: u8 = super::failure::EXIT_STORE_UNAVAILABLE;
 
 /// `mailroom check`'s arguments.
 #[derive(Debug, Args)]
@@ -28,9 +29,8 @@ pub struct CheckArgs {
 }
 
 /// After-help text: what the exit status says.
-pub(crate) const AFTER_HELP: &str = "Exit status: 0 when the store is sound, 3 when the check \
-    found damage (listed), and another non-zero status with an `error:` line when the store \
-    could not be opened. The store is opened read-only: nothing is created, migrated or written.";
+pub(crate) const AFTER_HELP: &str = "Exit status: 0 when the store is sound, 5 when the check \
+    found damage (listed, no error line) or the store could not be opened (an `error:` line). The store is opened read-only: nothing is created, migrated or written.";
 
 pub(super) async fn execute(config: &Config, args: &CheckArgs) -> anyhow::Result<()> {
     let store = super::open_read_only(config).await?;

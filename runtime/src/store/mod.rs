@@ -29,8 +29,10 @@
 //! | `claim.rs`        | claimed messages, their leases and the claim order     |
 //! | `settle.rs`       | outcomes of deliveries, and the decision each leads to |
 //! | `reclaim.rs`      | what a reclaim did; whether a host is gone             |
-//! | `dead_letters.rs` | stored messages, dead letters, paging                  |
-//! | `stats.rs`        | counts, added up                                       |
+//! | `dead_letters.rs` | stored messages, dead letters                          |
+//! | `page.rs`         | pages of a list: sizes, cursors                        |
+//! | `queue.rs`        | messages in any state, cancels, paused event types     |
+//! | `stats.rs`        | counts and queue information, added up                 |
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
 //! | `wakeup.rs`       | noticing other processes' commits                      |
 
@@ -43,7 +45,9 @@ mod health;
 mod location;
 mod options;
 mod owner;
+mod page;
 pub mod postgres;
+mod queue;
 mod reclaim;
 mod registry;
 mod settle;
@@ -66,10 +70,15 @@ pub use health::StoreHealth;
 pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
+pub use page::Page;
 pub use reclaim::Reclaimed;
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Outcome, SettleEntry, Settled, Settlement};
-pub use stats::{StateCounts, Stats};
+pub use queue::{
+    CancelRefusal, Cancelled, LeaseHolder, MessageFilter, MessagePage,
+    MessageSummary, PauseChange, PausedType,
+};
+pub use stats::{EventTypeStats, Handler, StateCounts, Stats};
 pub use wakeup::CommitSignal;
 
 use postgres::PgStore;
@@ -378,6 +387,91 @@ impl Store {
         self.writable()?;
         let result = each!(self, b => b.purge(selection).await);
         self.seen("purge", result)
+    }
+
+    /// Lists messages in any state, in the order they were enqueued, a page
+    /// at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a bad cursor, or a store failure.
+    pub async fn messages(&self, filter: MessageFilter) -> Result<MessagePage, StoreError> {
+        let result = each!(self, b => b.messages(filter).await);
+        self.seen("messages", result)
+    }
+
+    /// Removes the named messages that are queued, in one transaction; says
+    /// why each other id was not removed (in flight, dead, or gone).
+    ///
+    /// # Errors
+    ///
+    /// A store failure (then nothing was removed).
+    pub async fn cancel_ids(&self, ids: Vec<MessageId>) -> Result<Cancelled, StoreError> {
+        self.writable()?;
+        let result = each!(self, b => b.cancel_ids(ids).await);
+        self.seen("cancel", result)
+    }
+
+    /// Removes up to `limit` queued messages of `event_type` (highest
+    /// priority, then oldest, first) in one short transaction, and returns
+    /// how many. Call it until it returns 0 to empty a queue without holding
+    /// the store's write lock for long; messages in flight are left alone.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn cancel_queued(&self, event_type: &str, limit: usize) -> Result<usize, StoreError> {
+        let event_type = event_type.to_owned();
+        self.writable()?;
+        let result = each!(self, b => b.cancel_queued(event_type, limit).await);
+        self.seen("cancel", result)
+    }
+
+    /// How many messages of `event_type` are in flight now.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn inflight_of(&self, event_type: &str) -> Result<u64, StoreError> {
+        let event_type = event_type.to_owned();
+        let result = each!(self, b => b.inflight_of(event_type).await);
+        self.seen("inflight_of", result)
+    }
+
+    /// Pauses `event_type` for every host on this store: none claims its
+    /// messages (enqueues are still accepted) until it is resumed. Lasts
+    /// across restarts.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn pause(&self, event_type: &str) -> Result<PauseChange, StoreError> {
+        let event_type = event_type.to_owned();
+        self.writable()?;
+        let result = each!(self, b => b.set_paused(event_type, true).await);
+        self.seen("pause", result)
+    }
+
+    /// Resumes a paused event type; hosts claim its due messages again.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn resume(&self, event_type: &str) -> Result<PauseChange, StoreError> {
+        let event_type = event_type.to_owned();
+        self.writable()?;
+        let result = each!(self, b => b.set_paused(event_type, false).await);
+        self.seen("pause", result)
+    }
+
+    /// The paused event types.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn paused(&self) -> Result<Vec<PausedType>, StoreError> {
+        let result = each!(self, b => b.paused().await);
+        self.seen("paused", result)
     }
 
     /// Counts the store's messages; lists the live hosts.
