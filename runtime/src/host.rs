@@ -22,21 +22,74 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, SHUTDOWN_STORE_BOUND};
 use crate::http;
 use crate::loader::Loader;
 use crate::message::NewMessage;
 use crate::metrics::Metrics;
 use crate::plugin::{HostConfig, PluginError, PluginHost};
 use crate::routing::Routes;
-use crate::store::{Durability, Enqueued, Store, StoreError};
+use crate::store::{CheckDepth, Durability, Enqueued, Store, StoreError, StoreHealth};
 use crate::watcher::{self, FolderWatcher, WatchError};
+
+/// How much longer than `dispatcher.shutdown_grace` [`Host::shutdown`] may
+/// take, whatever the store is doing: HTTP requests in progress, the last
+/// outcomes and releases, and the host's registry rows each get a fixed
+/// share of it.
+pub const SHUTDOWN_BOUND: Duration =
+    Duration::from_secs(HTTP_STOP_BOUND.as_secs() + LAST_WORDS_BOUND.as_secs() + 2 * SHUTDOWN_STORE_BOUND.as_secs() + 1);
+
+// README.md and examples/mailroom.toml promise an exit within the grace
+// period plus at most 11 s: this, and half a second for blocked store calls.
+const _: () = assert!(SHUTDOWN_BOUND.as_secs() == 10);
+
+/// How long HTTP requests in progress get to finish at shutdown.
+const HTTP_STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// How long removing this host's registry rows may take at shutdown.
+const LAST_WORDS_BOUND: Duration = Duration::from_secs(1);
+
+/// The start-up check (SQLite `quick_check`) runs on stores up to this
+/// size; it reads the whole file once (about a second per few hundred MiB).
+/// Larger stores are checked with `mailroom check` when convenient.
+pub const START_CHECK_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Runs the quick check of an SQLite store small enough for it, and logs
+/// what it found and what it cost. A damaged store stops the start.
+async fn check_at_start(store: &Store) -> Result<(), StoreError> {
+    let Store::Sqlite(sqlite) = store else {
+        return Ok(());
+    };
+    let size = std::fs::metadata(sqlite.path()).map_or(0, |m| m.len());
+    if size > START_CHECK_MAX_BYTES {
+        tracing::info!(
+            bytes = size,
+            "the start-up store check was skipped (the store is over {} MiB): run `mailroom check` when convenient",
+            START_CHECK_MAX_BYTES / (1024 * 1024)
+        );
+        return Ok(());
+    }
+    let report = store.check(CheckDepth::Quick).await?;
+    if report.is_sound() {
+        tracing::info!(
+            bytes = size,
+            took_ms = report.took_ms,
+            "store check passed (SQLite quick_check)"
+        );
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        store: report.store,
+        reason: report.problems.join("; "),
+    })
+}
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -179,10 +232,15 @@ impl Host {
         let plugin_dir = prepare_plugin_dir(&config.plugins.dir)?;
         let metrics = Arc::new(Metrics::new().with_clock(clock.clone()));
         let location = config.store_location();
+        // One health for both handles: damage seen by the dispatcher stops
+        // enqueues too, and `/readyz` and the metrics see every failure.
+        let health = Arc::new(StoreHealth::default());
+        metrics.watch_store(health.clone());
         let open = |durability: Durability| {
             let mut options = config.open_options(true);
             options.durability = durability;
             options.clock = clock.clone();
+            options.health = health.clone();
             let location = location.clone();
             async move { Store::open(&location, &options).await }
         };
@@ -192,6 +250,7 @@ impl Host {
         // the events it emits commit together.
         let ingest = open(config.store.durability).await?;
         let store = open(Durability::Fast).await?;
+        check_at_start(&store).await?;
         store.register_host().await?;
         let reclaimed = store.reclaim().await?;
         metrics.reclaimed(&reclaimed);
@@ -361,20 +420,33 @@ impl Host {
     /// lets running deliveries finish within the grace period, commits their
     /// outcomes, releases what did not finish, and stops watching the plugin
     /// folder.
+    ///
+    /// Bounded whatever the store is doing: it returns within
+    /// `dispatcher.shutdown_grace` plus [`SHUTDOWN_BOUND`]. Store work that
+    /// does not finish by then is left behind: a lease not released is
+    /// reclaimed later, costing its message an attempt, never the message.
     pub async fn shutdown(mut self) {
         // HTTP first: requests in progress finish (an enqueue is answered)
         // while the dispatcher still runs.
-        if let Some(server) = self.http.take() {
-            server.stop().await;
+        if let Some(server) = self.http.take()
+            && tokio::time::timeout(HTTP_STOP_BOUND, server.stop())
+                .await
+                .is_err()
+        {
+            tracing::warn!("HTTP requests still running after {HTTP_STOP_BOUND:?} were cut off");
         }
         let _ = self.shutdown.send(true);
         if let Err(e) = self.dispatcher.await {
             tracing::error!("the dispatcher stopped abnormally: {e}");
         }
         self.folder.abort();
-        // Wait until the aborted task has dropped its loader (its store handle).
-        let _ = self.folder.await;
-        // Other processes stop showing this host at once.
-        self.store.close().await;
+        // Wait until the aborted task has dropped its loader (its store
+        // handle), and let other processes stop showing this host at once;
+        // neither may hold the stop up.
+        let _ = tokio::time::timeout(LAST_WORDS_BOUND, async {
+            let _ = self.folder.await;
+            self.store.close().await;
+        })
+        .await;
     }
 }

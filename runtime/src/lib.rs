@@ -15,13 +15,15 @@
 //!   allow-list, configuration values and secrets).
 //! - [`routing`], [`watcher`] and [`loader`]: which plugin serves each event
 //!   type, and keeping that in step with the plugin folder.
-//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes.
+//! - [`dispatcher`]: the loop that ties them: claim, deliver, commit outcomes;
+//!   every loop of it that can fail backs off ([`backoff`]).
 //! - [`host`]: everything assembled: the library API for embedding Mailroom.
 //! - The ways in and out: [`config`], [`logging`], [`http`] (and its web
 //!   console) with [`metrics`] and [`throughput`], and the `mailroom` command
 //!   line (`cli`).
 #![warn(missing_docs)]
 
+pub mod backoff;
 #[doc(hidden)]
 pub mod cli;
 pub mod clock;

@@ -18,6 +18,7 @@
 //! | `mailroom_handler_duration_seconds` | histogram | `plugin` |
 //! | `mailroom_plugin_loads_total` | counter | `plugin` |
 //! | `mailroom_plugin_rejections_total` | counter | |
+//! | `mailroom_store_errors_total` | counter | `kind` (`locked`, `corrupt`, `disk_full`, `read_only`, `unavailable`, `other`) |
 //! | `mailroom_queue_depth` | gauge | `state` (`queued`, `inflight`, `dead`) |
 //! | `mailroom_queue_due` | gauge | |
 //! | `mailroom_queue_waiting_for_handler` | gauge | |
@@ -73,6 +74,11 @@ struct StateLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabel {
     plugin: String,
     origin: String,
@@ -114,6 +120,9 @@ pub struct Metrics {
     outbound_refused: Family<OriginLabel, Counter>,
     /// The `(plugin, origin)` label values in use, at most [`MAX_ORIGIN_LABELS`].
     origins: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Store failures by kind, and where they are counted.
+    store_errors: Family<KindLabel, Counter>,
+    store_health: std::sync::OnceLock<std::sync::Arc<crate::store::StoreHealth>>,
     /// Two scrapes at once would interleave setting the gauges and encoding
     /// them; scrapes are rare, so they simply take turns.
     scrape: Mutex<()>,
@@ -239,7 +248,18 @@ impl Metrics {
             "Plugins' outbound requests refused: origin not in allowed_outbound_hosts, or resolved to an address not allowed",
             outbound_refused.clone(),
         );
+        let store_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "mailroom_store_errors",
+            "Store operations that failed, by kind: locked, corrupt, disk_full, read_only, unavailable, other",
+            store_errors.clone(),
+        );
+        for kind in StoreError::KINDS {
+            let _ = store_errors.get_or_create(&KindLabel { kind });
+        }
         Self {
+            store_errors,
+            store_health: std::sync::OnceLock::new(),
             registry,
             enqueued,
             emitted,
@@ -264,6 +284,12 @@ impl Metrics {
             throughput: Mutex::new(Throughput::default()),
             clock: std::sync::Arc::new(SystemClock),
         }
+    }
+
+    /// Reports the store failures `health` counts as
+    /// `mailroom_store_errors_total` (read at each scrape).
+    pub fn watch_store(&self, health: std::sync::Arc<crate::store::StoreHealth>) {
+        let _ = self.store_health.set(health);
     }
 
     /// The same metrics, timing the per-minute throughput by `clock`.
@@ -458,6 +484,12 @@ impl Metrics {
         #[allow(clippy::cast_precision_loss)]
         let age = stats.oldest_due_age_ms.unwrap_or(0).max(0) as f64 / 1000.0;
         self.oldest_due_age.set(age);
+        if let Some(health) = self.store_health.get() {
+            for (kind, n) in health.error_counts() {
+                let counter = self.store_errors.get_or_create(&KindLabel { kind });
+                counter.inc_by(n.saturating_sub(counter.get()));
+            }
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -133,7 +133,7 @@ x = 1
     for expected in [
         "store.durability (from mailroom.toml): \"sometimes\" is not valid: expected \"full\" or \"fast\"",
         "dispatcher.concurrency (from mailroom.toml): is 0",
-        "dispatcher.lease (from mailroom.toml): 1s must be longer than plugins.timeout",
+        "dispatcher.lease (from mailroom.toml): 1s is too short for plugins.timeout",
         "retry.backoff_base (from mailroom.toml): 1h is longer than the backoff cap",
         "http.listen (from mailroom.toml): 0.0.0.0:8080 is reachable from other machines but no token is set",
         "extra (from mailroom.toml): unknown section [extra]",

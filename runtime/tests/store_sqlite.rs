@@ -199,3 +199,139 @@ async fn the_store_uses_wal_and_survives_reopening() {
     );
     store.maintain().await.expect("checkpoint");
 }
+
+fn read_only() -> OpenOptions {
+    OpenOptions {
+        read_only: true,
+        ..OpenOptions::default()
+    }
+}
+
+/// A read-only open never migrates: a store of an older schema is refused
+/// with what to run, and its file is left byte for byte as it was.
+#[tokio::test]
+async fn a_read_only_open_refuses_an_older_schema_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        let raw = rusqlite::Connection::open(&path).expect("raw open");
+        raw.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE messages (seq INTEGER PRIMARY KEY);
+             CREATE TABLE hosts (owner TEXT PRIMARY KEY);
+             CREATE TABLE plugin_registry (owner TEXT);
+             PRAGMA user_version = 1;",
+        )
+        .expect("a version 1 store");
+    }
+    let before = std::fs::read(&path).expect("read");
+    let err = try_open(&path, read_only()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooOld { found: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("to upgrade it"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("read"), before, "unchanged");
+
+    // The current schema opens read-only, and reads.
+    let f = fixture().await;
+    let id = enqueue(&f.store, "a").await;
+    let reader = try_open(&f.path, read_only()).await.expect("opens read-only");
+    assert_eq!(reader.message(id).await.expect("read").state, MessageState::Queued);
+    assert_eq!(reader.stats().await.expect("stats").totals.queued, 1);
+    let refused = reader
+        .enqueue(NewMessage::new("a", b"{}".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::ReadOnly { .. }), "{refused}");
+}
+
+/// The read-only open names the file by URI: characters URIs reserve and
+/// non-ASCII names reach the same file.
+#[tokio::test]
+async fn a_read_only_open_finds_files_with_any_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("files ü %41 ?#&");
+    std::fs::create_dir(&folder).expect("folder");
+    let path = folder.join("störe 100%.db");
+    let writer = try_open(&path, OpenOptions::default()).await.expect("create");
+    let id = enqueue(&writer, "a").await;
+    let reader = try_open(&path, read_only()).await.expect("opens read-only");
+    assert_eq!(reader.message(id).await.expect("read").state, MessageState::Queued);
+}
+
+/// Failures are counted by kind and make the store "failing" until the
+/// operation succeeds again; input errors are not failures of the store.
+#[tokio::test]
+async fn store_failures_are_recorded_by_kind_until_the_operation_succeeds() {
+    let f = fixture().await;
+    let store = try_open(
+        &f.path,
+        OpenOptions {
+            busy_timeout: Duration::from_millis(20),
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .expect("open");
+    let health = store.health().clone();
+    assert!(health.problems().is_empty());
+
+    let lock = rusqlite::Connection::open(&f.path).expect("raw open");
+    lock.execute_batch("BEGIN EXCLUSIVE").expect("hold the write lock");
+    let err = store.claim(1, LEASE, &["a".to_owned()]).await.unwrap_err();
+    assert!(err.is_locked(), "{err}");
+    let locked = |h: &mailroom::store::StoreHealth| {
+        h.error_counts()
+            .iter()
+            .find(|(kind, _)| *kind == "locked")
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(locked(&health), 1);
+    assert_eq!(health.problems().len(), 1, "{:?}", health.problems());
+    drop(lock);
+
+    store
+        .claim(1, LEASE, &["a".to_owned()])
+        .await
+        .expect("claims once the lock is gone");
+    assert!(health.problems().is_empty(), "{:?}", health.problems());
+    let unknown = store.message(MessageId::new()).await.unwrap_err();
+    assert!(matches!(unknown, StoreError::NoSuchMessage { .. }));
+    assert!(health.problems().is_empty(), "an unknown id is not a store failure");
+    assert_eq!(locked(&health), 1);
+}
+
+/// Once the store reports damage, no handle sharing its health writes to
+/// the file again: every write is refused before it reaches SQLite.
+#[tokio::test]
+async fn after_damage_is_reported_nothing_more_is_written() {
+    let f = fixture().await;
+    enqueue(&f.store, "a").await;
+    drop(f.store);
+    let health = Arc::new(mailroom::store::StoreHealth::default());
+    let shared = || OpenOptions {
+        health: health.clone(),
+        ..OpenOptions::default()
+    };
+    let ingest = try_open(&f.path, shared()).await.expect("open");
+    let dispatcher = try_open(&f.path, shared()).await.expect("open");
+    // As the dispatcher would when SQLite answers SQLITE_CORRUPT.
+    dispatcher.health().record::<()>(
+        "claim",
+        &Err(StoreError::Corrupt {
+            store: f.path.display().to_string(),
+            reason: "database disk image is malformed".into(),
+        }),
+    );
+    drop(dispatcher);
+    let before = std::fs::read(&f.path).expect("read");
+    let err = ingest
+        .enqueue(NewMessage::new("a", b"{}".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("mailroom check"), "{err}");
+    assert!(ingest.claim(1, LEASE, &["a".to_owned()]).await.unwrap_err().is_corrupt());
+    assert_eq!(std::fs::read(&f.path).expect("read"), before, "nothing written");
+}

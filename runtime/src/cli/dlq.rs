@@ -85,7 +85,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     if let Some(t) = &args.event_type {
         message::validate_event_type(t).context("bad --event-type")?;
     }
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let page = store
         .dead_letters(DeadLetterFilter {
             event_type: args.event_type.clone(),
@@ -138,7 +138,7 @@ struct Shown<'a> {
 
 async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let message = store.dead_letter(id).await.map_err(not_dead)?;
     print_message(&message, args.json)
 }

@@ -90,6 +90,11 @@ fn store_status(error: &StoreError) -> u8 {
         | StoreError::PermissionDenied { .. }
         | StoreError::Locked { .. }
         | StoreError::SchemaTooNew { .. }
+        | StoreError::SchemaTooOld { .. }
+        | StoreError::NotAStore { .. }
+        | StoreError::DiskFull { .. }
+        | StoreError::ReadOnly { .. }
+        | StoreError::Unusable { .. }
         | StoreError::Corrupt { .. }
         | StoreError::Sqlite { .. }
         | StoreError::Postgres { .. } => EXIT_STORE_UNAVAILABLE,

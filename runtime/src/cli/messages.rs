@@ -95,7 +95,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     if let Some(t) = &args.event_type {
         message::validate_event_type(t).map_err(|e| bad_input(format!("bad --event-type: {e}")))?;
     }
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let page = store
         .messages(MessageFilter {
             event_type: args.event_type.clone(),
@@ -148,7 +148,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 
 async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let message = store.message(id).await.map_err(|e| match e {
         crate::store::StoreError::NoSuchMessage { .. } => bad_input(format!(
             "{e} (it was acked, cancelled, purged or never enqueued): check the id with `mailroom messages list`"

@@ -10,6 +10,7 @@
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
 //! | `messages.rs` | `mailroom messages list\|show\|cancel`, `mailroom pause\|resume` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
+//! | `check.rs`    | `mailroom check`                         |
 //! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
 //! | `failure.rs`  | exit statuses and how errors are printed |
@@ -17,6 +18,7 @@
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
 //! is a stable interface for scripts (see DESIGN.md, "Interfaces").
 
+mod check;
 mod dlq;
 mod enqueue;
 pub mod failure;
@@ -98,7 +100,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: load the plugins in the plugin folder (and every change
-    /// to it) and process messages until SIGINT or SIGTERM. SIGHUP re-reads
+    /// to it) and process messages until SIGINT or SIGTERM (the stop takes
+    /// at most dispatcher.shutdown_grace plus 11 s; a second signal exits at
+    /// once with status 130). SIGHUP re-reads
     /// the configuration's [plugin.<name>] tables (what each plugin may reach
     /// and read) without a restart.
     Run(RunArgs),
@@ -124,6 +128,10 @@ pub enum Command {
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
+    /// Verify a store without changing it: schema version, the database's
+    /// consistency check, and what it holds.
+    #[command(after_help = check::AFTER_HELP)]
+    Check(check::CheckArgs),
     /// Write, check and try plugins without a running host: new, check,
     /// run, watch.
     #[command(subcommand)]
@@ -221,6 +229,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     Command::Pause(args) => messages::pause(&config, &args, true).await,
                     Command::Resume(args) => messages::pause(&config, &args, false).await,
                     Command::Plugins(args) => plugins::execute(&config, &args).await,
+                    Command::Check(args) => check::execute(&config, &args).await,
                 }
             })
         }
@@ -243,6 +252,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// Opens the configured store for a command that must not create it.
 async fn open_existing(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.store_location(), &config.open_options(false)).await?)
+}
+
+/// Opens the configured store for a command that only reads: nothing is
+/// created, migrated or changed.
+async fn open_read_only(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store_location(), &config.read_only_options()).await?)
 }
 
 /// Opens the configured store, creating it (not the file's directory) if

@@ -51,7 +51,7 @@ struct Report<'a> {
 }
 
 pub(super) async fn execute(config: &Config, args: &PluginsArgs) -> anyhow::Result<()> {
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let registry = store.plugin_registry().await?;
     let mut out = std::io::stdout().lock();
     if args.json {

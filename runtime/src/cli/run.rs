@@ -1,10 +1,26 @@
 //! `mailroom run`: the long-lived host, until SIGINT or SIGTERM. SIGHUP
 //! re-reads the configuration's `[plugin.<name>]` tables.
+//!
+//! The stop is bounded: the host gets `dispatcher.shutdown_grace` plus
+//! [`SHUTDOWN_BOUND`] and then the process exits whatever the store is
+//! doing; a second SIGINT or SIGTERM exits at once with
+//! [`EXIT_SECOND_SIGNAL`].
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::config::{Config, Overrides};
-use crate::host::Host;
+use crate::host::{Host, SHUTDOWN_BOUND};
+
+/// The exit status when a second SIGINT or SIGTERM cut the shutdown short
+/// (128 + SIGINT's number, as shells report an interrupted command).
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// How long the process waits for store calls still blocked (on another
+/// process's lock, a full disk) once the host has stopped: a blocked SQLite
+/// call cannot be cancelled, so it is abandoned.
+const ABANDON_BLOCKED_CALLS: Duration = Duration::from_millis(500);
 
 /// Runs the host with `config` until a signal asks it to stop, then shuts it
 /// down gracefully (running deliveries finish or are released) and returns.
@@ -18,25 +34,49 @@ pub(crate) fn execute(config: Config, overrides: &Overrides) -> anyhow::Result<(
         .thread_name("mailroom")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let host = Host::start(&config)
-            .await
-            .context("cannot start the host")?;
+    let result = runtime.block_on(async {
         let mut signals = Signals::new()?;
+        // A start held up by the store (a lock another process holds) ends
+        // on a signal too.
+        let host = tokio::select! {
+            host = Host::start(&config) => host.context("cannot start the host")?,
+            signal = signals.stop() => {
+                tracing::info!("{} received while starting: stopped", signal?);
+                return Ok(());
+            }
+        };
         let signal = loop {
             match signals.next().await? {
                 Signal::Stop(name) => break name,
                 Signal::Reload => reload(&host, overrides),
             }
         };
+        let grace = config.dispatcher.shutdown_grace;
         tracing::info!(
-            "{signal} received: stopping (running deliveries get {:?} to finish)",
-            config.dispatcher.shutdown_grace
+            "{signal} received: stopping (running deliveries get {grace:?} to finish; a second signal stops at once)"
         );
-        host.shutdown().await;
-        tracing::info!("stopped");
-        Ok(())
-    })
+        tokio::select! {
+            () = host.shutdown() => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+            second = signals.stop() => {
+                tracing::warn!(
+                    "{} received again: exiting at once; what was in flight returns to the queue when its lease expires",
+                    second.unwrap_or("the signal")
+                );
+                std::process::exit(EXIT_SECOND_SIGNAL);
+            }
+            () = tokio::time::sleep(grace + SHUTDOWN_BOUND) => {
+                Err(anyhow::anyhow!(
+                    "the host did not stop within {:?} (the store did not answer); exiting anyway: leases left behind are reclaimed by the next host",
+                    grace + SHUTDOWN_BOUND
+                ))
+            }
+        }
+    });
+    runtime.shutdown_timeout(ABANDON_BLOCKED_CALLS);
+    result
 }
 
 /// Applies the configuration's `[plugin.<name>]` tables as they are now. A
@@ -80,6 +120,15 @@ impl Signals {
         }
         #[cfg(not(unix))]
         Ok(Self {})
+    }
+
+    /// Waits for SIGINT or SIGTERM (a SIGHUP meanwhile is ignored).
+    async fn stop(&mut self) -> anyhow::Result<&'static str> {
+        loop {
+            if let Signal::Stop(name) = self.next().await? {
+                return Ok(name);
+            }
+        }
     }
 
     /// Waits for SIGINT (Ctrl-C), SIGTERM or SIGHUP.

@@ -23,7 +23,7 @@ pub struct StatsArgs {
 }
 
 pub(super) async fn execute(config: &Config, args: &StatsArgs) -> anyhow::Result<()> {
-    let store = super::open_existing(config).await?;
+    let store = super::open_read_only(config).await?;
     let stats = store.stats().await?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -543,6 +543,15 @@ impl Config {
         }
     }
 
+    /// How the read-only commands open the store: never creating, migrating
+    /// or changing it.
+    pub fn read_only_options(&self) -> OpenOptions {
+        OpenOptions {
+            read_only: true,
+            ..self.open_options(false)
+        }
+    }
+
     /// Where compiled plugins are cached: `plugins.cache_dir`, else
     /// `.mailroom-cache` in the store file's directory (so one store keeps one
     /// cache, whatever the working directory); with a PostgreSQL store, in

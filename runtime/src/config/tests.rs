@@ -284,6 +284,40 @@ fn lease_must_exceed_the_plugin_timeout() {
     .expect("lease 3m > timeout 2m");
 }
 
+/// A lease longer than the timeout but without the margin a delivery needs
+/// would hand every claim back: refused, naming the shortest that works.
+#[test]
+fn lease_must_leave_the_dispatcher_its_margin() {
+    let flags = Overrides::default();
+    let short = [
+        ("MAILROOM_PLUGINS_TIMEOUT", "2s"),
+        ("MAILROOM_DISPATCHER_LEASE", "2500ms"),
+    ];
+    let err = load(None, &short, &flags).expect_err("lease 2.5s < timeout 2s + margin");
+    assert_eq!(
+        problems(&err),
+        [(
+            "dispatcher.lease".to_owned(),
+            Source::Env("MAILROOM_DISPATCHER_LEASE".to_owned())
+        )]
+    );
+    let needed = crate::dispatcher::min_lease(Duration::from_secs(2));
+    assert!(
+        err.to_string()
+            .contains(&humantime::format_duration(needed).to_string()),
+        "{err}"
+    );
+    load(
+        None,
+        &[
+            ("MAILROOM_PLUGINS_TIMEOUT", "2s"),
+            ("MAILROOM_DISPATCHER_LEASE", "4s"),
+        ],
+        &flags,
+    )
+    .expect("lease 4s = timeout 2s + margin");
+}
+
 #[test]
 fn a_missing_or_broken_file_is_a_problem_and_env_is_still_checked() {
     let dir = tempfile::tempdir().expect("tempdir");

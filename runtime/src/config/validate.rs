@@ -123,15 +123,19 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
         || "is 0: claim at least 1 message per transaction".into(),
     );
     if !decoder.failed("plugins.timeout") {
+        let needed = crate::dispatcher::min_lease(c.plugins.timeout);
         check.that(
-            c.dispatcher.lease > c.plugins.timeout,
+            c.dispatcher.lease >= needed,
             "dispatcher.lease",
             || {
                 format!(
-                    "{} must be longer than plugins.timeout ({}, from {}): otherwise a message could be claimed again while its handler still runs",
+                    "{} is too short for plugins.timeout ({}, from {}): use at least {} (the timeout plus {} of margin). A delivery starts only with the timeout plus {} of its lease left, so a shorter lease hands every claim back and nothing is delivered",
                     humantime::format_duration(c.dispatcher.lease),
                     humantime::format_duration(c.plugins.timeout),
                     decoder.source("plugins.timeout"),
+                    humantime::format_duration(needed),
+                    humantime::format_duration(needed - c.plugins.timeout),
+                    humantime::format_duration(crate::dispatcher::LEASE_MARGIN),
                 )
             },
         );

@@ -18,7 +18,13 @@
 //!
 //! On shutdown it stops claiming, lets running deliveries finish within the
 //! grace period, commits their outcomes, and releases the rest (their
-//! attempt is not counted).
+//! attempt is not counted); the store work after the grace period gets a
+//! fixed bound ([`SHUTDOWN_STORE_BOUND`]), whatever the store is doing.
+//!
+//! Every loop here that can fail (claims, commits, reclaims and heartbeats,
+//! claims handed back for want of lease) backs off and logs through
+//! [`crate::backoff::Retry`]; a store that reported damage gets no more
+//! claims, commits or reclaims.
 
 mod delivery;
 mod fair;
@@ -32,6 +38,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
+use crate::backoff::Retry;
 use crate::clock::SharedClock;
 use crate::config::DispatcherConfig;
 use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
@@ -40,10 +47,21 @@ use delivery::{Finished, deliver};
 use settler::Settler;
 
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
-const LEASE_MARGIN: Duration = Duration::from_secs(1);
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
-/// After a store error, wait this long before trying again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
+/// The shortest `dispatcher.lease` that works with a plugin time limit of
+/// `timeout`: a delivery needs `timeout` + [`LEASE_MARGIN`] of lease left
+/// when it starts, and a claimed message may wait up to another margin for
+/// its delivery slot. A shorter lease would hand every claim straight back.
+pub fn min_lease(timeout: Duration) -> Duration {
+    timeout + LEASE_MARGIN * 2
+}
+
+/// How long the shutdown waits for the last outcomes to commit and the
+/// unfinished leases to be released, beyond the grace period. Past it the
+/// host stops anyway: a lease left behind is reclaimed later (which costs
+/// that message an attempt, never the message).
+pub const SHUTDOWN_STORE_BOUND: Duration = Duration::from_secs(3);
 
 /// The dispatcher and what it shares with the rest of the host.
 #[derive(Debug)]
@@ -86,11 +104,18 @@ struct Run {
     want_claim: bool,
     next_due: Option<i64>,
     next_reclaim: Instant,
+    /// No claim before this (backing off after failed claims, or claims
+    /// that had to be handed back).
+    claim_after: Option<Instant>,
+    claim_retry: Retry,
+    reclaim_retry: Retry,
+    /// Claimed messages handed back because too little of their lease was left.
+    handback: Retry,
 }
 
 impl Dispatcher {
     /// Runs until shutdown is signalled. Store failures are logged and
-    /// retried; they never end the loop.
+    /// retried with backoff; they never end the loop.
     pub async fn run(mut self) {
         // Commits run in their own task, so deliveries keep starting while
         // a group of outcomes is being committed (and the next group grows).
@@ -118,6 +143,10 @@ impl Dispatcher {
             want_claim: true,
             next_due: None,
             next_reclaim: Instant::now(),
+            claim_after: None,
+            claim_retry: Retry::store("claiming messages"),
+            reclaim_retry: Retry::store("reclaiming expired leases"),
+            handback: Retry::store("starting claimed deliveries"),
         };
         loop {
             if *self.shutdown.borrow() {
@@ -126,7 +155,8 @@ impl Dispatcher {
             if run.next_reclaim <= Instant::now() {
                 self.reclaim(&mut run).await;
             }
-            if run.want_claim {
+            if run.want_claim && run.claim_after.is_none_or(|at| at <= Instant::now()) {
+                run.claim_after = None;
                 self.claim(&mut run).await;
             }
             self.start(&mut run).await;
@@ -140,10 +170,14 @@ impl Dispatcher {
                         run.collect(done);
                     }
                 }
-                () = self.wake.notified() => run.want_claim = true,
+                // Backing off, wake-ups wait (a notification is kept): they
+                // could only repeat the failure.
+                () = self.wake.notified(), if run.claim_after.is_none() => run.want_claim = true,
                 // Busy, it claims after every commit anyway; other
                 // processes' commits are looked for once it is idle.
-                () = self.commits.changed(), if (run.running.is_empty() && run.ready.is_empty()) || run.starved => {
+                () = self.commits.changed(),
+                    if ((run.running.is_empty() && run.ready.is_empty()) || run.starved)
+                        && run.claim_after.is_none() => {
                     run.want_claim = true;
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
@@ -171,7 +205,7 @@ impl Dispatcher {
     /// take, as many as are free of the types neither waiting nor running.
     async fn claim(&self, run: &mut Run) {
         let mut types = self.routes.event_types();
-        if types.is_empty() {
+        if types.is_empty() || self.store.health().damage().is_some() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
             return;
@@ -203,11 +237,14 @@ impl Dispatcher {
         }
         .await;
         let (claimed, next_due) = match claimed {
-            Ok(c) => c,
+            Ok(c) => {
+                run.claim_retry.succeeded();
+                c
+            }
             Err(e) => {
-                self.store_failed("claim", &e);
+                let delay = run.claim_retry.failed(&e);
                 run.want_claim = true;
-                run.next_due = Some(self.clock.now_ms() + crate::clock::duration_ms(STORE_RETRY));
+                run.claim_after = Some(Instant::now() + delay);
                 return;
             }
         };
@@ -225,6 +262,7 @@ impl Dispatcher {
         // A message whose lease would run out before its handler could time
         // out goes back unspent rather than risk being claimed twice.
         let needed = crate::clock::duration_ms(self.delivery_timeout + LEASE_MARGIN);
+        let (mut started, mut short) = (0_usize, None);
         // With one routable type there is nobody to keep slots for.
         let slots = fair::Slots {
             concurrency: self.settings.concurrency,
@@ -243,17 +281,23 @@ impl Dispatcher {
             let Some(c) = run.ready.remove(index) else {
                 break;
             };
+            let left = c.lease_expires_at - now;
             match self.routes.get(&c.event_type) {
-                Some(plugin) if c.lease_expires_at - now >= needed => {
+                Some(plugin) if left >= needed => {
                     let lease = c.lease.clone();
                     let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
                     run.leases.insert(handle.id(), lease);
                     *run.running_by_type.entry(event_type.clone()).or_default() += 1;
                     run.running_types.insert(handle.id(), event_type);
+                    started += 1;
                 }
-                // Unloaded since the claim, or held too long: hand it back unspent.
-                _ => release.push(c.lease),
+                Some(_) => {
+                    short = Some(short.map_or(left, |s: i64| s.min(left)));
+                    release.push(c.lease);
+                }
+                // Unloaded since the claim: hand it back unspent.
+                None => release.push(c.lease),
             }
         }
         let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
@@ -261,6 +305,17 @@ impl Dispatcher {
             run.want_claim = true;
         }
         run.starved = starved;
+        if let Some(left) = short {
+            // Held too long: handed back unspent. Claiming again at once
+            // would only repeat it, so it is said and backed off.
+            let why = format!(
+                "claimed messages had {left} ms of their lease left, less than plugins.timeout + {LEASE_MARGIN:?} ({needed} ms), and were handed back; raise dispatcher.lease or lower dispatcher.batch_size"
+            );
+            let delay = run.handback.failed(&why);
+            run.claim_after = Some(Instant::now() + delay);
+        } else if started > 0 {
+            run.handback.succeeded();
+        }
         if !release.is_empty() {
             run.want_claim = true;
             self.release(release).await;
@@ -271,6 +326,9 @@ impl Dispatcher {
     fn next_wake(&self, run: &Run) -> Instant {
         let now = Instant::now();
         let mut wake = (now + self.settings.poll_interval).min(run.next_reclaim);
+        if let Some(at) = run.claim_after {
+            wake = wake.min(at);
+        }
         if let Some(due) = run.next_due {
             let wait = u64::try_from(due - self.clock.now_ms()).unwrap_or(0);
             wake = wake.min(now + Duration::from_millis(wait));
@@ -288,6 +346,9 @@ impl Dispatcher {
 
     async fn reclaim(&self, run: &mut Run) {
         run.next_reclaim = Instant::now() + self.settings.reclaim_interval;
+        if self.store.health().damage().is_some() {
+            return;
+        }
         let idle = run.running.is_empty();
         let reclaimed = async {
             let reclaimed = self.store.reclaim().await?;
@@ -299,6 +360,7 @@ impl Dispatcher {
         .await;
         match reclaimed {
             Ok(r) if r.requeued + r.dead > 0 => {
+                run.reclaim_retry.succeeded();
                 self.metrics.reclaimed(&r);
                 tracing::warn!(
                     requeued = r.requeued,
@@ -308,8 +370,11 @@ impl Dispatcher {
                 );
                 run.want_claim = true;
             }
-            Ok(_) => {}
-            Err(e) => self.store_failed("reclaim", &e),
+            Ok(_) => run.reclaim_retry.succeeded(),
+            Err(e) => {
+                let delay = run.reclaim_retry.failed(&e);
+                run.next_reclaim = Instant::now() + delay.max(self.settings.reclaim_interval);
+            }
         }
     }
 
@@ -331,7 +396,8 @@ impl Dispatcher {
     ) {
         let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
         if !waiting.is_empty() {
-            self.release(waiting).await;
+            self.release_within(waiting, Instant::now() + SHUTDOWN_STORE_BOUND)
+                .await;
         }
         if !run.running.is_empty() {
             tracing::info!(
@@ -351,26 +417,53 @@ impl Dispatcher {
         while let Some(done) = run.running.join_next_with_id().await {
             run.collect(done);
         }
-        for finished in run.finished.drain(..) {
-            let _ = settler.send(finished).await;
-        }
-        // Closing the channel lets the settler commit what it holds and stop.
-        drop(settler);
-        if let Err(e) = settled.await {
-            tracing::error!("the settler stopped abnormally: {e}");
+        // Whatever the store is doing (locked by another process, a full
+        // disk), the store work left gets a fixed bound: a blocked SQLite
+        // call cannot be cancelled, so it is left behind rather than waited
+        // for. An outcome not committed is delivered again; a lease not
+        // released is reclaimed later, costing that message an attempt.
+        let bound = Instant::now() + SHUTDOWN_STORE_BOUND;
+        let settler_abort = settled.abort_handle();
+        let committed = tokio::time::timeout_at(bound, async {
+            for finished in run.finished.drain(..) {
+                let _ = settler.send(finished).await;
+            }
+            // Closing the channel lets the settler commit what it holds and stop.
+            drop(settler);
+            if let Err(e) = settled.await {
+                tracing::error!("the settler stopped abnormally: {e}");
+            }
+        })
+        .await;
+        if committed.is_err() {
+            settler_abort.abort();
+            tracing::warn!(
+                "the last outcomes were not committed within {SHUTDOWN_STORE_BOUND:?}; their messages are delivered again"
+            );
         }
         let unfinished: Vec<Lease> = run.leases.drain().map(|(_, lease)| lease).collect();
         if !unfinished.is_empty() {
             tracing::info!(
                 released = unfinished.len(),
-                "released deliveries that did not finish in time"
+                "releasing deliveries that did not finish in time"
             );
-            self.release(unfinished).await;
+            self.release_within(unfinished, bound.max(Instant::now() + LEASE_MARGIN))
+                .await;
         }
     }
 
-    fn store_failed(&self, what: &str, e: &StoreError) {
-        tracing::error!("the store failed during {what}: {e}; retrying");
+    /// Releases `leases`, giving up at `deadline` (they return when their
+    /// lease expires).
+    async fn release_within(&self, leases: Vec<Lease>, deadline: Instant) {
+        let n = leases.len();
+        if tokio::time::timeout_at(deadline, self.release(leases))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not release {n} claimed messages in time (the store did not answer); they return when their lease expires, at the cost of an attempt"
+            );
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::STORE_RETRY;
+use crate::backoff::Retry;
 use super::delivery::Finished;
 use crate::clock::SharedClock;
 use crate::store::{Settled, Settlement, Store, StoreError};
@@ -34,19 +34,30 @@ impl Settler {
 
     async fn run(self, mut rx: mpsc::Receiver<Finished>, max_batch: usize) {
         let mut batch = Vec::new();
+        let mut retry = Retry::store("committing delivery outcomes");
         while rx.recv_many(&mut batch, max_batch).await > 0 {
-            self.commit(std::mem::take(&mut batch)).await;
+            self.commit(&mut retry, std::mem::take(&mut batch)).await;
         }
     }
 
-    /// Commits `batch` in one transaction, retrying while the store fails
-    /// (the leases stay held meanwhile, until they expire).
-    async fn commit(&self, mut batch: Vec<Finished>) {
+    /// Commits `batch` in one transaction, retrying (backing off) while the
+    /// store fails: the leases stay held meanwhile, until they expire. A
+    /// store that reported damage gets nothing more: the outcomes are
+    /// dropped, and the messages are delivered again once it is restored.
+    async fn commit(&self, retry: &mut Retry, mut batch: Vec<Finished>) {
         loop {
+            if self.store.health().damage().is_some() {
+                tracing::warn!(
+                    outcomes = batch.len(),
+                    "outcomes not committed: the store is damaged; their messages are delivered again once it is restored"
+                );
+                return;
+            }
             let (returned, result) = self.store.settle(batch).await;
             batch = returned;
             match result {
                 Ok(results) => {
+                    retry.succeeded();
                     let now = self.clock.now_ms();
                     for (finished, result) in batch.iter().zip(results) {
                         self.metrics.delivered(
@@ -61,10 +72,7 @@ impl Settler {
                     self.committed.notify_one();
                     return;
                 }
-                Err(e) => {
-                    tracing::error!("the store failed while committing outcomes: {e}; retrying");
-                    tokio::time::sleep(STORE_RETRY).await;
-                }
+                Err(e) => tokio::time::sleep(retry.failed(&e)).await,
             }
         }
     }

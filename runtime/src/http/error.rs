@@ -217,6 +217,8 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidInBatch { index, source } => {
                 Self::from_invalid(&source, Some(index))
             }
+            // Says what to run; nothing more is written to it.
+            damaged @ StoreError::Corrupt { .. } => Self::NotReady(damaged.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

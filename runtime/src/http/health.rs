@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store
-//! answers a cheap query and the plugin folder is watched).
+//! answers a cheap query, no store operation is failing, and the plugin
+//! folder is watched).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -69,6 +70,11 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Status>
         Err(_) => problems.push(format!(
             "the store did not answer within {STORE_CHECK_TIMEOUT:?}"
         )),
+    }
+    // What the dispatcher and ingest met since: a store that answers a
+    // ping may still refuse writes (a full disk), or be damaged.
+    for problem in state.ingest.health().problems() {
+        problems.push(format!("the store is failing: {problem}"));
     }
     if !state.readiness.watching.load(Ordering::Relaxed) {
         problems.push("the plugin folder is no longer watched".to_owned());

@@ -141,12 +141,64 @@ pub enum StoreError {
         /// The state it is in.
         actual: MessageState,
     },
-    /// A stored row could not be read back (a corrupt or hand-edited store).
-    #[error("the store {store} holds a row this mailroom cannot read: {reason}")]
+    /// The file is an SQLite database, but not a Mailroom store (another
+    /// application's database, or an empty one). Nothing was changed.
+    #[error(
+        "{path} is not a Mailroom store ({why}); it was left unchanged: check the path, or give Mailroom a file of its own"
+    )]
+    NotAStore {
+        /// The file's path.
+        path: PathBuf,
+        /// What it holds instead.
+        why: String,
+    },
+    /// The store has an older schema, and was opened read-only (which never
+    /// migrates).
+    #[error(
+        "the store {store} has schema version {found}, older than this mailroom's ({current}): run `mailroom run` or `mailroom enqueue` on it once to upgrade it, then retry"
+    )]
+    SchemaTooOld {
+        /// The store.
+        store: String,
+        /// The store's schema version.
+        found: i64,
+        /// The version this build writes.
+        current: i64,
+    },
+    /// The store is damaged: the database reported corruption, or a stored
+    /// row cannot be read back. The host stops writing to it.
+    #[error(
+        "the store {store} is damaged ({reason}): stop writing to it, run `mailroom check` on it, and restore it from a backup"
+    )]
     Corrupt {
         /// The store.
         store: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The disk (or file system) holding the store is full.
+    #[error(
+        "the disk holding the store {store} is full: free some space (nothing committed was lost)"
+    )]
+    DiskFull {
+        /// The store.
+        store: String,
+    },
+    /// The store cannot be written by this process.
+    #[error(
+        "the store {store} cannot be written: give this user write permission on the file and its directory, or use a read-only command"
+    )]
+    ReadOnly {
+        /// The store.
+        store: String,
+    },
+    /// The store cannot be used as Mailroom needs it (for SQLite: WAL mode,
+    /// which network file systems do not offer).
+    #[error("cannot use the store {store}: {reason}")]
+    Unusable {
+        /// The store.
+        store: String,
+        /// What is missing.
         reason: String,
     },
     /// Any other SQLite failure.
@@ -174,4 +226,50 @@ impl StoreError {
     pub fn is_locked(&self) -> bool {
         matches!(self, Self::Locked { .. })
     }
+
+    /// Whether this is a failure of the store (rather than an answer about
+    /// the input: an invalid message, a lost lease, an unknown id, a
+    /// message in another state).
+    pub fn is_store_failure(&self) -> bool {
+        !matches!(
+            self,
+            Self::Invalid(_)
+                | Self::InvalidInBatch { .. }
+                | Self::LeaseLost { .. }
+                | Self::NoSuchMessage { .. }
+                | Self::WrongState { .. }
+        )
+    }
+
+    /// Whether the store reported damage: nothing more should be written
+    /// to it.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
+
+    /// The kind of a store failure, as the `mailroom_store_errors_total`
+    /// metric labels it (one of [`StoreError::KINDS`]). Errors about the
+    /// input (an invalid message, an unknown id) are `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Locked { .. } => "locked",
+            Self::Corrupt { .. } | Self::NotADatabase { .. } => "corrupt",
+            Self::DiskFull { .. } => "disk_full",
+            Self::ReadOnly { .. } | Self::PermissionDenied { .. } => "read_only",
+            Self::Unreachable { .. } | Self::LoginRefused { .. } | Self::Postgres { .. } => {
+                "unavailable"
+            }
+            _ => "other",
+        }
+    }
+
+    /// Every value [`StoreError::kind`] returns.
+    pub const KINDS: [&'static str; 6] = [
+        "locked",
+        "corrupt",
+        "disk_full",
+        "read_only",
+        "unavailable",
+        "other",
+    ];
 }

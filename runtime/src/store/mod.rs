@@ -22,6 +22,8 @@
 //! | `location.rs`     | where the store lives: a file, or a PostgreSQL URL     |
 //! | `options.rs`      | how to open it: durability, timeouts, clock, policies  |
 //! | `error.rs`        | [`StoreError`]                                         |
+//! | `health.rs`       | failures seen, by kind; damage, after which no writes  |
+//! | `check.rs`        | what verifying a store found                           |
 //! | `owner.rs`        | who holds a lease, and whether its process is alive    |
 //! | `enqueue.rs`      | what an enqueue answers                                |
 //! | `claim.rs`        | claimed messages, their leases and the claim order     |
@@ -34,10 +36,12 @@
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
 //! | `wakeup.rs`       | noticing other processes' commits                      |
 
+mod check;
 mod claim;
 mod dead_letters;
 mod enqueue;
 mod error;
+mod health;
 mod location;
 mod options;
 mod owner;
@@ -57,10 +61,12 @@ use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::Failure;
 
+pub use check::{CheckDepth, CheckReport};
 pub use claim::{Claimed, Lease};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
 pub use enqueue::Enqueued;
 pub use error::StoreError;
+pub use health::StoreHealth;
 pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
@@ -145,7 +151,9 @@ impl Store {
         &self,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        each!(self, b => b.enqueue_batch(messages).await)
+        self.writable()?;
+        let result = each!(self, b => b.enqueue_batch(messages).await);
+        self.seen("enqueue", result)
     }
 
     /// Claims up to `limit` due messages whose event type is in
@@ -165,7 +173,9 @@ impl Store {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
-        each!(self, b => b.claim(limit, lease, event_types.to_vec()).await)
+        self.writable()?;
+        let result = each!(self, b => b.claim(limit, lease, event_types.to_vec()).await);
+        self.seen("claim", result)
     }
 
     /// When the next queued message of one of `event_types` becomes due.
@@ -174,7 +184,8 @@ impl Store {
     ///
     /// A store failure.
     pub async fn next_due_at(&self, event_types: &[String]) -> Result<Option<Millis>, StoreError> {
-        each!(self, b => b.next_due_at(event_types.to_vec()).await)
+        let result = each!(self, b => b.next_due_at(event_types.to_vec()).await);
+        self.seen("next_due_at", result)
     }
 
     /// Hands claimed messages back without counting their attempt. Leases no
@@ -187,7 +198,9 @@ impl Store {
         if leases.is_empty() {
             return Ok(0);
         }
-        each!(self, b => b.release(leases).await)
+        self.writable()?;
+        let result = each!(self, b => b.release(leases).await);
+        self.seen("release", result)
     }
 
     /// Settles a batch of deliveries in one transaction and hands the batch
@@ -201,7 +214,12 @@ impl Store {
     where
         E: SettleEntry + Send + Sync + 'static,
     {
-        each!(self, b => b.settle(batch).await)
+        if let Err(e) = self.writable() {
+            return (batch, Err(e));
+        }
+        let (batch, result) = each!(self, b => b.settle(batch).await);
+        self.health().record("settle", &result);
+        (batch, result)
     }
 
     /// Acks one claimed message, enqueueing `follow_ups` with it.
@@ -253,7 +271,9 @@ impl Store {
     ///
     /// A store failure.
     pub async fn register_host(&self) -> Result<(), StoreError> {
-        each!(self, b => b.register_host().await)
+        self.writable()?;
+        let result = each!(self, b => b.register_host().await);
+        self.seen("register_host", result)
     }
 
     /// Sends this host's heartbeat and returns every message whose lease
@@ -264,7 +284,9 @@ impl Store {
     ///
     /// A store failure.
     pub async fn reclaim(&self) -> Result<Reclaimed, StoreError> {
-        each!(self, b => b.reclaim().await)
+        self.writable()?;
+        let result = each!(self, b => b.reclaim().await);
+        self.seen("reclaim", result)
     }
 
     /// Housekeeping the host runs when idle: on SQLite a WAL checkpoint, so
@@ -274,7 +296,22 @@ impl Store {
     ///
     /// A store failure.
     pub async fn maintain(&self) -> Result<(), StoreError> {
-        each!(self, b => b.maintain().await)
+        self.writable()?;
+        let result = each!(self, b => b.maintain().await);
+        self.seen("maintain", result)
+    }
+
+    /// Verifies the store without changing it: the schema version, the
+    /// database's own consistency check (SQLite; a PostgreSQL server keeps
+    /// its own pages consistent), and the message counts.
+    ///
+    /// # Errors
+    ///
+    /// A store failure that kept the check from running; damage it finds
+    /// is in [`CheckReport::problems`].
+    pub async fn check(&self, depth: CheckDepth) -> Result<CheckReport, StoreError> {
+        let result = each!(self, b => b.check(depth).await);
+        self.seen("check", result)
     }
 
     /// Whether the store answers (for readiness checks).
@@ -283,6 +320,7 @@ impl Store {
     ///
     /// The store failure that made it not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        // Not recorded: readiness reports a failed ping itself.
         each!(self, b => b.ping().await)
     }
 
@@ -299,7 +337,8 @@ impl Store {
     ///
     /// [`StoreError::Invalid`] for a bad cursor, or a store failure.
     pub async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<DeadLetterPage, StoreError> {
-        each!(self, b => b.dead_letters(filter).await)
+        let result = each!(self, b => b.dead_letters(filter).await);
+        self.seen("dead_letters", result)
     }
 
     /// Any stored message by id, payload included.
@@ -308,7 +347,8 @@ impl Store {
     ///
     /// [`StoreError::NoSuchMessage`], or a store failure.
     pub async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
-        each!(self, b => b.message(id).await)
+        let result = each!(self, b => b.message(id).await);
+        self.seen("message", result)
     }
 
     /// One dead letter, payload included.
@@ -333,7 +373,9 @@ impl Store {
     /// For [`Selection::One`]: [`StoreError::NoSuchMessage`] or
     /// [`StoreError::WrongState`]. Otherwise a store failure.
     pub async fn redrive(&self, selection: Selection) -> Result<usize, StoreError> {
-        each!(self, b => b.redrive(selection).await)
+        self.writable()?;
+        let result = each!(self, b => b.redrive(selection).await);
+        self.seen("redrive", result)
     }
 
     /// Deletes dead letters for good. Returns how many were removed.
@@ -342,7 +384,9 @@ impl Store {
     ///
     /// As [`Store::redrive`].
     pub async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
-        each!(self, b => b.purge(selection).await)
+        self.writable()?;
+        let result = each!(self, b => b.purge(selection).await);
+        self.seen("purge", result)
     }
 
     /// Lists messages in any state, in the order they were enqueued, a page
@@ -352,7 +396,8 @@ impl Store {
     ///
     /// [`StoreError::Invalid`] for a bad cursor, or a store failure.
     pub async fn messages(&self, filter: MessageFilter) -> Result<MessagePage, StoreError> {
-        each!(self, b => b.messages(filter).await)
+        let result = each!(self, b => b.messages(filter).await);
+        self.seen("messages", result)
     }
 
     /// Removes the named messages that are queued, in one transaction; says
@@ -362,7 +407,9 @@ impl Store {
     ///
     /// A store failure (then nothing was removed).
     pub async fn cancel_ids(&self, ids: Vec<MessageId>) -> Result<Cancelled, StoreError> {
-        each!(self, b => b.cancel_ids(ids).await)
+        self.writable()?;
+        let result = each!(self, b => b.cancel_ids(ids).await);
+        self.seen("cancel", result)
     }
 
     /// Removes up to `limit` queued messages of `event_type` (highest
@@ -375,7 +422,9 @@ impl Store {
     /// A store failure.
     pub async fn cancel_queued(&self, event_type: &str, limit: usize) -> Result<usize, StoreError> {
         let event_type = event_type.to_owned();
-        each!(self, b => b.cancel_queued(event_type, limit).await)
+        self.writable()?;
+        let result = each!(self, b => b.cancel_queued(event_type, limit).await);
+        self.seen("cancel", result)
     }
 
     /// How many messages of `event_type` are in flight now.
@@ -385,7 +434,8 @@ impl Store {
     /// A store failure.
     pub async fn inflight_of(&self, event_type: &str) -> Result<u64, StoreError> {
         let event_type = event_type.to_owned();
-        each!(self, b => b.inflight_of(event_type).await)
+        let result = each!(self, b => b.inflight_of(event_type).await);
+        self.seen("inflight_of", result)
     }
 
     /// Pauses `event_type` for every host on this store: none claims its
@@ -397,7 +447,9 @@ impl Store {
     /// A store failure.
     pub async fn pause(&self, event_type: &str) -> Result<PauseChange, StoreError> {
         let event_type = event_type.to_owned();
-        each!(self, b => b.set_paused(event_type, true).await)
+        self.writable()?;
+        let result = each!(self, b => b.set_paused(event_type, true).await);
+        self.seen("pause", result)
     }
 
     /// Resumes a paused event type; hosts claim its due messages again.
@@ -407,7 +459,9 @@ impl Store {
     /// A store failure.
     pub async fn resume(&self, event_type: &str) -> Result<PauseChange, StoreError> {
         let event_type = event_type.to_owned();
-        each!(self, b => b.set_paused(event_type, false).await)
+        self.writable()?;
+        let result = each!(self, b => b.set_paused(event_type, false).await);
+        self.seen("pause", result)
     }
 
     /// The paused event types.
@@ -416,7 +470,8 @@ impl Store {
     ///
     /// A store failure.
     pub async fn paused(&self) -> Result<Vec<PausedType>, StoreError> {
-        each!(self, b => b.paused().await)
+        let result = each!(self, b => b.paused().await);
+        self.seen("paused", result)
     }
 
     /// Counts the store's messages; lists the live hosts.
@@ -425,7 +480,8 @@ impl Store {
     ///
     /// A store failure.
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        each!(self, b => b.stats().await)
+        let result = each!(self, b => b.stats().await);
+        self.seen("stats", result)
     }
 
     /// The plugins every live host has loaded or rejected, and the hosts.
@@ -434,7 +490,8 @@ impl Store {
     ///
     /// A store failure.
     pub async fn plugin_registry(&self) -> Result<PluginRegistry, StoreError> {
-        each!(self, b => b.plugin_registry().await)
+        let result = each!(self, b => b.plugin_registry().await);
+        self.seen("plugin_registry", result)
     }
 
     /// Records that this host loaded the plugin at `path` (clearing an
@@ -458,7 +515,9 @@ impl Store {
             event_types,
             digest,
         };
-        each!(self, b => b.record_plugin_loaded(record).await)
+        self.writable()?;
+        let result = each!(self, b => b.record_plugin_loaded(record).await);
+        self.seen("record_plugin", result)
     }
 
     /// Records that this host rejected the file at `path`, and why.
@@ -467,7 +526,9 @@ impl Store {
     ///
     /// A store failure.
     pub async fn record_plugin_rejected(&self, path: String, reason: String) -> Result<(), StoreError> {
-        each!(self, b => b.record_plugin_rejected(path, reason).await)
+        self.writable()?;
+        let result = each!(self, b => b.record_plugin_rejected(path, reason).await);
+        self.seen("record_plugin", result)
     }
 
     /// Forgets what this host recorded about `path` (the file was removed).
@@ -476,13 +537,38 @@ impl Store {
     ///
     /// A store failure.
     pub async fn forget_plugin(&self, path: String) -> Result<(), StoreError> {
-        each!(self, b => b.forget_plugin(path).await)
+        self.writable()?;
+        let result = each!(self, b => b.forget_plugin(path).await);
+        self.seen("record_plugin", result)
     }
 
     /// Forgets this host (its registry rows) on a clean stop, so other
     /// processes stop showing it at once. Best effort.
     pub async fn close(&self) {
         each!(self, b => b.close().await)
+    }
+
+    /// What this handle (and those opened with the same
+    /// [`OpenOptions::health`]) has seen of the store's health.
+    pub fn health(&self) -> &std::sync::Arc<StoreHealth> {
+        each!(self, b => b.health())
+    }
+
+    /// Refuses to write to a store that reported damage.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.health().damage() {
+            Some(damage) => Err(StoreError::Corrupt {
+                store: self.describe(),
+                reason: format!("it reported damage earlier: {damage}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `result` as the outcome of `operation`, and hands it back.
+    fn seen<T>(&self, operation: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.health().record(operation, &result);
+        result
     }
 
     /// Time spent inside store calls so far, all clones together: its growth

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{SharedClock, SystemClock};
+use super::StoreHealth;
 use crate::state_machine::Policies;
 
 /// What a committed write costs if the machine loses power.
@@ -29,6 +30,12 @@ pub struct OpenOptions {
     /// directory), or the schema in a PostgreSQL database. Read-only
     /// commands pass false.
     pub create: bool,
+    /// Open for reading only (the read-only commands: `stats`, `dlq
+    /// list|show`, `plugins`, `check`): never create, migrate or change the
+    /// store, not even its journal mode, and refuse a file that is not a
+    /// Mailroom store. A store this user may read but not write can be
+    /// opened this way. Implies `create: false`.
+    pub read_only: bool,
     /// How long a write waits for another process's write lock before
     /// failing with [`StoreError::Locked`](super::StoreError::Locked).
     pub busy_timeout: Duration,
@@ -51,12 +58,17 @@ pub struct OpenOptions {
     pub clock: SharedClock,
     /// Attempt budgets and backoff, per event type.
     pub policies: Policies,
+    /// Where the store records its failures and damage. Handles opened
+    /// with one shared `StoreHealth` stop writing together once the store
+    /// reports damage.
+    pub health: Arc<StoreHealth>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             create: true,
+            read_only: false,
             busy_timeout: Duration::from_secs(10),
             durability: Durability::Full,
             max_payload_bytes: crate::message::DEFAULT_MAX_PAYLOAD_BYTES,
@@ -64,6 +76,7 @@ impl Default for OpenOptions {
             max_connections: 8,
             clock: Arc::new(SystemClock),
             policies: Policies::default(),
+            health: Arc::default(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The connection is the host's own, outside the pool. When it or the
 //! server drops, it reconnects with a capped exponential backoff (the first
-//! failure logged in full, repeats quietly), and after every (re)connect it
+//! failure logged in full, repeats summarised: [`crate::backoff`]), and after every (re)connect it
 //! wakes the dispatcher once: notifications sent while it was away are
 //! lost, so the dispatcher looks for itself.
 
@@ -17,6 +17,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::connect::{Errors, client_config};
 use super::schema::CHANNEL;
+use crate::backoff::Retry;
 use crate::store::{Durability, PostgresUrl, StoreError};
 
 /// The first wait before reconnecting, doubled after each failure.
@@ -51,18 +52,20 @@ impl Drop for Listener {
 }
 
 async fn listen(url: PostgresUrl, errors: Errors, notified: Arc<Notify>) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut retry = Retry::new(
+        "listening for commits (the poll still runs)",
+        FIRST_BACKOFF,
+        MAX_BACKOFF,
+    );
     let mut was_connected = false;
-    let mut failing = false;
     loop {
-        match connect(&url, &errors, notified.clone()).await {
+        let backoff = match connect(&url, &errors, notified.clone()).await {
             Ok((client, closed)) => {
-                if was_connected || failing {
+                if was_connected || retry.is_failing() {
                     tracing::info!(store = %errors.store, "listening for commits again");
                 }
+                retry.note_success(std::time::Instant::now());
                 was_connected = true;
-                failing = false;
-                backoff = FIRST_BACKOFF;
                 // Anything committed while no one listened is found by a claim.
                 notified.notify_one();
                 let why = closed.await.unwrap_or_else(|_| "the connection ended".to_owned());
@@ -71,21 +74,11 @@ async fn listen(url: PostgresUrl, errors: Errors, notified: Arc<Notify>) {
                     store = %errors.store,
                     "lost the connection that listens for commits ({why}); reconnecting"
                 );
+                FIRST_BACKOFF
             }
-            Err(e) => {
-                if failing {
-                    tracing::debug!(store = %errors.store, retry_in = ?backoff, "still cannot listen for commits: {e}");
-                } else {
-                    tracing::warn!(
-                        retry_in = ?backoff,
-                        "cannot listen for commits: {e}; retrying with backoff (the poll still runs)"
-                    );
-                    failing = true;
-                }
-            }
-        }
+            Err(e) => retry.failed(&e),
+        };
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -76,6 +76,7 @@ struct Inner {
     /// Whether this store's owner is recorded in `hosts`.
     registered: AtomicBool,
     busy_ns: AtomicU64,
+    health: Arc<crate::store::StoreHealth>,
 }
 
 impl PgStore {
@@ -99,12 +100,17 @@ impl PgStore {
                 host_silence: options.host_silence,
                 registered: AtomicBool::new(false),
                 busy_ns: AtomicU64::new(0),
+                health: options.health.clone(),
             }),
         };
         let mut client = store.client().await?;
-        schema::migrate(&mut client, &store.inner.errors, options.create).await?;
+        schema::migrate(&mut client, &store.inner.errors, options.create, options.read_only).await?;
         store.sync_clock(&client).await?;
         Ok(store)
+    }
+
+    pub(crate) fn health(&self) -> &Arc<crate::store::StoreHealth> {
+        &self.inner.health
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -169,6 +175,44 @@ impl PgStore {
     pub(crate) async fn maintain(&self) -> Result<(), StoreError> {
         // The server vacuums on its own; nothing to do between claims.
         Ok(())
+    }
+
+    /// The schema version and the counts: the server keeps its own pages
+    /// consistent (and reports damage in its log), so there is no page scan.
+    pub(crate) async fn check(
+        &self,
+        _depth: crate::store::CheckDepth,
+    ) -> Result<crate::store::CheckReport, StoreError> {
+        let started = std::time::Instant::now();
+        let client = self.client().await?;
+        let schema_version = schema::version(&client, self.errors())
+            .await?
+            .unwrap_or(0);
+        drop(client);
+        let mut problems = Vec::new();
+        if schema_version != schema::LATEST_VERSION {
+            problems.push(format!(
+                "schema version {schema_version}, this mailroom writes {}",
+                schema::LATEST_VERSION
+            ));
+        }
+        let totals = match self.stats().await {
+            Ok(stats) => Some(stats.totals),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        };
+        Ok(crate::store::CheckReport {
+            store: self.describe(),
+            backend: "postgres",
+            schema_version,
+            checked: "the schema version and the counts (the server checks its own pages)".to_owned(),
+            problems,
+            bytes: None,
+            totals,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

@@ -191,7 +191,7 @@ pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The version recorded in the database, or `None` when there is no
 /// Mailroom schema yet.
-async fn version(client: &Client, errors: &Errors) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn version(client: &Client, errors: &Errors) -> Result<Option<i64>, StoreError> {
     match client
         .query_one("SELECT max(version)::bigint FROM mailroom.schema_version", &[])
         .await
@@ -207,11 +207,14 @@ async fn version(client: &Client, errors: &Errors) -> Result<Option<i64>, StoreE
     }
 }
 
-/// Brings the schema up to date (creating it when `create` allows).
+/// Brings the schema up to date (creating it when `create` allows). With
+/// `read_only` it changes nothing: a schema that is missing or not the
+/// current version is refused.
 pub(crate) async fn migrate(
     client: &mut Client,
     errors: &Errors,
     create: bool,
+    read_only: bool,
 ) -> Result<(), StoreError> {
     let too_new = |found| StoreError::SchemaTooNew {
         store: errors.store.clone(),
@@ -221,9 +224,16 @@ pub(crate) async fn migrate(
     match version(client, errors).await? {
         Some(found) if found > LATEST_VERSION => return Err(too_new(found)),
         Some(found) if found == LATEST_VERSION => return Ok(()),
-        None if !create => {
+        None if !create || read_only => {
             return Err(StoreError::NoSchema {
                 store: errors.store.clone(),
+            });
+        }
+        Some(found) if read_only => {
+            return Err(StoreError::SchemaTooOld {
+                store: errors.store.clone(),
+                found,
+                current: LATEST_VERSION,
             });
         }
         _ => {}

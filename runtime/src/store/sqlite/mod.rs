@@ -14,7 +14,9 @@
 //!
 //! | file              | holds                                               |
 //! | ----------------- | --------------------------------------------------- |
-//! | `connection.rs`   | opening: pragmas, durability, migrations, errors    |
+//! | `connection.rs`   | opening: pragmas, durability, migrations, errors;   |
+//! |                   | the read-only open that changes nothing             |
+//! | `check.rs`        | verifying the file (`mailroom check`)               |
 //! | `schema.rs`       | the numbered migrations                             |
 //! | `enqueue.rs`      | validated inserts with key dedupe                   |
 //! | `claim.rs`        | atomic batch claims under a lease                   |
@@ -29,6 +31,7 @@
 //! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction  |
 
+mod check;
 mod claim;
 mod commit_watch;
 mod connection;
@@ -151,16 +154,22 @@ impl Mailbox {
             .map_err(|e| self.ctx.err(e))
     }
 
-    /// Copies the WAL back into the database file and truncates it. The
-    /// dispatcher calls this when idle so a busy host does not keep a large
-    /// `-wal` file; SQLite's automatic checkpoints cover the rest.
+    /// Copies what it can of the WAL back into the database file. The
+    /// dispatcher calls this when idle so the next write can start the WAL
+    /// over (and `journal_size_limit` then trims the file); SQLite's
+    /// automatic checkpoints cover the rest.
+    ///
+    /// Passive: it takes no write lock and never waits for one, so it
+    /// cannot hold up another process's writes, not even if this process
+    /// is stopped in the middle of it (a `TRUNCATE` checkpoint would wait
+    /// for every reader while keeping writers out).
     ///
     /// # Errors
     ///
     /// Any SQLite failure.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(|e| self.ctx.err(e))
     }
 

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use super::Mailbox;
 use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
+use crate::store::check::{CheckDepth, CheckReport};
 use crate::store::registry::Loaded;
 use crate::store::{
-    Cancelled, Claimed, CommitSignal, DeadLetterFilter, MessageFilter, MessagePage, PauseChange,
-    PausedType, DeadLetterPage, Enqueued, Lease, OpenOptions,
-    PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage,
+    Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease,
+    MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry, Reclaimed,
+    Selection, SettleEntry, Settled, Stats, StoreError, StoreHealth, StoredMessage,
 };
 
 /// A [`Mailbox`] usable from async code. Cloning shares the connection.
@@ -25,12 +26,19 @@ pub struct SqliteStore {
     path: Arc<PathBuf>,
     /// Nanoseconds spent inside calls, all clones together.
     busy_ns: Arc<AtomicU64>,
+    health: Arc<StoreHealth>,
 }
 
 impl SqliteStore {
     /// Shares `mailbox`.
     pub fn new(mailbox: Mailbox) -> Self {
+        Self::with_health(mailbox, Arc::default())
+    }
+
+    /// Shares `mailbox`, recording failures in `health`.
+    pub fn with_health(mailbox: Mailbox, health: Arc<StoreHealth>) -> Self {
         Self {
+            health,
             path: Arc::new(mailbox.path().to_owned()),
             inner: Arc::new(Mutex::new(mailbox)),
             busy_ns: Arc::new(AtomicU64::new(0)),
@@ -78,8 +86,9 @@ impl SqliteStore {
     pub(crate) async fn open(path: &Path, options: &OpenOptions) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let options = options.clone();
+        let health = options.health.clone();
         match tokio::task::spawn_blocking(move || Mailbox::open_with(&path, &options)).await {
-            Ok(mailbox) => Ok(Self::new(mailbox?)),
+            Ok(mailbox) => Ok(Self::with_health(mailbox?, health)),
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
@@ -87,6 +96,10 @@ impl SqliteStore {
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn health(&self) -> &Arc<StoreHealth> {
+        &self.health
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -145,6 +158,10 @@ impl SqliteStore {
 
     pub(crate) async fn maintain(&self) -> Result<(), StoreError> {
         self.call(|mb| mb.checkpoint()).await
+    }
+
+    pub(crate) async fn check(&self, depth: CheckDepth) -> Result<CheckReport, StoreError> {
+        self.call(move |mb| mb.check(depth)).await
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
