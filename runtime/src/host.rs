@@ -163,6 +163,7 @@ impl Host {
             let host_config = HostConfig {
                 limits: config.sandbox_limits(),
                 cache_dir: Some(config.cache_dir()),
+                ..HostConfig::default()
             };
             let access = config.plugin_access();
             let observer: Arc<dyn crate::plugin::OutboundObserver> = metrics.clone();
@@ -184,16 +185,14 @@ impl Host {
         .with_metrics(metrics.clone());
 
         // Watch before the first scan, so a file landing in between is not missed.
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let watcher = watcher::watch(&plugin_dir, watcher::DEFAULT_DEBOUNCE, events_tx)?;
         loader.scan().await;
         let watching = Arc::new(AtomicBool::new(true));
         let folder = tokio::spawn({
             let watching = watching.clone();
             async move {
-                while let Some(event) = events.recv().await {
-                    loader.apply(event).await;
-                }
+                loader.run(events).await;
                 watching.store(false, Ordering::Relaxed);
             }
         });

@@ -15,6 +15,7 @@
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
 //! is a stable interface for scripts (see DESIGN.md, "Interfaces").
 
+mod compile_plugin;
 mod dlq;
 mod enqueue;
 mod output;
@@ -114,6 +115,9 @@ pub enum Command {
     /// run, watch.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The child process a host compiles a plugin in.
+    #[command(name = "compile-plugin", hide = true)]
+    CompilePlugin(compile_plugin::CompilePluginArgs),
 }
 
 /// An exit status other than 0 (success) and 1 (an `error:` line), for
@@ -150,6 +154,10 @@ pub struct RunArgs {
 /// Whatever went wrong, with context naming what to do; the caller prints it
 /// as one `error:` line and exits non-zero.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
+    // Before the configuration: the child compiles whatever the host's is.
+    if let Command::CompilePlugin(args) = &cli.command {
+        return compile_plugin::execute(args);
+    }
     let mut overrides = Overrides {
         config: cli.global.config,
         store_path: cli.global.db,
@@ -174,7 +182,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async {
                 match command {
-                    Command::Run(_) | Command::Plugin(_) => unreachable!("handled above"),
+                    Command::Run(_) | Command::Plugin(_) | Command::CompilePlugin(_) => {
+                        unreachable!("handled above")
+                    }
                     Command::Enqueue(args) => enqueue::execute(&config, args).await,
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,

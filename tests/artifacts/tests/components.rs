@@ -31,6 +31,7 @@ const NAMED: &[&str] = &[
     artifacts::FLEET_E,
     artifacts::LEGACY_V01,
     artifacts::OUTBOUND_PROBE,
+    artifacts::MANY_TYPES,
 ];
 
 fn read(path: &str) -> Vec<u8> {
