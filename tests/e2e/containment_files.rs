@@ -1,0 +1,247 @@
+//! What a hostile operator or plugin author can put in the plugin folder,
+//! against the real binary: a 4 GiB sparse file, links to `/dev/zero`, a
+//! FIFO swapped in for a plugin, a component that takes minutes and hundreds
+//! of MiB to compile, a plugin declaring 50,000 event types. Each is rejected
+//! with its reason in `mailroom plugins`, the host's memory stays bounded,
+//! another plugin keeps serving meanwhile, and SIGTERM still stops the host.
+//! And a plugin refused for an event type another plugin owns is loaded once
+//! that plugin is removed.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::io::Write as _;
+use std::path::Path;
+
+use harness::{TestHost, store};
+use mailroom_test_artifacts::{BEHAVIOUR, DUPLICATE_ORDER, MANY_TYPES, ORDER_VALIDATOR, hostile};
+use serde_json::json;
+
+/// The host's resident memory may not pass this while files are thrown at
+/// it: far below what reading any of them whole, or compiling the costly
+/// one in the host, would take.
+const RSS_BOUND: u64 = 400 << 20;
+
+/// A `mailroom.toml` with short delays and the given `[plugins]` lines.
+fn config(plugins: &str) -> String {
+    format!(
+        r#"[store]
+path = "mailroom.db"
+
+[plugins]
+dir = "plugins"
+timeout = "10s"
+{plugins}
+
+[dispatcher]
+concurrency = 2
+poll_interval = "20ms"
+reclaim_interval = "200ms"
+lease = "30s"
+shutdown_grace = "5s"
+
+[retry]
+backoff_base = "20ms"
+backoff_cap = "200ms"
+
+[log]
+format = "json"
+level = "info"
+"#
+    )
+}
+
+/// Enqueues an `echo` for the behaviour guest and waits for its reply.
+fn assert_behaviour_serves(host: &TestHost, why: &str) {
+    let id = host.enqueue_one("behaviour", json!({ "action": "echo" }));
+    host.wait_until(
+        &format!("the behaviour plugin to handle an event ({why})"),
+        || {
+            store::messages(&host.db(), "behaviour.echo")
+                .iter()
+                .any(|e| e.correlation_id == id)
+        },
+    );
+}
+
+/// The resident memory of process `pid`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Places `path` in the plugin folder by renaming it from a temporary name,
+/// as a swap after a deploy would.
+fn swap_in(host: &TestHost, make: impl FnOnce(&Path), file_name: &str) {
+    let temporary = host.plugins_dir().join(format!("{file_name}.tmp"));
+    make(&temporary);
+    std::fs::rename(&temporary, host.plugins_dir().join(file_name)).expect("rename into place");
+}
+
+#[test]
+fn files_that_are_not_plugins_are_rejected_unread_and_the_host_stays_bounded() {
+    let host = TestHost::with_config_text(&config("compile_timeout = \"2s\""));
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+    let pid = host.pid();
+
+    // A 4 GiB sparse file with a component header.
+    swap_in(
+        &host,
+        |path| {
+            let mut file = std::fs::File::create(path).expect("create");
+            file.write_all(b"\0asm\x0d\0\x01\0").expect("header");
+            file.set_len(4 << 30).expect("sparse");
+        },
+        "sparse.wasm",
+    );
+    // A link to /dev/zero and a FIFO: what the loader opens is checked, so
+    // one swapped in after the watcher reported a plugin file fares the same.
+    swap_in(
+        &host,
+        |path| std::os::unix::fs::symlink("/dev/zero", path).expect("symlink"),
+        "zero.wasm",
+    );
+    swap_in(&host, mkfifo, "fifo.wasm");
+    // A component that would take minutes to compile.
+    host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
+    // A plugin declaring 50,000 event types.
+    host.deploy(MANY_TYPES, "many-types.wasm");
+
+    for (file, words) in [
+        ("sparse.wasm", "is 4 GiB, over the 50 MiB limit on plugin files"),
+        ("zero.wasm", "is a character device, not a regular file"),
+        ("fifo.wasm", "is a FIFO (named pipe), not a regular file"),
+        ("costly.wasm", "compiling took longer than 2s (plugins.compile_timeout)"),
+        (
+            "many-types.wasm",
+            "names 50000 event types, over the limit of 1000 per plugin (plugins.max_event_types)",
+        ),
+    ] {
+        let reason = host.wait_rejected(file);
+        assert!(reason.contains(words), "{file}: {reason}");
+        assert!(
+            !reason.contains("truncated"),
+            "{file} is not called truncated: {reason}"
+        );
+        assert!(
+            rss_bytes(pid) < RSS_BOUND,
+            "the host's memory stays bounded ({file})"
+        );
+    }
+    assert!(host.loaded_version("many-types").is_none());
+    assert_behaviour_serves(&host, "after every hostile file");
+    assert!(rss_bytes(pid) < RSS_BOUND, "the host's memory stays bounded");
+
+    // A FIFO in place at a rescan (the watcher lost events) is no trap either.
+    host.stop();
+    host.start();
+    host.wait_loaded("behaviour");
+    assert!(host.wait_rejected("fifo.wasm").contains("FIFO"));
+    assert_behaviour_serves(&host, "after a restart with a FIFO in the folder");
+    host.stop();
+}
+
+#[test]
+fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
+    let host = TestHost::with_config_text(&config("compile_timeout = \"1h\""));
+    host.start();
+    let pid = host.pid();
+    host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
+    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
+        processes()
+            .into_iter()
+            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
+            .map(|(child, _, _)| child)
+    });
+    // Stopped, the compilation never ends (it would take seconds to minutes
+    // anyway): whatever loads now loads beside it.
+    signal("-STOP", compiler);
+
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.wait_loaded("behaviour");
+    assert_behaviour_serves(&host, "while another plugin compiles");
+    assert!(
+        host.rejection("costly.wasm").is_none(),
+        "the costly plugin is still compiling"
+    );
+    assert!(rss_bytes(pid) < RSS_BOUND, "the host's memory stays bounded");
+
+    // SIGTERM stops the host, and the compilation with it.
+    host.stop();
+    host.wait_until("the compiler process to be gone", || {
+        !processes().iter().any(|&(p, _, _)| p == compiler)
+    });
+}
+
+fn signal(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Every process as (pid, parent pid, command line), from procfs. Zombies
+/// (exited, not yet reaped) count as gone.
+fn processes() -> Vec<(u32, u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("procfs").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after it.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let parent: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state == "Z" {
+            continue;
+        }
+        let cmd = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        found.push((pid, parent, cmd));
+    }
+    found
+}
+
+#[test]
+fn a_plugin_refused_for_a_taken_event_type_loads_once_the_owner_is_removed() {
+    let host = TestHost::with_config_text(&config(""));
+    let owner = host.deploy(ORDER_VALIDATOR, "order-validator.wasm");
+    host.start();
+    host.wait_loaded("order-validator");
+    host.deploy(DUPLICATE_ORDER, "duplicate-order.wasm");
+    let reason = host.wait_rejected("duplicate-order.wasm");
+    assert!(
+        reason.contains("event type `order.created` is already handled by plugin `order-validator`")
+            && reason.contains("Plugin::EVENT_TYPES"),
+        "{reason}"
+    );
+
+    std::fs::remove_file(owner).expect("remove the owner");
+    host.wait_loaded("duplicate-order");
+    assert!(host.rejection("duplicate-order.wasm").is_none());
+    host.stop();
+}
