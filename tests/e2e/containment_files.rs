@@ -13,7 +13,7 @@ mod harness;
 use std::io::Write as _;
 use std::path::Path;
 
-use harness::{TestHost, store};
+use harness::{Settings, TestHost, store};
 use mailroom_test_artifacts::{BEHAVIOUR, DUPLICATE_ORDER, MANY_TYPES, ORDER_VALIDATOR, hostile};
 use serde_json::json;
 
@@ -243,5 +243,28 @@ fn a_plugin_refused_for_a_taken_event_type_loads_once_the_owner_is_removed() {
     std::fs::remove_file(owner).expect("remove the owner");
     host.wait_loaded("duplicate-order");
     assert!(host.rejection("duplicate-order.wasm").is_none());
+    host.stop();
+}
+
+#[test]
+fn a_huge_reason_is_stored_cut_with_its_true_size() {
+    let host = TestHost::with_settings(&Settings {
+        max_attempts: 1,
+        ..Settings::default()
+    });
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+    host.enqueue_one("behaviour", json!({ "action": "big_error", "mb": 8 }));
+    let dead = host.wait_for("the message to be dead-lettered", || {
+        host.dead_letters().into_iter().next()
+    });
+    let last_error = dead["last_error"].as_str().expect("last_error");
+    assert!(
+        last_error.ends_with(&format!("(truncated, {} bytes)", 8 << 20)),
+        "{}",
+        &last_error[last_error.len().saturating_sub(80)..]
+    );
+    assert!(!last_error.contains("bytes in all"), "cut once");
     host.stop();
 }

@@ -133,8 +133,12 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The longest retry or fatal reason kept from a handler. A reason ends up in
 /// the message's `last_error`, logs and dead-letter listings, so it must stay
-/// small whatever the guest returns.
-pub(crate) const MAX_REASON_BYTES: usize = 4 * 1024;
+/// small whatever the guest returns. Kept well under the store's limit on
+/// `last_error` (which adds "fatal: " or "gave up after N attempts: "), so a
+/// reason cut here is not cut again, and its marker keeps the true size the
+/// guest returned.
+pub(crate) const MAX_REASON_BYTES: usize = 3 * 1024;
+const _: () = assert!(MAX_REASON_BYTES + 512 <= crate::state_machine::MAX_ERROR_BYTES);
 
 /// The longest `logging.log` line or guest stdout/stderr line forwarded to the
 /// host log; a longer line is cut with a marker. Log lines are for humans.
