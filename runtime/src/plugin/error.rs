@@ -50,7 +50,7 @@ pub enum PluginError {
     #[error(
         "plugin {} is {}, over the {} limit on plugin files: it was not read; check that it is the right file, or raise plugins.max_file_mb",
         path.display(),
-        size.map_or_else(|| "growing while read".to_owned(), |s| format_bytes(s)),
+        size.map_or_else(|| "growing while read".to_owned(), format_bytes),
         format_bytes(*max_bytes)
     )]
     TooLarge {
