@@ -22,45 +22,19 @@ use serde_json::json;
 /// one in the host, would take.
 const RSS_BOUND: u64 = 400 << 20;
 
-/// A `mailroom.toml` with short delays and the given `[plugins]` lines.
-fn config(plugins: &str) -> String {
-    format!(
-        r#"[store]
-path = "mailroom.db"
-
-[plugins]
-dir = "plugins"
-timeout = "10s"
-{plugins}
-
-[dispatcher]
-concurrency = 2
-poll_interval = "20ms"
-reclaim_interval = "200ms"
-lease = "30s"
-shutdown_grace = "5s"
-
-[retry]
-backoff_base = "20ms"
-backoff_cap = "200ms"
-
-[log]
-format = "json"
-level = "info"
-"#
-    )
+/// A host with default test settings and `plugins.compile_timeout` set.
+fn host_compiling_within(timeout: &str) -> TestHost {
+    let host = TestHost::new();
+    host.set_env("MAILROOM_PLUGINS_COMPILE_TIMEOUT", timeout);
+    host
 }
 
-/// Enqueues an `echo` for the behaviour guest and waits for its reply.
+/// Enqueues an `echo` for the behaviour guest and waits until it is acked.
 fn assert_behaviour_serves(host: &TestHost, why: &str) {
     let id = host.enqueue_one("behaviour", json!({ "action": "echo" }));
     host.wait_until(
-        &format!("the behaviour plugin to handle an event ({why})"),
-        || {
-            store::messages(&host.db(), "behaviour.echo")
-                .iter()
-                .any(|e| e.correlation_id == id)
-        },
+        &format!("the behaviour plugin to ack an event ({why})"),
+        || store::message(&host.db(), &id).is_none(),
     );
 }
 
@@ -94,7 +68,7 @@ fn swap_in(host: &TestHost, make: impl FnOnce(&Path), file_name: &str) {
 
 #[test]
 fn files_that_are_not_plugins_are_rejected_unread_and_the_host_stays_bounded() {
-    let host = TestHost::with_config_text(&config("compile_timeout = \"2s\""));
+    let host = host_compiling_within("2s");
     host.deploy(BEHAVIOUR, "behaviour.wasm");
     host.start();
     host.wait_loaded("behaviour");
@@ -159,7 +133,7 @@ fn files_that_are_not_plugins_are_rejected_unread_and_the_host_stays_bounded() {
 
 #[test]
 fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
-    let host = TestHost::with_config_text(&config("compile_timeout = \"1h\""));
+    let host = host_compiling_within("1h");
     host.start();
     let pid = host.pid();
     host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
@@ -228,7 +202,7 @@ fn processes() -> Vec<(u32, u32, String)> {
 
 #[test]
 fn a_plugin_refused_for_a_taken_event_type_loads_once_the_owner_is_removed() {
-    let host = TestHost::with_config_text(&config(""));
+    let host = TestHost::new();
     let owner = host.deploy(ORDER_VALIDATOR, "order-validator.wasm");
     host.start();
     host.wait_loaded("order-validator");
