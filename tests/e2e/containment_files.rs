@@ -163,6 +163,24 @@ fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
     });
 }
 
+#[test]
+fn a_host_killed_mid_compile_leaves_no_compiler_running() {
+    let host = host_compiling_within("1h");
+    host.start();
+    let pid = host.pid();
+    host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
+    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
+        processes()
+            .into_iter()
+            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
+            .map(|(child, _, _)| child)
+    });
+    host.sigkill();
+    host.wait_until("the compiler process to be gone", || {
+        !processes().iter().any(|&(p, _, _)| p == compiler)
+    });
+}
+
 fn signal(signal: &str, pid: u32) {
     let status = std::process::Command::new("kill")
         .args([signal, &pid.to_string()])

@@ -210,6 +210,7 @@ fn last_line(text: &str) -> &str {
 }
 
 /// The child's side: caps this process's address space at `memory_bytes`,
+/// asks to be killed when its parent dies,
 /// reads a component from stdin, compiles it with the host's engine settings
 /// and writes the artefact to stdout. Returns `false` (with the reason on
 /// stderr) if the component does not compile: the process then exits with
@@ -226,6 +227,10 @@ pub fn run_compile_child(memory_bytes: u64) -> std::io::Result<bool> {
         maximum: Some(memory_bytes),
     };
     rustix::process::setrlimit(rustix::process::Resource::As, limit)?;
+    // Dies with the host: a host killed mid-compile (no time to kill its
+    // children) leaves no compiler running. Had the host died before this
+    // line, stdin ends early and the compile fails at once.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
     let mut bytes = Vec::new();
     std::io::stdin().lock().read_to_end(&mut bytes)?;
     // Pooling only sizes the host's instance slots; compiled code is the same
