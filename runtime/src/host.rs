@@ -187,15 +187,6 @@ impl Host {
         // Watch before the first scan, so a file landing in between is not missed.
         let (events_tx, events) = mpsc::unbounded_channel();
         let watcher = watcher::watch(&plugin_dir, watcher::DEFAULT_DEBOUNCE, events_tx)?;
-        loader.scan().await;
-        let watching = Arc::new(AtomicBool::new(true));
-        let folder = tokio::spawn({
-            let watching = watching.clone();
-            async move {
-                loader.run(events).await;
-                watching.store(false, Ordering::Relaxed);
-            }
-        });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let commits = store.commit_signal().await;
@@ -211,6 +202,17 @@ impl Host {
             metrics: metrics.clone(),
         };
         let dispatcher = tokio::spawn(dispatcher.run());
+        // The dispatcher runs while the folder is scanned: a plugin serves as
+        // soon as it loads, whatever others still compile.
+        loader.scan().await;
+        let watching = Arc::new(AtomicBool::new(true));
+        let folder = tokio::spawn({
+            let watching = watching.clone();
+            async move {
+                loader.run(events).await;
+                watching.store(false, Ordering::Relaxed);
+            }
+        });
         tracing::info!(
             store = %location,
             plugins = %plugin_dir.display(),

@@ -164,6 +164,24 @@ fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
 }
 
 #[test]
+fn at_start_up_a_plugin_slow_to_compile_does_not_delay_another() {
+    let host = host_compiling_within("1h");
+    host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.spawn(&[]);
+    let pid = host.pid();
+    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
+        processes()
+            .into_iter()
+            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
+            .map(|(child, _, _)| child)
+    });
+    signal("-STOP", compiler);
+    assert_behaviour_serves(&host, "while the start-up scan waits for another plugin");
+    host.sigkill();
+}
+
+#[test]
 fn a_host_killed_mid_compile_leaves_no_compiler_running() {
     let host = host_compiling_within("1h");
     host.start();
