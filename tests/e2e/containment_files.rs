@@ -137,12 +137,7 @@ fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
     host.start();
     let pid = host.pid();
     host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
-    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
-        processes()
-            .into_iter()
-            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
-            .map(|(child, _, _)| child)
-    });
+    let compiler = wait_for_compiler(&host, pid, "costly.wasm");
     // Stopped, the compilation never ends (it would take seconds to minutes
     // anyway): whatever loads now loads beside it.
     signal("-STOP", compiler);
@@ -170,12 +165,7 @@ fn at_start_up_a_plugin_slow_to_compile_does_not_delay_another() {
     host.deploy(BEHAVIOUR, "behaviour.wasm");
     host.spawn(&[]);
     let pid = host.pid();
-    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
-        processes()
-            .into_iter()
-            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
-            .map(|(child, _, _)| child)
-    });
+    let compiler = wait_for_compiler(&host, pid, "costly.wasm");
     signal("-STOP", compiler);
     assert_behaviour_serves(&host, "while the start-up scan waits for another plugin");
     host.sigkill();
@@ -187,16 +177,24 @@ fn a_host_killed_mid_compile_leaves_no_compiler_running() {
     host.start();
     let pid = host.pid();
     host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
-    let compiler = host.wait_for("the host to start compiling the costly plugin", || {
-        processes()
-            .into_iter()
-            .find(|(_, parent, cmd)| *parent == pid && cmd.contains("compile-plugin"))
-            .map(|(child, _, _)| child)
-    });
+    let compiler = wait_for_compiler(&host, pid, "costly.wasm");
     host.sigkill();
     host.wait_until("the compiler process to be gone", || {
         !processes().iter().any(|&(p, _, _)| p == compiler)
     });
+}
+
+/// Waits until host `pid` runs a compiler process for plugin `file_name`,
+/// and returns its process id.
+fn wait_for_compiler(host: &TestHost, pid: u32, file_name: &str) -> u32 {
+    host.wait_for(&format!("the host to start compiling {file_name}"), || {
+        processes()
+            .into_iter()
+            .find(|(_, parent, cmd)| {
+                *parent == pid && cmd.contains("compile-plugin") && cmd.contains(file_name)
+            })
+            .map(|(child, _, _)| child)
+    })
 }
 
 fn signal(signal: &str, pid: u32) {

@@ -15,6 +15,10 @@ pub struct CompilePluginArgs {
     /// The address space this process may use, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub memory_bytes: u64,
+    /// The plugin file being compiled, for process listings only: the
+    /// component's bytes come on stdin.
+    #[arg(long, value_name = "PATH")]
+    pub plugin: Option<std::path::PathBuf>,
 }
 
 /// Compiles stdin to stdout; a component that does not compile exits with

@@ -130,6 +130,10 @@ async fn compile_in_child(
         .arg(COMPILE_SUBCOMMAND)
         .arg("--memory-bytes")
         .arg(limits.compile_memory_bytes.to_string())
+        // Only a label, so a process listing shows which plugin compiles:
+        // the bytes come on stdin (the file may have changed since).
+        .arg("--plugin")
+        .arg(path)
         .env_clear()
         // Few malloc arenas: each reserves address space, which counts
         // against the cap without holding memory.
