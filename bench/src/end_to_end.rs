@@ -1,7 +1,8 @@
-//! The whole host: `Host::start` with the real order-validator plugin, each
-//! delivery a fresh wasm instance, each ack committing the `order.accepted`
-//! follow-up the plugin emits. Measured from a full queue to empty, and with
-//! a producer enqueueing while the host works.
+//! The whole host: `Host::start` with a real plugin (one that emits nothing,
+//! the peers' shape, or the order-validator, each ack committing the
+//! `order.accepted` follow-up it emits), a fresh wasm instance per delivery
+//! or instances reused. Measured from a full queue to empty, and with a
+//! producer enqueueing while the host works.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,30 +12,26 @@ use mailroom::host::Host;
 use mailroom::store::sqlite::Mailbox;
 use mailroom::message::NewMessage;
 
-use crate::workload::{EVENT_TYPE, payload};
+use crate::workload::{EVENT_TYPE, ORDER_VALIDATOR, Plugin, payload};
 
-/// A host configuration in `dir` with the order-validator deployed.
-pub fn config(dir: &Path, instance_reuse: u32) -> anyhow::Result<Config> {
+/// A host configuration in `dir` with `plugin` deployed.
+pub fn config(dir: &Path, plugin: &Plugin, instance_reuse: u32) -> anyhow::Result<Config> {
     let mut config = Config::default();
     config.store.path = dir.join("mailroom.db");
     config.plugins.dir = dir.join("plugins");
     config.plugins.instance_reuse = instance_reuse;
     config.log.level = "warn".into();
     std::fs::create_dir_all(&config.plugins.dir)?;
-    mailroom_test_artifacts::deploy(
-        mailroom_test_artifacts::ORDER_VALIDATOR,
-        &config.plugins.dir,
-        "order-validator.wasm",
-    )?;
+    mailroom_test_artifacts::deploy(plugin.component, &config.plugins.dir, plugin.file_name)?;
     Ok(config)
 }
 
-/// Until the host has acked `messages` `order.created` messages. Reads the
+/// Until the host has acked `messages` messages of `event_type`. Reads the
 /// host's own counter: counting rows in the store would compete with the
 /// host for the CPU and skew the figure.
-pub async fn until_acked(host: &Host, messages: usize) {
+pub async fn until_acked(host: &Host, event_type: &str, messages: usize) {
     let target = u64::try_from(messages).unwrap_or(u64::MAX);
-    while host.metrics().acked_total(EVENT_TYPE) < target {
+    while host.metrics().acked_total(event_type) < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -49,20 +46,21 @@ pub struct Drained {
     pub store_busy: f64,
 }
 
-/// From a full queue of `messages` to empty.
+/// From a full queue of `messages` for `plugin` to empty.
 pub async fn full_queue(
     dir: &Path,
     messages: usize,
+    plugin: &Plugin,
     instance_reuse: u32,
 ) -> anyhow::Result<Drained> {
-    let config = config(dir, instance_reuse)?;
+    let config = config(dir, plugin, instance_reuse)?;
     {
         let mut mb = Mailbox::open(&config.store.path)?;
         for chunk in (0..messages).collect::<Vec<_>>().chunks(1000) {
             mb.enqueue_batch(
                 chunk
                     .iter()
-                    .map(|i| NewMessage::new(EVENT_TYPE, payload(*i)))
+                    .map(|i| NewMessage::new(plugin.event_type, (plugin.input)(*i)))
                     .collect(),
             )?;
         }
@@ -71,7 +69,7 @@ pub async fn full_queue(
     let host = Host::start(&config).await?;
     let busy_before = host.store().busy();
     let draining = Instant::now();
-    until_acked(&host, messages).await;
+    until_acked(&host, plugin.event_type, messages).await;
     let store_busy = (host.store().busy() - busy_before).as_secs_f64()
         / draining.elapsed().as_secs_f64().max(1e-9);
     let took = started.elapsed();
@@ -82,7 +80,7 @@ pub async fn full_queue(
 /// A producer enqueues `messages` in batches of 100 while the host works;
 /// until the last one is handled.
 pub async fn with_producer(dir: &Path, messages: usize) -> anyhow::Result<Duration> {
-    let config = config(dir, 1)?;
+    let config = config(dir, &ORDER_VALIDATOR, 1)?;
     let host = Host::start(&config).await?;
     let started = Instant::now();
     for chunk in (0..messages).collect::<Vec<_>>().chunks(100) {
@@ -94,7 +92,7 @@ pub async fn with_producer(dir: &Path, messages: usize) -> anyhow::Result<Durati
         )
         .await?;
     }
-    until_acked(&host, messages).await;
+    until_acked(&host, EVENT_TYPE, messages).await;
     let took = started.elapsed();
     host.shutdown().await;
     Ok(took)

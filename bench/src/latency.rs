@@ -33,7 +33,7 @@ pub async fn run(
     rate: usize,
     duration: Duration,
 ) -> anyhow::Result<Latency> {
-    let config = crate::end_to_end::config(dir, 1)?;
+    let config = crate::end_to_end::config(dir, &crate::workload::ORDER_VALIDATOR, 1)?;
     let host = Host::start(&config).await?;
     let per_tick = (rate / 100).max(1);
     let ticks = (duration.as_millis() / 10) as usize;
@@ -50,7 +50,7 @@ pub async fn run(
         host.enqueue(batch).await?;
     }
     let offered = started.elapsed();
-    crate::end_to_end::until_acked(&host, n).await;
+    crate::end_to_end::until_acked(&host, crate::workload::EVENT_TYPE, n).await;
     let watch = rusqlite::Connection::open(&config.store.path)?;
     host.shutdown().await;
     if offered > duration + duration / 10 {

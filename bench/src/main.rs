@@ -279,31 +279,30 @@ impl Run {
     }
 
     fn end_to_end(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
-        report::section("3. End to end: the host with the order-validator plugin (wasm)");
+        report::section(
+            "3. End to end, full queue to empty: a wasm plugin that emits nothing (fleet-a), \
+             and the order-validator (one follow-up per ack)",
+        );
         let n = self.messages;
         let rt = &self.runtime;
-        let drained = |reuse| move |dir: &Path| rt.block_on(end_to_end::full_queue(dir, n, reuse));
-        let full = self.repeated("e2e-full", drained(1), |d| d.took)?;
-        report::throughput(
-            "full queue to empty, fresh instance each",
-            n,
-            full.took,
-            ceiling.process,
-        );
-        let reused = self.repeated("e2e-reuse", drained(64), |d| d.took)?;
-        report::throughput(
-            "full queue to empty, instance reuse 64",
-            n,
-            reused.took,
-            ceiling.process,
-        );
+        let mut busy = Vec::new();
+        for (label, plugin, reuse) in [
+            ("no emit, fresh instance each", &workload::NO_EMIT, 1),
+            ("no emit, instance reuse 64", &workload::NO_EMIT, 64),
+            ("one follow-up, fresh instance each", &workload::ORDER_VALIDATOR, 1),
+            ("one follow-up, instance reuse 64", &workload::ORDER_VALIDATOR, 64),
+        ] {
+            let drained = self.repeated(
+                &format!("e2e-{reuse}-{}", plugin.file_name),
+                |dir: &Path| rt.block_on(end_to_end::full_queue(dir, n, plugin, reuse)),
+                |d| d.took,
+            )?;
+            report::throughput(label, n, drained.took, ceiling.process);
+            busy.push(format!("{:.0}%", 100.0 * drained.store_busy));
+        }
         report::figure(
-            "store connection busy (fresh / reuse)",
-            format!(
-                "{:.0}% / {:.0}% of the run",
-                100.0 * full.store_busy,
-                100.0 * reused.store_busy
-            ),
+            "store connection busy (the lines above)",
+            format!("{} of the run", busy.join(" / ")),
         );
         let produced = self.repeated(
             "e2e-producer",
@@ -389,23 +388,12 @@ impl Run {
             phases,
             &ceiling,
         );
-        let no_emit = postgres::Plugin {
-            component: mailroom_test_artifacts::FLEET_A,
-            file_name: "fleet-a.wasm",
-            event_type: "fleet-a.recorded",
-            input: workload::readings,
-        };
-        let order_validator = postgres::Plugin {
-            component: mailroom_test_artifacts::ORDER_VALIDATOR,
-            file_name: "order-validator.wasm",
-            event_type: workload::EVENT_TYPE,
-            input: workload::payload,
-        };
+        let (no_emit, order_validator) = (&workload::NO_EMIT, &workload::ORDER_VALIDATOR);
         for (label, plugin, hosts, reuse) in [
-            ("end to end, plugin that emits nothing, fresh instance", &no_emit, 1, 1),
-            ("end to end, plugin that emits nothing, instance reuse 64", &no_emit, 1, 64),
-            ("end to end, order-validator (one follow-up), fresh instance", &order_validator, 1, 1),
-            ("two hosts, plugin that emits nothing, fresh instance", &no_emit, 2, 1),
+            ("end to end, plugin that emits nothing, fresh instance", no_emit, 1, 1),
+            ("end to end, plugin that emits nothing, instance reuse 64", no_emit, 1, 64),
+            ("end to end, order-validator (one follow-up), fresh instance", order_validator, 1, 1),
+            ("two hosts, plugin that emits nothing, fresh instance", no_emit, 2, 1),
         ] {
             let drained = self.repeated(
                 &format!("pg-e2e-{hosts}-{reuse}-{}", plugin.file_name),

@@ -18,6 +18,7 @@ use tokio_postgres::NoTls;
 
 use crate::ceiling::Phases;
 use crate::end_to_end::Drained;
+use crate::workload::Plugin;
 use crate::workload::{EVENT_TYPE, handle_natively, payload};
 
 /// A server for the run: its URL, and how to stop it if this run started it.
@@ -234,15 +235,6 @@ pub async fn mailbox(
         enqueue,
         process: started.elapsed(),
     })
-}
-
-/// A plugin to run end to end: its component, file name, event type, and
-/// the payload of the `n`th message.
-pub struct Plugin {
-    pub component: &'static str,
-    pub file_name: &'static str,
-    pub event_type: &'static str,
-    pub input: fn(usize) -> Vec<u8>,
 }
 
 /// `hosts` hosts (each with its own pools, as separate processes would

@@ -21,6 +21,33 @@ pub fn readings(n: usize) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A plugin to run end to end: its component, file name, event type, and
+/// the payload of the `n`th message.
+pub struct Plugin {
+    pub component: &'static str,
+    pub file_name: &'static str,
+    pub event_type: &'static str,
+    pub input: fn(usize) -> Vec<u8>,
+}
+
+/// The peers' shape: a plugin that parses the JSON payload, checks it and
+/// emits nothing (`fleet-a`).
+pub const NO_EMIT: Plugin = Plugin {
+    component: mailroom_test_artifacts::FLEET_A,
+    file_name: "fleet-a.wasm",
+    event_type: "fleet-a.recorded",
+    input: readings,
+};
+
+/// The order-validator: parses and totals the order, and emits one
+/// `order.accepted` follow-up that each ack commits.
+pub const ORDER_VALIDATOR: Plugin = Plugin {
+    component: mailroom_test_artifacts::ORDER_VALIDATOR,
+    file_name: "order-validator.wasm",
+    event_type: EVENT_TYPE,
+    input: payload,
+};
+
 #[derive(Deserialize)]
 struct Order {
     order_id: String,

@@ -31,11 +31,11 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::http;
 use crate::loader::Loader;
-use crate::store::{Durability, Enqueued, Store, StoreError};
 use crate::message::NewMessage;
 use crate::metrics::Metrics;
 use crate::plugin::{HostConfig, PluginError, PluginHost};
 use crate::routing::Routes;
+use crate::store::{Durability, Enqueued, Store, StoreError};
 use crate::watcher::{self, FolderWatcher, WatchError};
 
 /// Why the host could not start.
@@ -56,6 +56,25 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The plugin folder is missing and so is the folder that would hold
+    /// it: most likely a mistyped path.
+    #[error(
+        "the plugin folder {path} does not exist, nor does {parent}: check plugins.dir (or --plugins), or create the folder"
+    )]
+    PluginDirMissing {
+        /// The configured folder.
+        path: PathBuf,
+        /// Its missing parent.
+        parent: PathBuf,
+    },
+    /// The plugin folder's path names something that is not a folder.
+    #[error(
+        "the plugin folder {path} is not a folder: point plugins.dir (or --plugins) at a folder"
+    )]
+    PluginDirNotAFolder {
+        /// The configured path.
+        path: PathBuf,
+    },
     /// The plugin folder could not be watched.
     #[error(transparent)]
     Watch(#[from] WatchError),
@@ -68,6 +87,42 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The plugin folder as an absolute path, created if it is missing but its
+/// parent exists (a fresh working directory's `plugins`); a missing parent
+/// is refused rather than created, since it is more likely a typo.
+///
+/// Absolute, so that the paths the start-up scan routes by and the paths the
+/// watcher reports (it makes a relative folder absolute) name a file the same
+/// way: otherwise the first change to a file found at start-up is refused as
+/// a second plugin for its types.
+fn prepare_plugin_dir(dir: &std::path::Path) -> Result<PathBuf, HostError> {
+    let io = |source| HostError::PluginDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let absolute = std::path::absolute(dir).map_err(io)?;
+    match std::fs::metadata(&absolute) {
+        Ok(meta) if meta.is_dir() => return Ok(absolute),
+        Ok(_) => {
+            return Err(HostError::PluginDirNotAFolder {
+                path: dir.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let parent = absolute.parent().unwrap_or(&absolute);
+    if !parent.is_dir() {
+        return Err(HostError::PluginDirMissing {
+            path: dir.to_owned(),
+            parent: parent.to_owned(),
+        });
+    }
+    std::fs::create_dir(&absolute).map_err(io)?;
+    tracing::info!(dir = %absolute.display(), "created the plugin folder");
+    Ok(absolute)
 }
 
 /// A running host. Dropping it without [`Host::shutdown`] stops it abruptly
@@ -119,6 +174,9 @@ impl Host {
             ),
             None => None,
         };
+        // Checked before the store is touched: a mistyped folder must not
+        // leave a store created or migrated behind it.
+        let plugin_dir = prepare_plugin_dir(&config.plugins.dir)?;
         let metrics = Arc::new(Metrics::new().with_clock(clock.clone()));
         let location = config.store_location();
         let open = |durability: Durability| {
@@ -145,20 +203,6 @@ impl Host {
             );
         }
 
-        let plugin_dir = config.plugins.dir.clone();
-        std::fs::create_dir_all(&plugin_dir).map_err(|source| HostError::PluginDir {
-            path: plugin_dir.clone(),
-            source,
-        })?;
-        // Absolute, so that the paths the start-up scan routes by and the
-        // paths the watcher reports (it makes a relative folder absolute)
-        // name a file the same way: otherwise the first change to a file
-        // found at start-up is refused as a second plugin for its types.
-        let plugin_dir =
-            std::path::absolute(&plugin_dir).map_err(|source| HostError::PluginDir {
-                path: plugin_dir.clone(),
-                source,
-            })?;
         let plugin_host = {
             let host_config = HostConfig {
                 limits: config.sandbox_limits(),

@@ -22,6 +22,8 @@
 //! | `mailroom_queue_due` | gauge | |
 //! | `mailroom_queue_waiting_for_handler` | gauge | |
 //! | `mailroom_queue_oldest_due_age_seconds` | gauge | |
+//! | `mailroom_queue_paused` | gauge (1 paused, 0 not) | `event_type` |
+//! | `mailroom_queue_type_oldest_due_age_seconds` | gauge | `event_type` |
 //!
 //! Outcomes are also counted per minute ([`crate::throughput`]) for the web
 //! console's charts.
@@ -46,9 +48,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::message::NewMessage;
 use crate::plugin::OutboundObserver;
+use crate::store::{Enqueued, Reclaimed, Settled, Settlement, Stats, StoreError};
 use crate::throughput::{Outcome, Throughput, ThroughputReport};
 
 /// The content type of [`Metrics::render`]'s text (OpenMetrics, which
@@ -105,6 +107,8 @@ pub struct Metrics {
     queue_due: Gauge,
     waiting_for_handler: Gauge,
     oldest_due_age: Gauge<f64, AtomicU64>,
+    paused: Family<EventTypeLabel, Gauge>,
+    type_oldest_due_age: Family<EventTypeLabel, Gauge<f64, AtomicU64>>,
     outbound_requests: Family<RequestLabel, Counter>,
     outbound_duration: Family<OriginLabel, Histogram>,
     outbound_refused: Family<OriginLabel, Counter>,
@@ -202,6 +206,18 @@ impl Metrics {
             "How long the longest-waiting due message has been due (0 when none is)",
             oldest_due_age.clone(),
         );
+        let paused = Family::<EventTypeLabel, Gauge>::default();
+        registry.register(
+            "mailroom_queue_paused",
+            "1 for an event type paused (no host claims its messages), 0 for one that is not",
+            paused.clone(),
+        );
+        let type_oldest_due_age = Family::<EventTypeLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "mailroom_queue_type_oldest_due_age_seconds",
+            "How long each event type's longest-waiting due message has been due (0 when none is)",
+            type_oldest_due_age.clone(),
+        );
         let outbound_requests = Family::<RequestLabel, Counter>::default();
         registry.register(
             "mailroom_outbound_requests",
@@ -238,6 +254,8 @@ impl Metrics {
             queue_due,
             waiting_for_handler,
             oldest_due_age,
+            paused,
+            type_oldest_due_age,
             outbound_requests,
             outbound_duration,
             outbound_refused,
@@ -375,11 +393,31 @@ impl Metrics {
 
     /// Counts a plugin version loaded (new or replacing an older one).
     pub fn plugin_loaded(&self, plugin: &str) {
-        self.plugin_loads
-            .get_or_create(&PluginLabel {
-                plugin: plugin.to_owned(),
-            })
-            .inc();
+        let label = PluginLabel {
+            plugin: plugin.to_owned(),
+        };
+        self.plugin_loads.get_or_create(&label).inc();
+        // Present (empty) from now on, not only after the first delivery.
+        drop(self.handler_duration.get_or_create(&label));
+    }
+
+    /// Gives every per-event-type counter a series for `event_type`, at zero
+    /// if nothing was counted yet: an alert on `rate(…retried_total…)` reads
+    /// 0 rather than "no data".
+    fn known_event_type(&self, event_type: &str) {
+        let label = EventTypeLabel {
+            event_type: event_type.to_owned(),
+        };
+        for family in [
+            &self.enqueued,
+            &self.emitted,
+            &self.acked,
+            &self.retried,
+            &self.dead_lettered,
+            &self.uncommitted,
+        ] {
+            drop(family.get_or_create(&label));
+        }
     }
 
     /// Counts a plugin file refused.
@@ -390,6 +428,20 @@ impl Metrics {
     /// The exposition text: every counter, and the queue gauges set from `stats`.
     pub fn render(&self, stats: &Stats) -> String {
         let _turn = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        // Types come and go with their messages: last scrape's series go.
+        self.paused.clear();
+        self.type_oldest_due_age.clear();
+        for (event_type, queue) in &stats.by_event_type {
+            self.known_event_type(event_type);
+            let label = EventTypeLabel {
+                event_type: event_type.clone(),
+            };
+            self.paused.get_or_create(&label).set(i64::from(queue.paused));
+            // Millisecond ages are far inside f64's exact integer range.
+            #[allow(clippy::cast_precision_loss)]
+            let age = queue.oldest_due_age_ms.unwrap_or(0).max(0) as f64 / 1000.0;
+            self.type_oldest_due_age.get_or_create(&label).set(age);
+        }
         for (state, n) in [
             ("queued", stats.totals.queued),
             ("inflight", stats.totals.inflight),
@@ -460,6 +512,7 @@ impl OutboundObserver for Metrics {
 mod tests {
     use super::*;
     use crate::message::MessageId;
+    use crate::store::EventTypeStats;
 
     #[test]
     fn outbound_requests_count_by_plugin_origin_and_status_class() {
@@ -490,6 +543,24 @@ mod tests {
         let text = m.render(&Stats::default());
         assert!(
             text.contains(r#"mailroom_outbound_refused_total{plugin="p",origin="other"} 10"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_counter_has_a_zero_series_for_each_event_type_in_the_store() {
+        let m = Metrics::new();
+        let mut stats = Stats::default();
+        stats
+            .by_event_type
+            .insert("order.created".to_owned(), EventTypeStats::default());
+        let text = m.render(&stats);
+        for family in ["enqueued", "emitted", "acked", "retried", "dead_lettered"] {
+            let line = format!("mailroom_events_{family}_total{{event_type=\"order.created\"}} 0");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(
+            text.contains("mailroom_outcomes_uncommitted_total{event_type=\"order.created\"} 0"),
             "{text}"
         );
     }

@@ -182,7 +182,10 @@ pub fn after_failure(
     };
     if attempts >= max_attempts {
         return Transition::Dead {
-            last_error: truncate_error(&format!("gave up after {attempts} attempts: {reason}")),
+            last_error: truncate_error(&format!(
+                "gave up after {attempts} attempt{}: {reason}",
+                if attempts == 1 { "" } else { "s" }
+            )),
         };
     }
     let delay = match requested {

@@ -88,7 +88,7 @@ fn config_flag_and_variable_name_a_file_that_must_exist() {
 
     let run = w.run(&["stats", "--config", "etc/nope.toml"]);
     run.fails(
-        1,
+        2,
         &[
             "error: invalid configuration (1 problem",
             "etc/nope.toml: the config file does not exist",
@@ -124,7 +124,7 @@ x = 1
         ],
         None,
     );
-    let stderr = run.fails(1, &[]).to_owned();
+    let stderr = run.fails(2, &[]).to_owned();
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(
         lines[0].starts_with("error: invalid configuration (8 problems in mailroom.toml"),
@@ -157,7 +157,7 @@ fn run_flags_are_checked_with_the_config() {
     let w = Workdir::new();
     w.run(&["run", "--concurrency", "0", "--http-listen", "0.0.0.0:1"])
         .fails(
-            1,
+            2,
             &[
                 "dispatcher.concurrency (from flag --concurrency): is 0",
                 "http.listen (from flag --http-listen)",
@@ -168,11 +168,56 @@ fn run_flags_are_checked_with_the_config() {
 }
 
 #[test]
+fn a_log_level_that_is_not_a_level_is_refused() {
+    let w = Workdir::new();
+    w.run_with(&["run"], &[("MAILROOM_LOG_LEVEL", "loud")], None)
+        .fails(2, &["log.level", "\"loud\" is not a level", "loud=debug"]);
+    assert!(stores(&w).is_empty(), "nothing touched");
+}
+
+#[test]
+fn a_mistyped_plugin_folder_is_refused_before_the_store_is_touched() {
+    let w = Workdir::new();
+    w.run(&["run", "--plugins", "plugns/orders"]).bad_input(&[
+        "the plugin folder plugns/orders does not exist",
+        "plugns",
+        "check plugins.dir (or --plugins)",
+    ]);
+    w.write("a-file", "");
+    w.run(&["run", "--plugins", "a-file"])
+        .bad_input(&["the plugin folder a-file is not a folder"]);
+    assert!(stores(&w).is_empty(), "no store created: {:?}", stores(&w));
+    assert!(!w.path().join("plugns").exists(), "no folder created");
+}
+
+#[test]
+fn a_taken_port_is_said_once() {
+    let w = Workdir::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let stderr = w
+        .run(&["run", "--http-listen", &addr])
+        .error(&["cannot serve HTTP on"])
+        .to_owned();
+    let cause = "in use";
+    assert_eq!(stderr.matches(cause).count(), 1, "the cause once: {stderr}");
+}
+
+#[test]
 fn help_describes_every_command() {
     let w = Workdir::new();
     let help = w.run(&["--help"]).ok().to_owned();
     for command in [
-        "run", "enqueue", "stats", "dlq", "plugins", "--config", "--db",
+        "run",
+        "enqueue",
+        "stats",
+        "dlq",
+        "plugins",
+        "--config",
+        "--db",
+        "Exit status:",
+        "2  bad input",
+        "5  the store is unavailable",
     ] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }

@@ -202,7 +202,7 @@ fn a_bad_line_in_a_large_input_keeps_the_batches_before_it() {
         }
     }
     let run = w.run_stdin(&["enqueue", "bulk", "--ndjson"], &input);
-    run.error(&[
+    run.bad_input(&[
         "line 1500",
         "not valid JSON",
         "1000 events before line 1001 were enqueued",
@@ -229,34 +229,34 @@ fn a_bad_line_in_a_large_input_keeps_the_batches_before_it() {
 #[test]
 fn malformed_json_is_refused_with_its_position() {
     let w = Workdir::new();
-    w.run(&["enqueue", "t", "{\"a\": }"]).error(&[
+    w.run(&["enqueue", "t", "{\"a\": }"]).bad_input(&[
         "the payload is not valid JSON",
         "line 1, column 7",
         "pass JSON text, @FILE or -",
     ]);
     w.write("bad.json", "{\n\"a\": 1,\n}");
     w.run(&["enqueue", "t", "@bad.json"])
-        .error(&["the payload file bad.json is not valid JSON", "line 3"]);
+        .bad_input(&["the payload file bad.json is not valid JSON", "line 3"]);
     w.run_stdin(&["enqueue", "t", "-"], "not json")
-        .error(&["standard input is not valid JSON"]);
+        .bad_input(&["standard input is not valid JSON"]);
     w.run_stdin(&["enqueue", "t", "--ndjson"], "1\n{\n")
-        .error(&["line 2: not valid JSON", "nothing was enqueued"]);
+        .bad_input(&["line 2: not valid JSON", "nothing was enqueued"]);
     w.run_stdin(
         &["enqueue", "--ndjson"],
         "{\"event_type\":\"t\",\"payload\":1,\"prio\":\"high\"}\n",
     )
-    .error(&["line 1: not an event object", "unknown field `prio`"]);
+    .bad_input(&["line 1: not an event object", "unknown field `prio`"]);
     w.run_stdin(
         &["enqueue", "--ndjson"],
         "{\"event_type\":\"bad type\",\"payload\":1}\n",
     )
-    .error(&[
+    .bad_input(&[
         "line 1:",
         "bad type",
         "only A-Z a-z 0-9 . _ : - are allowed",
     ]);
     w.run_stdin(&["enqueue", "--ndjson"], "\n\n")
-        .error(&["held no events"]);
+        .bad_input(&["held no events"]);
     assert_eq!(total(&w), 0, "nothing stored from bad input");
 }
 
@@ -264,13 +264,15 @@ fn malformed_json_is_refused_with_its_position() {
 fn bad_arguments_are_refused_and_nothing_is_stored() {
     let w = Workdir::new();
     w.run(&["enqueue", "bad type", "{}"])
-        .error(&["bad EVENT_TYPE", "' '"]);
+        .bad_input(&["bad EVENT_TYPE", "' '"]);
     w.run(&["enqueue", "t", "@missing.json"])
-        .error(&["cannot read the payload file missing.json"]);
+        .bad_input(&["cannot read the payload file missing.json"]);
     w.run(&["enqueue", "t", "{}", "--priority", "urgent"])
         .fails(2, &["unknown priority `urgent`", "low, normal, high"]);
     w.run(&["enqueue", "t", "{}", "--delay", "soon"])
         .fails(2, &["--delay", "500ms"]);
+    w.run(&["enqueue", "t", "{}", "--delay", "-5s"])
+        .fails(2, &["--delay", "a delay cannot be negative"]);
     w.run(&["enqueue", "t", "{}", "--max-attempts", "0"])
         .fails(2, &["--max-attempts"]);
     w.run(&["enqueue", "t"]).fails(2, &["PAYLOAD"]);
@@ -285,7 +287,7 @@ fn bad_arguments_are_refused_and_nothing_is_stored() {
         &[("MAILROOM_STORE_MAX_PAYLOAD_BYTES", "8")],
         None,
     )
-    .error(&[
+    .bad_input(&[
         "payload is 13 bytes, over the 8-byte limit",
         "raise store.max_payload_bytes",
     ]);
@@ -296,6 +298,6 @@ fn bad_arguments_are_refused_and_nothing_is_stored() {
 fn a_missing_directory_is_an_error_not_created() {
     let w = Workdir::new();
     w.run(&["enqueue", "t", "{}", "--db", "nowhere/q.db"])
-        .error(&["nowhere", "does not exist"]);
+        .unavailable(&["nowhere", "does not exist"]);
     assert!(!w.path().join("nowhere").exists());
 }

@@ -58,14 +58,22 @@ fn stats_json_has_the_stable_fields() {
         (&s["queued"], &s["inflight"], &s["dead"]),
         (&json!(2), &json!(1), &json!(3))
     );
+    let orders = &s["by_event_type"]["order.created"];
     assert_eq!(
-        s["by_event_type"]["order.created"],
-        json!({"queued": 2, "inflight": 0, "dead": 2})
+        (&orders["queued"], &orders["inflight"], &orders["dead"]),
+        (&json!(2), &json!(0), &json!(2))
     );
     assert_eq!(
-        s["by_event_type"]["email.send"],
-        json!({"queued": 0, "inflight": 1, "dead": 1})
+        (&orders["paused"], &orders["handlers"]),
+        (&json!(false), &json!([]))
     );
+    assert!(orders["oldest_due_age_ms"].is_u64(), "{s}");
+    let emails = &s["by_event_type"]["email.send"];
+    assert_eq!(
+        (&emails["queued"], &emails["inflight"], &emails["dead"]),
+        (&json!(0), &json!(1), &json!(1))
+    );
+    assert_eq!(emails["oldest_due_age_ms"], json!(null), "none due");
     assert_eq!(s["by_priority"]["normal"]["dead"], json!(3));
     assert_eq!(s["due"], json!(2));
     assert_eq!(
@@ -82,30 +90,23 @@ fn stats_human_is_a_table() {
     fixture(&w);
     let out = w.run(&["stats"]).ok().to_owned();
     let lines: Vec<&str> = out.lines().collect();
+    let starts = |words: &[&str]| {
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().take(words.len()).eq(words.iter().copied()))
+    };
     assert!(
-        lines.iter().any(|l| l
-            .split_whitespace()
-            .eq(["EVENT", "TYPE", "QUEUED", "INFLIGHT", "DEAD"])),
+        starts(&["EVENT", "TYPE", "QUEUED", "INFLIGHT", "DEAD", "OLDEST", "DUE", "STATE", "HANDLER"]),
         "{out}"
     );
+    assert!(starts(&["order.created", "2", "0", "2"]), "{out}");
     assert!(
         lines
             .iter()
-            .any(|l| l.split_whitespace().eq(["order.created", "2", "0", "2"])),
-        "{out}"
+            .any(|l| l.split_whitespace().eq(["email.send", "0", "1", "1", "none"])),
+        "no due message, not paused, no handler: {out}"
     );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.split_whitespace().eq(["email.send", "0", "1", "1"])),
-        "{out}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.split_whitespace().eq(["(all)", "2", "1", "3"])),
-        "{out}"
-    );
+    assert!(starts(&["(all)", "2", "1", "3"]), "{out}");
     assert!(out.contains("waiting for a handler:  2"), "{out}");
 
     let empty = Workdir::new();
@@ -141,8 +142,8 @@ fn dlq_list_pages_with_a_cursor() {
     let hint = page1.stderr.trim();
     let cursor = hint.rsplit(' ').next().expect("a cursor");
     assert!(
-        hint.starts_with("more dead letters: mailroom dlq list --cursor "),
-        "{hint}"
+        hint.starts_with("more dead letters: mailroom dlq list --json --limit 2 --cursor "),
+        "the hint keeps every option: {hint}"
     );
     let page2 = w.run(&["dlq", "list", "--json", "--limit", "2", "--cursor", cursor]);
     assert_eq!(page2.json(), json!([items[2].clone()]));
@@ -169,7 +170,7 @@ fn dlq_list_pages_with_a_cursor() {
     );
 
     w.run(&["dlq", "list", "--cursor", "abc"])
-        .error(&["not a dead-letter cursor"]);
+        .bad_input(&["not a dead-letter cursor"]);
     w.run(&["dlq", "list", "--limit", "0"])
         .fails(2, &["--limit"]);
 }
@@ -239,11 +240,11 @@ fn dlq_show_refuses_bad_ids_and_live_messages() {
         enqueue(&mut mb, "x", b"{}")
     };
     w.run(&["dlq", "show", &queued.to_string()])
-        .error(&["is queued, not dead", "only dead letters"]);
+        .bad_input(&["is queued, not dead", "only dead letters"]);
     w.run(&["dlq", "show", "42"])
-        .error(&["`42` is not a message id", "mailroom dlq list"]);
+        .bad_input(&["`42` is not a message id", "mailroom dlq list"]);
     w.run(&["dlq", "show", &MessageId::new().to_string()])
-        .error(&["no message with id", "check the id"]);
+        .bad_input(&["no message with id", "check the id"]);
 }
 
 #[test]
@@ -261,7 +262,7 @@ fn redrive_and_purge() {
     let m = w.mailbox().message(dead[0]).expect("stored");
     assert_eq!((m.state, m.summary.attempts), (MessageState::Queued, 0));
     w.run(&["dlq", "redrive", &dead[0].to_string()])
-        .error(&["is queued, not dead"]);
+        .bad_input(&["is queued, not dead"]);
 
     let by_type = w
         .run(&["dlq", "redrive", "--event-type", "email.send", "--json"])
@@ -360,21 +361,38 @@ fn read_commands_never_create_a_store() {
     let w = Workdir::new();
     for args in [
         &["stats"][..],
-        &["stats", "--json"],
         &["dlq", "list"],
         &["dlq", "show", "0190a4f2-0000-7000-8000-000000000000"],
         &["dlq", "redrive", "--all"],
         &["dlq", "purge", "--all"],
         &["plugins"],
     ] {
-        w.run(args).error(&[
+        w.run(args).unavailable(&[
             "no store at mailroom.db",
             "start `mailroom run` there first",
             "--db",
         ]);
     }
     w.run(&["stats", "--db", "elsewhere.db"])
-        .error(&["no store at elsewhere.db"]);
+        .unavailable(&["no store at elsewhere.db"]);
+    for args in [
+        &["stats", "--json"][..],
+        &["dlq", "list", "--json"],
+        &["plugins", "--json"],
+    ] {
+        let run = w.run(args);
+        assert_eq!(run.code, 5, "{run:?}");
+        let error: serde_json::Value =
+            serde_json::from_str(&run.stdout).expect("--json prints the error as JSON");
+        assert_eq!(
+            error["error"]["code"],
+            json!("store_unavailable"),
+            "{error}"
+        );
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("no store at mailroom.db"), "{error}");
+        assert!(run.stderr.is_empty(), "{run:?}");
+    }
     assert_eq!(
         std::fs::read_dir(w.path()).expect("list").count(),
         0,

@@ -46,7 +46,7 @@ fn count(dir: &Path, event_type: &str) -> (u64, u64, u64) {
     let s = stats(dir);
     s.by_event_type
         .get(event_type)
-        .map_or((0, 0, 0), |c| (c.queued, c.inflight, c.dead))
+        .map_or((0, 0, 0), |c| (c.counts.queued, c.counts.inflight, c.counts.dead))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,9 +184,9 @@ impl Api {
             .collect()
     }
 
-    /// Polls `/v1/stats` until `done` holds (or fails after 20 s).
+    /// Polls `/v1/stats` until `done` holds (or fails after 60 s).
     async fn wait_for_stats(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let stats = self.stats().await;
             if done(&stats) {
@@ -361,6 +361,93 @@ async fn posted_events_are_handled_and_counted() {
         );
     }
     assert_eq!(plugins["rejected"], json!([]));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_listed_shown_cancelled_and_types_paused_and_resumed() {
+    let (_dir, host) = start(None, &[(artifacts::BEHAVIOUR, "behaviour.wasm")]).await;
+    let api = Api::for_host(&host, None);
+
+    let paused = api
+        .send(Method::POST, "/v1/event-types/behaviour/pause", None, "")
+        .await;
+    assert_eq!(paused.status, StatusCode::OK);
+    assert_eq!(
+        paused.json(),
+        json!({"event_type": "behaviour", "paused": true, "changed": true})
+    );
+    let succeed = json!({"action": "succeed"});
+    let ids = api
+        .enqueue(&json!([
+            {"event_type": "behaviour", "payload": succeed},
+            {"event_type": "behaviour", "payload": succeed},
+            {"event_type": "behaviour", "payload": succeed},
+        ]))
+        .await;
+    let stats = api.stats().await;
+    assert_eq!(stats["by_event_type"]["behaviour"]["paused"], json!(true), "{stats}");
+    let ready = api.get("/readyz").await.json();
+    assert_eq!(ready["paused_event_types"], json!(["behaviour"]), "{ready}");
+    let metrics = api.metrics().await;
+    assert_eq!(
+        metrics.get("mailroom_queue_paused{event_type=behaviour}"),
+        Some(&1.0),
+        "{metrics:?}"
+    );
+
+    let page = api
+        .get("/v1/messages?event_type=behaviour&state=queued&limit=2")
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page = page.json();
+    assert_eq!(page["items"][0]["id"], ids[0].as_str(), "{page}");
+    assert_eq!(page["items"][0]["state"], "queued");
+    assert!(page["next_cursor"].is_string(), "{page}");
+    let shown = api.get(&format!("/v1/messages/{}", ids[1])).await.json();
+    assert_eq!((shown["state"].clone(), shown["payload"].clone()), (json!("queued"), succeed.clone()));
+
+    let cancelled = api
+        .send(Method::DELETE, &format!("/v1/messages/{}", ids[0]), None, "")
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.json()["cancelled"], 1);
+    let again = api
+        .send(Method::DELETE, &format!("/v1/messages/{}", ids[0]), None, "")
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let rest = api
+        .send(Method::DELETE, "/v1/event-types/behaviour/messages", None, "")
+        .await;
+    assert_eq!(rest.status, StatusCode::OK);
+    assert_eq!(rest.json()["cancelled"], 2);
+    assert_eq!(count(&api.stats().await, "behaviour", "queued"), 0);
+
+    // Resumed: this host claims at once (no poll needed), and a dead letter
+    // cannot be cancelled.
+    let fatal = api
+        .enqueue(&json!([{"event_type": "behaviour", "payload": {"action": "fatal", "reason": "no"}}]))
+        .await;
+    let resumed = api
+        .send(Method::POST, "/v1/event-types/behaviour/resume", None, "")
+        .await;
+    assert_eq!(resumed.json()["paused"], json!(false));
+    api.wait_for_stats("the resumed message to die", |s| count(s, "behaviour", "dead") == 1)
+        .await;
+    let dead = api
+        .send(Method::DELETE, &format!("/v1/messages/{}", fatal[0]), None, "")
+        .await;
+    assert_eq!(dead.status, StatusCode::CONFLICT);
+    assert!(
+        dead.error()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dlq purge")),
+        "{}",
+        dead.json()
+    );
+    let bad = api.get("/v1/messages?state=running").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.error()["field"], "state");
     host.shutdown().await;
 }
 
@@ -636,6 +723,24 @@ async fn bad_input_names_what_is_wrong_and_stores_nothing() {
     let unknown = api.get("/v1/nothing-here").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.error()["code"], "not_found");
+
+    // A known endpoint with another method: the same JSON shape, and the
+    // methods it does take.
+    let wrong_method = api.send(Method::DELETE, "/v1/stats", None, "").await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.error()["code"], "method_not_allowed");
+    assert!(
+        wrong_method.headers["allow"]
+            .to_str()
+            .is_ok_and(|a| a.contains("GET")),
+        "{:?}",
+        wrong_method.headers
+    );
+    let message = wrong_method.error()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("does not take DELETE"), "{message}");
     host.shutdown().await;
 }
 
@@ -704,7 +809,10 @@ async fn health_readiness_and_the_openapi_document() {
     let (_dir, host) = start(None, &[]).await;
     let api = Api::for_host(&host, None);
     assert_eq!(api.get("/healthz").await.json(), json!({"status": "ok"}));
-    assert_eq!(api.get("/readyz").await.json(), json!({"status": "ready"}));
+    assert_eq!(
+        api.get("/readyz").await.json(),
+        json!({"status": "ready", "paused_event_types": []})
+    );
 
     let doc = api.get("/v1/openapi.json").await;
     assert_eq!(doc.status, StatusCode::OK);
@@ -719,6 +827,12 @@ async fn health_readiness_and_the_openapi_document() {
         ("/v1/dead-letters/{id}", "delete"),
         ("/v1/dead-letters/{id}/redrive", "post"),
         ("/v1/dead-letters/redrive", "post"),
+        ("/v1/messages", "get"),
+        ("/v1/messages/{id}", "get"),
+        ("/v1/messages/{id}", "delete"),
+        ("/v1/event-types/{event_type}/messages", "delete"),
+        ("/v1/event-types/{event_type}/pause", "post"),
+        ("/v1/event-types/{event_type}/resume", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

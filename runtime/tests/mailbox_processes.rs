@@ -69,7 +69,7 @@ fn drain(mb: &mut Mailbox) -> usize {
             .expect("claim: no busy error");
         if claimed.is_empty() {
             let stats = mb.stats().expect("stats");
-            if stats.by_event_type.get(WORK).map_or(0, |c| c.queued) == 0 {
+            if stats.by_event_type.get(WORK).map_or(0, |c| c.counts.queued) == 0 {
                 return acked;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -150,7 +150,7 @@ fn two_processes_share_one_file() {
 
     let stats = mb.stats().expect("stats");
     assert_eq!(
-        stats.by_event_type.get(WORK).map_or(0, |c| c.total()),
+        stats.by_event_type.get(WORK).map_or(0, |c| c.counts.total()),
         0,
         "all work acked"
     );

@@ -472,7 +472,6 @@ async fn host_memory_stays_bounded_across_1000_hostile_deliveries() {
         let _ = plugin.handle(delivery("behaviour", action.clone())).await;
     }
     let before = rss_bytes();
-    let started = Instant::now();
     for action in actions.iter().cycle().take(1000) {
         let outcome = plugin.handle(delivery("behaviour", action.clone())).await;
         assert!(
@@ -483,7 +482,6 @@ async fn host_memory_stays_bounded_across_1000_hostile_deliveries() {
     let grown = rss_bytes().saturating_sub(before);
     // A leaked instance would be megabytes each, a leaked output buffer a MiB.
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
-    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[tokio::test]

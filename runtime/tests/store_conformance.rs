@@ -7,7 +7,7 @@ mod store_support;
 
 use std::time::Duration;
 
-use mailroom::clock::{Clock, ManualClock};
+
 use mailroom::message::{MessageId, NewMessage, Priority};
 use mailroom::state_machine::{Failure, MessageState};
 use mailroom::store::{
@@ -15,50 +15,10 @@ use mailroom::store::{
     Settlement, Store, StoreError,
 };
 
-use store_support::{Backend, LEASE, T0, TestLocation, policies};
-
-struct Fixture {
-    at: TestLocation,
-    clock: ManualClock,
-    store: Store,
-}
-
-
-async fn fixture(backend: Backend) -> Fixture {
-    let at = TestLocation::new(backend).await;
-    let clock = ManualClock::new(T0);
-    let store = at.open(&clock, &policies()).await;
-    Fixture { at, clock, store }
-}
-
-impl Fixture {
-    /// Another store on the same location: another host.
-    async fn open_another(&self) -> Store {
-        self.at.open(&self.clock, &policies()).await
-    }
-
-    fn now(&self) -> i64 {
-        self.clock.now_ms()
-    }
-}
+use store_support::{Backend, LEASE, T0, TestLocation, claim, enqueue, fixture};
 
 fn types(names: &[&str]) -> Vec<String> {
     names.iter().map(|&n| n.to_owned()).collect()
-}
-
-async fn enqueue(store: &Store, event_type: &str) -> MessageId {
-    store
-        .enqueue(NewMessage::new(event_type, br#"{"n":1}"#.to_vec()))
-        .await
-        .expect("enqueue")
-        .id
-}
-
-async fn claim(store: &Store, limit: usize, names: &[&str]) -> Vec<Claimed> {
-    store
-        .claim(limit, LEASE, &types(names))
-        .await
-        .expect("claim")
 }
 
 async fn claim_one(store: &Store, names: &[&str]) -> Claimed {
@@ -470,7 +430,7 @@ async fn a_lease_expiring_at_the_last_attempt_dead_letters_the_message(backend: 
             .last_error
             .as_deref()
             .unwrap_or("")
-            .starts_with("gave up after 1 attempts: lease expired")
+            .starts_with("gave up after 1 attempt: lease expired")
     );
 }
 
@@ -584,15 +544,15 @@ async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Bac
     assert!(matches!(results[3], Ok(Settled::Dead)));
     let stats = f.store.stats().await.expect("stats");
     assert_eq!(
-        stats.by_event_type["f"].queued, 1,
+        stats.by_event_type["f"].counts.queued, 1,
         "only the valid ack's follow-up"
     );
     assert_eq!(
-        stats.by_event_type["a"].inflight, 1,
+        stats.by_event_type["a"].counts.inflight, 1,
         "the stolen one is untouched"
     );
-    assert_eq!(stats.by_event_type["a"].queued, 1);
-    assert_eq!(stats.by_event_type["a"].dead, 1);
+    assert_eq!(stats.by_event_type["a"].counts.queued, 1);
+    assert_eq!(stats.by_event_type["a"].counts.dead, 1);
 }
 
 async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {
@@ -742,10 +702,10 @@ async fn stats_count_by_state_type_and_priority(backend: Backend) {
         (2, 1, 0)
     );
     assert_eq!(
-        (s.by_event_type["a"].queued, s.by_event_type["a"].inflight),
+        (s.by_event_type["a"].counts.queued, s.by_event_type["a"].counts.inflight),
         (1, 1)
     );
-    assert_eq!(s.by_event_type["b"].queued, 1);
+    assert_eq!(s.by_event_type["b"].counts.queued, 1);
     assert_eq!(s.by_priority[&Priority::High].inflight, 1);
     assert_eq!(s.by_priority[&Priority::Normal].queued, 2);
     assert_eq!(s.due, 1, "b is delayed");

@@ -1,5 +1,5 @@
 //! A property test: random sequences of enqueue / claim / ack / fail /
-//! reclaim / redrive / purge against a real store, on both backends (an
+//! reclaim / redrive / purge / cancel / pause / resume against a real store, on both backends (an
 //! SQLite file, a PostgreSQL database), checked after every step against a
 //! small in-memory model of the contract.
 //!
@@ -60,6 +60,21 @@ enum Op {
     Purge {
         pick: Option<usize>,
     },
+    /// Cancel one message by id, whatever its state (only queued ones go).
+    Cancel {
+        pick: usize,
+    },
+    /// Cancel every queued message of a type, `batch` at a time.
+    CancelType {
+        ty: usize,
+        batch: usize,
+    },
+    Pause {
+        ty: usize,
+    },
+    Resume {
+        ty: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -75,6 +90,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..15_000u64).prop_map(|ms| Op::Advance { ms }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Redrive { pick }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Purge { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        1 => (0..3usize, 1..3usize).prop_map(|(ty, batch)| Op::CancelType { ty, batch }),
+        1 => (0..3usize).prop_map(|ty| Op::Pause { ty }),
+        1 => (0..3usize).prop_map(|ty| Op::Resume { ty }),
     ]
 }
 
@@ -105,6 +124,8 @@ struct Harness {
     msgs: BTreeMap<MessageId, Msg>,
     leases: Vec<Claimed>,
     next_seq: u64,
+    /// The paused types.
+    paused: std::collections::BTreeSet<usize>,
 }
 
 impl Harness {
@@ -134,6 +155,7 @@ impl Harness {
             msgs: BTreeMap::new(),
             leases: Vec::new(),
             next_seq: 0,
+            paused: std::collections::BTreeSet::new(),
         }
     }
 
@@ -250,7 +272,10 @@ impl Harness {
                     .msgs
                     .iter()
                     .filter(|(_, m)| {
-                        m.state == Model::Queued && m.available_at <= now && types.contains(&m.ty)
+                        m.state == Model::Queued
+                            && m.available_at <= now
+                            && types.contains(&m.ty)
+                            && !self.paused.contains(&m.ty)
                     })
                     .map(|(id, m)| (m.seq, *id))
                     .collect();
@@ -382,6 +407,51 @@ impl Harness {
                     self.msgs.remove(&id);
                 }
             }
+            Op::Cancel { pick } => {
+                let Some(id) = self.pick_where(pick, |_| true) else {
+                    return;
+                };
+                let done = self.store.cancel_ids(vec![id]).await.expect("cancel");
+                if self.msgs[&id].state == Model::Queued {
+                    assert_eq!((done.cancelled, done.refused.len()), (1, 0), "{id}");
+                    self.msgs.remove(&id);
+                } else {
+                    assert_eq!((done.cancelled, done.refused.len()), (0, 1), "{id}");
+                }
+            }
+            Op::CancelType { ty, batch } => {
+                let queued: Vec<MessageId> = self
+                    .msgs
+                    .iter()
+                    .filter(|(_, m)| m.ty == ty && m.state == Model::Queued)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let mut removed = 0;
+                loop {
+                    let n = self
+                        .store
+                        .cancel_queued(TYPES[ty], batch)
+                        .await
+                        .expect("cancel");
+                    assert!(n <= batch, "a batch is at most its limit");
+                    removed += n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                assert_eq!(removed, queued.len(), "every queued one of the type");
+                for id in queued {
+                    self.msgs.remove(&id);
+                }
+            }
+            Op::Pause { ty } => {
+                let change = self.store.pause(TYPES[ty]).await.expect("pause");
+                assert_eq!(change.changed, self.paused.insert(ty), "pause changes once");
+            }
+            Op::Resume { ty } => {
+                let change = self.store.resume(TYPES[ty]).await.expect("resume");
+                assert_eq!(change.changed, self.paused.remove(&ty), "resume changes once");
+            }
         }
     }
 
@@ -411,10 +481,20 @@ impl Harness {
                 Model::Dead => c.2 += 1,
             }
         }
+        for ty in &self.paused {
+            by_type.entry(TYPES[*ty].to_owned()).or_default();
+        }
+        for (event_type, queue) in &stats.by_event_type {
+            let paused = TYPES
+                .iter()
+                .position(|t| t == event_type)
+                .is_some_and(|ty| self.paused.contains(&ty));
+            assert_eq!(queue.paused, paused, "{event_type} paused");
+        }
         let reported: std::collections::BTreeMap<String, (u64, u64, u64)> = stats
             .by_event_type
             .iter()
-            .map(|(t, c)| (t.clone(), (c.queued, c.inflight, c.dead)))
+            .map(|(t, c)| (t.clone(), (c.counts.queued, c.counts.inflight, c.counts.dead)))
             .collect();
         assert_eq!(reported, by_type, "counts by event type");
         let by_priority: u64 = stats.by_priority.values().map(|c| c.total()).sum();

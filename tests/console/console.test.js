@@ -135,6 +135,39 @@ describe('the web console', () => {
     assert.equal((await stats()).by_event_type.flaky?.dead ?? 0, 0);
   });
 
+  it('pauses a type, cancels one queued message, then the rest after confirming, and resumes', async () => {
+    await page.goto(`${host.base}/ui/#/types/flaky`);
+    await page.getByRole('heading', { name: 'Event type flaky' }).waitFor();
+    await page.getByRole('button', { name: 'Pause flaky' }).click();
+    await page.getByRole('status').filter({ hasText: 'Paused flaky' }).waitFor();
+    await page.locator('[data-paused="true"]').waitFor();
+    assert.equal((await stats()).by_event_type.flaky.paused, true);
+
+    const events = Array.from({ length: 3 }, (_, i) =>
+      JSON.stringify({ event_type: 'flaky', payload: { succeed_on_attempt: 1, n: i } })).join('\n');
+    await host.cli(['enqueue', '--ndjson'], `${events}\n`);
+    const queued = page.locator('tr[data-message][data-state="queued"]');
+    await eventually('three queued rows', async () => (await queued.count()) === 3);
+    const first = await queued.first().getAttribute('data-message');
+    await page.getByRole('button', { name: `Cancel ${first}` }).click();
+    await page.getByRole('status').filter({ hasText: `Cancelled ${first}` }).waitFor();
+    await eventually('two queued rows', async () => (await queued.count()) === 2);
+
+    await page.getByRole('button', { name: 'Cancel all 2 queued…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Cancel every queued flaky?' });
+    await dialog.getByRole('button', { name: 'Cancel them all' }).click();
+    await page.getByRole('status').filter({ hasText: 'Cancelled 2 queued messages of flaky' }).waitFor();
+    assert.equal((await stats()).by_event_type.flaky?.queued ?? 0, 0);
+
+    await host.cli(['enqueue', 'flaky', '{"succeed_on_attempt": 1}']);
+    await page.getByRole('button', { name: 'Resume flaky' }).click();
+    await page.getByRole('status').filter({ hasText: 'Resumed flaky' }).waitFor();
+    await eventually('the resumed message to be handled', async () => {
+      const flaky = (await stats()).by_event_type.flaky;
+      return flaky.paused === false && flaky.queued === 0 && flaky.inflight === 0;
+    });
+  });
+
   it('lists the host, the loaded plugins with their digests and the rejected files with the reason', async () => {
     await host.deploy('wrong_world', 'wrong-world');
     await nav('Plugins').click();

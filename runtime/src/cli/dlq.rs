@@ -7,10 +7,12 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::failure::bad_input;
 use super::output::{self, print_json, print_table, table, timestamp};
 use crate::config::Config;
-use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 use crate::message::{self, MessageId};
+use crate::state_machine::MessageState;
+use crate::store::{DeadLetterFilter, Selection, StoreError, StoredMessage};
 
 /// The `dlq` commands.
 #[derive(Debug, Subcommand)]
@@ -31,13 +33,8 @@ pub struct ListArgs {
     /// Only dead letters of this event type
     #[arg(long, value_name = "TYPE")]
     event_type: Option<String>,
-    /// At most N dead letters (1 to 1000)
-    #[arg(long, value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    limit: u16,
-    /// Continue after a previous page (the cursor it printed)
-    #[arg(long, value_name = "CURSOR")]
-    cursor: Option<String>,
+    #[command(flatten)]
+    page: output::PageArgs,
     /// Print a JSON array of {"id", "event_type", "attempts", "max_attempts",
     /// "last_error", "plugin_digest", "created_at", "dead_at", ...}; times in
     /// ms since the Unix epoch. The next cursor, if any, goes to stderr
@@ -92,8 +89,8 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     let page = store
         .dead_letters(DeadLetterFilter {
             event_type: args.event_type.clone(),
-            limit: usize::from(args.limit),
-            cursor: args.cursor,
+            limit: usize::from(args.page.limit),
+            cursor: args.page.cursor,
         })
         .await?;
     let mut out = std::io::stdout().lock();
@@ -121,11 +118,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
         print_table(&mut out, &t).map_err(super::stdout_error)?;
     }
     if let Some(cursor) = page.next_cursor {
-        let filter = args
-            .event_type
-            .map(|t| format!(" --event-type {t}"))
-            .unwrap_or_default();
-        eprintln!("more dead letters: mailroom dlq list{filter} --cursor {cursor}");
+        eprintln!("more dead letters: {}", output::next_page_command(&cursor));
     }
     Ok(())
 }
@@ -147,8 +140,14 @@ async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
     let id = parse_id(&args.id)?;
     let store = super::open_existing(config).await?;
     let message = store.dead_letter(id).await.map_err(not_dead)?;
+    print_message(&message, args.json)
+}
+
+/// Prints one stored message (any state) with its payload: fields and
+/// payload for humans, or the `--json` object `dlq show` documents.
+pub(super) fn print_message(message: &StoredMessage, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if json {
         let bytes = &message.payload;
         let json = std::str::from_utf8(bytes)
             .ok()
@@ -163,14 +162,14 @@ async fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
         return print_json(
             &mut out,
             &Shown {
-                message: &message,
+                message,
                 payload: json,
                 payload_text: text,
                 payload_hex: hex,
             },
         );
     }
-    human_show(&mut out, &message).map_err(super::stdout_error)
+    human_show(&mut out, message).map_err(super::stdout_error)
 }
 
 fn human_show(out: &mut impl Write, m: &StoredMessage) -> std::io::Result<()> {
@@ -192,6 +191,24 @@ fn human_show(out: &mut impl Write, m: &StoredMessage) -> std::io::Result<()> {
                 timestamp(d.created_at),
                 output::ago(d.created_at)
             ),
+        ),
+        (
+            "due",
+            if m.state == MessageState::Queued {
+                format!("{} ({})", timestamp(m.available_at), output::when(m.available_at))
+            } else {
+                "-".into()
+            },
+        ),
+        (
+            "lease",
+            m.lease
+                .as_ref()
+                .map(|l| match l.expires_at {
+                    Some(t) => format!("held by {} until {}", l.owner, timestamp(t)),
+                    None => format!("held by {}", l.owner),
+                })
+                .unwrap_or_else(|| "-".into()),
         ),
         (
             "died",
@@ -265,20 +282,18 @@ async fn act(config: &Config, args: &SelectArgs, action: Action) -> anyhow::Resu
 
 fn parse_id(id: &str) -> anyhow::Result<MessageId> {
     id.parse::<MessageId>()
-        .map_err(|e| anyhow::anyhow!("{e}; copy an id from `mailroom dlq list`"))
+        .map_err(|e| bad_input(format!("{e}; copy an id from `mailroom dlq list`")))
 }
 
 /// Says what to do when the message is missing or not a dead letter.
 fn not_dead(error: StoreError) -> anyhow::Error {
     match error {
-        StoreError::WrongState { .. } => {
-            anyhow::anyhow!("{error}: only dead letters can be shown, redriven or purged")
-        }
-        StoreError::NoSuchMessage { .. } => {
-            anyhow::anyhow!(
-                "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
-            )
-        }
+        StoreError::WrongState { .. } => bad_input(format!(
+            "{error}: only dead letters can be shown, redriven or purged"
+        )),
+        StoreError::NoSuchMessage { .. } => bad_input(format!(
+            "{error} (it was acked, purged or never enqueued): check the id with `mailroom dlq list`"
+        )),
         other => other.into(),
     }
 }

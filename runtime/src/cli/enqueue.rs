@@ -4,16 +4,17 @@
 use std::io::{BufRead, IsTerminal as _, Read as _, Write};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::failure::bad_input;
 use super::output::print_json;
 use crate::config::Config;
 use crate::ingest::{self, EventDefaults};
-use crate::store::{Enqueued, Store, StoreError};
 use crate::message::{self, InvalidInput, MessageId, NewMessage, Priority};
+use crate::store::{Enqueued, Store, StoreError};
 
 /// Lines per transaction with `--ndjson`: large enough that a commit (and its
 /// sync) is amortized, small enough that a bad line late in a huge input
@@ -65,7 +66,7 @@ pub struct EnqueueArgs {
     #[arg(long, value_parser = parse_priority)]
     priority: Option<Priority>,
     /// Not due before this much time, e.g. 500ms, 5s, 2m, "1h 30m" [default: 0s]
-    #[arg(long, value_parser = parse_delay)]
+    #[arg(long, value_parser = parse_delay, allow_hyphen_values = true)]
     delay: Option<Duration>,
     /// Attempts before the message is dead-lettered [default: from [retry]]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -86,6 +87,12 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 }
 
 fn parse_delay(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(
+            "a delay cannot be negative: give how long from now the event falls due, e.g. 5s (or leave --delay out for now)"
+                .into(),
+        );
+    }
     humantime::parse_duration(s)
         .map_err(|e| format!("{e}: write a duration such as 500ms, 5s, 2m or \"1h 30m\""))
 }
@@ -161,16 +168,16 @@ pub(super) fn read_payload(given: &str) -> anyhow::Result<Vec<u8>> {
             .context("cannot read the payload from standard input")?;
         (bytes, "the payload read from standard input".to_owned())
     } else if let Some(path) = given.strip_prefix('@') {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read the payload file {path}"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| bad_input(format!("cannot read the payload file {path}: {e}")))?;
         (bytes, format!("the payload file {path}"))
     } else {
         (given.as_bytes().to_vec(), "the payload".to_owned())
     };
     let payload = ingest::json_payload(&bytes).map_err(|e| {
-        anyhow::anyhow!(
+        bad_input(format!(
             "{what} is not valid JSON ({e}): pass JSON text, @FILE or - for standard input"
-        )
+        ))
     })?;
     Ok(payload.to_vec())
 }
@@ -216,7 +223,10 @@ async fn enqueue_lines(
             let line = buf.trim();
             if !line.is_empty() {
                 let message = parse_line(line, event_type, defaults).map_err(|reason| {
-                    anyhow::anyhow!("line {line_no}: {reason}; {}", resend(stored, batch_start))
+                    bad_input(format!(
+                        "line {line_no}: {reason}; {}",
+                        resend(stored, batch_start)
+                    ))
                 })?;
                 batch.push(message);
                 lines.push(line_no);
@@ -226,15 +236,20 @@ async fn enqueue_lines(
             let count = batch.len();
             let result = store.enqueue_batch(std::mem::take(&mut batch)).await;
             let enqueued = result.map_err(|e| {
-                let (line, reason) = match e {
+                let resend = resend(stored, batch_start);
+                match e {
                     StoreError::InvalidInBatch { index, source } => {
-                        (lines.get(index).copied(), invalid(&source))
+                        let line = lines.get(index).copied().unwrap_or(batch_start);
+                        bad_input(format!("line {line}: {}; {resend}", invalid(&source)))
                     }
-                    StoreError::Invalid(source) => (lines.first().copied(), invalid(&source)),
-                    other => (None, other.to_string()),
-                };
-                let place = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-                anyhow::anyhow!("{place}{reason}; {}", resend(stored, batch_start))
+                    StoreError::Invalid(source) => bad_input(format!(
+                        "line {batch_start}: {}; {resend}",
+                        invalid(&source)
+                    )),
+                    other => anyhow::Error::new(other).context(format!(
+                        "cannot enqueue from line {batch_start} on ({resend})"
+                    )),
+                }
             })?;
             stored += count;
             batch_start = line_no + 1;
@@ -248,7 +263,9 @@ async fn enqueue_lines(
     }
     progress.finish(stored);
     if stored == 0 {
-        bail!("standard input held no events: pass one JSON value per line");
+        return Err(bad_input(
+            "standard input held no events: pass one JSON value per line",
+        ));
     }
     Ok(())
 }
@@ -287,10 +304,10 @@ fn invalid(source: &InvalidInput) -> String {
 /// Adds reasons the mailbox cannot know to its errors.
 fn explain(error: StoreError, config: &Config) -> anyhow::Error {
     match &error {
-        StoreError::Invalid(InvalidInput::PayloadTooLarge { .. }) => anyhow::anyhow!(
+        StoreError::Invalid(InvalidInput::PayloadTooLarge { .. }) => bad_input(format!(
             "{error}: send a smaller payload, or raise store.max_payload_bytes (now {})",
             config.store.max_payload_bytes
-        ),
+        )),
         _ => error.into(),
     }
 }

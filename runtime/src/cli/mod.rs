@@ -8,9 +8,11 @@
 //! | `enqueue.rs`  | `mailroom enqueue`                       |
 //! | `stats.rs`    | `mailroom stats`                         |
 //! | `dlq.rs`      | `mailroom dlq list\|show\|redrive\|purge` |
+//! | `messages.rs` | `mailroom messages list\|show\|cancel`, `mailroom pause\|resume` |
 //! | `plugins.rs`  | `mailroom plugins`                       |
 //! | `plugin/`     | `mailroom plugin new\|check\|run\|watch`  |
 //! | `output.rs`   | tables, timestamps and JSON for all      |
+//! | `failure.rs`  | exit statuses and how errors are printed |
 //!
 //! Human output goes to stdout; hints and errors to stderr. `--json` output
 //! is a stable interface for scripts (see DESIGN.md, "Interfaces").
@@ -18,6 +20,8 @@
 mod compile_plugin;
 mod dlq;
 mod enqueue;
+pub mod failure;
+mod messages;
 mod output;
 mod plugin;
 mod plugins;
@@ -48,6 +52,7 @@ use crate::store::Store;
         and tries plugins without either.\n\n\
         Configuration: defaults < mailroom.toml (or --config) < MAILROOM_<SECTION>_<KEY> \
         environment variables < flags. See examples/mailroom.toml for every key.",
+    after_help = failure::EXIT_STATUS_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -108,6 +113,15 @@ pub enum Command {
     /// List, show, redrive or purge dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// List, show or cancel messages in any state.
+    #[command(subcommand)]
+    Messages(messages::MessagesCommand),
+    /// Pause an event type: no host on the store claims its messages until
+    /// it is resumed (enqueues are still accepted; the pause lasts across
+    /// restarts).
+    Pause(messages::PauseArgs),
+    /// Resume a paused event type: hosts claim its due messages again.
+    Resume(messages::PauseArgs),
     /// Show the plugins the running hosts have loaded, and the files they
     /// rejected and why.
     Plugins(plugins::PluginsArgs),
@@ -134,8 +148,8 @@ pub struct RunArgs {
     /// The folder of .wasm plugins to watch (plugins.dir) [default: plugins]
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Deliveries running at once (dispatcher.concurrency) [default: the
-    /// number of CPU cores]
+    /// Deliveries running at once, 1 to 1024 (dispatcher.concurrency)
+    /// [default: the number of CPU cores]
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
     /// The shape of log lines (log.format) [default: human]
@@ -145,6 +159,31 @@ pub struct RunArgs {
     /// address other than loopback needs http.token [default: off]
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<SocketAddr>,
+}
+
+/// Parses the process's command line, runs it, and says how it ended: the
+/// exit status and, on failure, one line on stderr (a JSON object on stdout
+/// after `--json`). Usage errors are clap's (status 2).
+pub fn run_command_line() -> std::process::ExitCode {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => failure::report(&e, json),
+    }
+}
+
+/// Whether the (sub)command was given `--json`.
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let here = matches
+        .try_get_one::<bool>("json")
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(false);
+    here || matches.subcommand().is_some_and(|(_, sub)| wants_json(sub))
 }
 
 /// Runs the parsed command line.
@@ -188,6 +227,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                     Command::Enqueue(args) => enqueue::execute(&config, args).await,
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,
+                    Command::Messages(command) => messages::execute(&config, command).await,
+                    Command::Pause(args) => messages::pause(&config, &args, true).await,
+                    Command::Resume(args) => messages::pause(&config, &args, false).await,
                     Command::Plugins(args) => plugins::execute(&config, &args).await,
                 }
             })

@@ -63,10 +63,23 @@ pub(super) fn age(ms: Millis) -> String {
 
 /// How long ago `ms` was, for humans ("5m 3s ago").
 pub(super) fn ago(ms: Millis) -> String {
-    let now = SystemTime::now()
+    format!("{} ago", age(now_ms().saturating_sub(ms).max(0)))
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    format!("{} ago", age(now.saturating_sub(ms).max(0)))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// When `ms` is relative to now, for humans: "in 5s", or "5m 3s ago".
+pub(super) fn when(ms: Millis) -> String {
+    let now = now_ms();
+    if ms > now {
+        format!("in {}", age(ms - now))
+    } else {
+        format!("{} ago", age(now - ms))
+    }
 }
 
 /// The first line of `text`, at most `max` characters, with an ellipsis when
@@ -173,6 +186,37 @@ fn hex_dump(bytes: &[u8]) -> String {
         out.push_str(&format!("{:08x}  {:<47}  {ascii}\n", i * 16, hex.join(" ")));
     }
     out.trim_end().to_owned()
+}
+
+/// The paging options of a list command.
+#[derive(Debug, clap::Args)]
+pub(super) struct PageArgs {
+    /// At most N per page (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(super) limit: u16,
+    /// Continue after a previous page (the cursor it printed)
+    #[arg(long, value_name = "CURSOR")]
+    pub(super) cursor: Option<String>,
+}
+
+/// The command line that was run, with `--cursor` set to `cursor`: what to
+/// run for the next page, with every filter and option kept.
+pub(super) fn next_page_command(cursor: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--cursor" {
+            args.next();
+        } else if !arg.starts_with("--cursor=") {
+            words.push(arg);
+        }
+    }
+    words.push("--cursor".into());
+    words.push(cursor.into());
+    let quoted =
+        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
+    format!("mailroom {quoted}")
 }
 
 #[cfg(test)]

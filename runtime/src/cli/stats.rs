@@ -1,4 +1,6 @@
-//! `mailroom stats`: message counts by state, event type and priority.
+//! `mailroom stats`: message counts by state, event type and priority, and
+//! each event type's queue: paused or not, its oldest due message, and the
+//! plugin serving it on each host.
 
 use std::io::Write;
 
@@ -6,13 +8,14 @@ use clap::Args;
 
 use super::output::{age, ago, print_json, print_table, table};
 use crate::config::Config;
-use crate::store::{HostRecord, StateCounts, Stats};
+use crate::store::{EventTypeStats, HostRecord, StateCounts, Stats};
 
 /// `mailroom stats`'s arguments.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Print JSON: {"queued", "inflight", "dead", "by_event_type": {TYPE: {"queued",
-    /// "inflight", "dead"}}, "by_priority", "due", "waiting_for_handler",
+    /// "inflight", "dead", "paused", "oldest_due_age_ms", "handlers": [{"host",
+    /// "plugin", "version"}]}}, "by_priority", "due", "waiting_for_handler",
     /// "oldest_due_age_ms", "hosts": [{"host", "hostname", "pid", "started_at",
     /// "heartbeat_at"}]}
     #[arg(long)]
@@ -32,17 +35,24 @@ pub(super) async fn execute(config: &Config, args: &StatsArgs) -> anyhow::Result
 fn human(out: &mut impl Write, stats: &Stats, config: &Config) -> std::io::Result<()> {
     writeln!(out, "store: {}", config.store_location())?;
     hosts(out, &stats.hosts)?;
+    if !stats.by_event_type.is_empty() {
+        writeln!(out)?;
+        let mut by_type = table(
+            &["EVENT TYPE", "QUEUED", "INFLIGHT", "DEAD", "OLDEST DUE", "STATE", "HANDLER"],
+            &[1, 2, 3, 4],
+        );
+        for (event_type, queue) in &stats.by_event_type {
+            by_type.add_row(type_row(event_type, queue));
+        }
+        let mut all = row("(all)", &stats.totals);
+        all.push(stats.oldest_due_age_ms.map(age).unwrap_or_default());
+        by_type.add_row(all);
+        print_table(out, &by_type)?;
+    }
     if stats.totals.total() == 0 {
         writeln!(out, "no messages")?;
         return Ok(());
     }
-    writeln!(out)?;
-    let mut by_type = table(&["EVENT TYPE", "QUEUED", "INFLIGHT", "DEAD"], &[1, 2, 3]);
-    for (event_type, counts) in &stats.by_event_type {
-        by_type.add_row(row(event_type, counts));
-    }
-    by_type.add_row(row("(all)", &stats.totals));
-    print_table(out, &by_type)?;
 
     writeln!(out)?;
     let mut by_priority = table(&["PRIORITY", "QUEUED", "INFLIGHT", "DEAD"], &[1, 2, 3]);
@@ -81,6 +91,33 @@ pub(super) fn hosts(out: &mut impl Write, hosts: &[HostRecord]) -> std::io::Resu
         t.add_row(vec![h.host.clone(), ago(h.started_at), ago(h.heartbeat_at)]);
     }
     print_table(out, &t)
+}
+
+/// One event type's queue: counts, how long its oldest due message has
+/// waited, paused or not, and its handler (plugin@version; the hosts when
+/// they differ).
+fn type_row(event_type: &str, queue: &EventTypeStats) -> Vec<String> {
+    let mut cells = row(event_type, &queue.counts);
+    cells.push(queue.oldest_due_age_ms.map(age).unwrap_or_default());
+    cells.push(if queue.paused { "paused" } else { "" }.to_owned());
+    let mut handlers: Vec<String> = queue
+        .handlers
+        .iter()
+        .map(|h| format!("{}@{}", h.plugin, h.version))
+        .collect();
+    handlers.dedup();
+    let handler = match handlers.as_slice() {
+        [] => "none".to_owned(),
+        [one] => one.clone(),
+        _ => queue
+            .handlers
+            .iter()
+            .map(|h| format!("{}@{} on {}", h.plugin, h.version, h.host))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    cells.push(handler);
+    cells
 }
 
 fn row(label: &str, counts: &StateCounts) -> Vec<String> {

@@ -18,6 +18,8 @@ use super::{
 use crate::message::validate_event_type;
 
 const WHOLE_NUMBER: &str = "a whole number (0 or more)";
+/// For keys where 0 is refused too (validation says why).
+const POSITIVE_NUMBER: &str = "a whole number (1 or more)";
 const DURATION: &str = "a duration such as \"500ms\", \"10s\", \"5m\" or \"1h 30m\"";
 const PATH: &str = "a path (text)";
 
@@ -67,11 +69,15 @@ pub(super) fn decode(
         let mut s = Section::new("store", store_entries, &mut decoder, problems);
         let store = StoreConfig {
             path: s.get("path", PATH, d.path),
-            url: s.optional("url", "a URL such as \"postgres://user:password@host:5432/db\"", parse),
+            url: s.optional(
+                "url",
+                "a URL such as \"postgres://user:password@host:5432/db\"",
+                parse,
+            ),
             durability: s.get("durability", "\"full\" or \"fast\"", d.durability),
             busy_timeout: s.duration("busy_timeout", d.busy_timeout),
-            max_payload_bytes: s.get("max_payload_bytes", WHOLE_NUMBER, d.max_payload_bytes),
-            max_connections: s.get("max_connections", WHOLE_NUMBER, d.max_connections),
+            max_payload_bytes: s.get("max_payload_bytes", POSITIVE_NUMBER, d.max_payload_bytes),
+            max_connections: s.get("max_connections", POSITIVE_NUMBER, d.max_connections),
         };
         s.finish();
         store
@@ -83,8 +89,8 @@ pub(super) fn decode(
             dir: s.get("dir", PATH, d.dir),
             cache_dir: s.optional("cache_dir", PATH, parse),
             timeout: s.duration("timeout", d.timeout),
-            memory_limit_mb: s.get("memory_limit_mb", WHOLE_NUMBER, d.memory_limit_mb),
-            instance_reuse: s.get("instance_reuse", WHOLE_NUMBER, d.instance_reuse),
+            memory_limit_mb: s.get("memory_limit_mb", POSITIVE_NUMBER, d.memory_limit_mb),
+            instance_reuse: s.get("instance_reuse", POSITIVE_NUMBER, d.instance_reuse),
             max_emits: s.get("max_emits", WHOLE_NUMBER, d.max_emits),
             max_output_kb: s.get("max_output_kb", WHOLE_NUMBER, d.max_output_kb),
             http_connect_timeout: s.duration("http_connect_timeout", d.http_connect_timeout),
@@ -95,7 +101,7 @@ pub(super) fn decode(
             ),
             http_max_concurrent_requests: s.get(
                 "http_max_concurrent_requests",
-                WHOLE_NUMBER,
+                POSITIVE_NUMBER,
                 d.http_max_concurrent_requests,
             ),
             max_file_mb: s.get("max_file_mb", WHOLE_NUMBER, d.max_file_mb),
@@ -110,13 +116,13 @@ pub(super) fn decode(
         let d = defaults.dispatcher;
         let mut s = Section::new("dispatcher", dispatcher_entries, &mut decoder, problems);
         let dispatcher = DispatcherConfig {
-            concurrency: s.get("concurrency", WHOLE_NUMBER, d.concurrency),
-            batch_size: s.get("batch_size", WHOLE_NUMBER, d.batch_size),
+            concurrency: s.get("concurrency", POSITIVE_NUMBER, d.concurrency),
+            batch_size: s.get("batch_size", POSITIVE_NUMBER, d.batch_size),
             lease: s.duration("lease", d.lease),
             poll_interval: s.duration("poll_interval", d.poll_interval),
             reclaim_interval: s.duration("reclaim_interval", d.reclaim_interval),
             shutdown_grace: s.duration("shutdown_grace", d.shutdown_grace),
-            heartbeat_misses: s.get("heartbeat_misses", WHOLE_NUMBER, d.heartbeat_misses),
+            heartbeat_misses: s.get("heartbeat_misses", POSITIVE_NUMBER, d.heartbeat_misses),
         };
         s.finish();
         dispatcher
@@ -124,7 +130,7 @@ pub(super) fn decode(
     let retry = {
         let d = defaults.retry;
         let mut s = Section::new("retry", retry_entries, &mut decoder, problems);
-        let max_attempts = s.get("max_attempts", WHOLE_NUMBER, d.max_attempts);
+        let max_attempts = s.get("max_attempts", POSITIVE_NUMBER, d.max_attempts);
         let backoff_base = s.duration("backoff_base", d.backoff_base);
         let backoff_cap = s.duration("backoff_cap", d.backoff_cap);
         let event_types = s.raw("event_types");
@@ -161,7 +167,7 @@ pub(super) fn decode(
                 parse,
             ),
             token: s.optional("token", "text", parse),
-            max_body_bytes: s.optional("max_body_bytes", WHOLE_NUMBER, parse),
+            max_body_bytes: s.optional("max_body_bytes", POSITIVE_NUMBER, parse),
         };
         s.finish();
         http
@@ -237,7 +243,7 @@ fn decode_event_types(
             .collect();
         let mut s = Section::new_nested(path, entries, decoder, problems);
         let policy = RetryOverride {
-            max_attempts: s.optional("max_attempts", WHOLE_NUMBER, parse),
+            max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
             backoff_base: s.optional("backoff_base", DURATION, duration),
             backoff_cap: s.optional("backoff_cap", DURATION, duration),
         };

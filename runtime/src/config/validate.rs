@@ -34,12 +34,7 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
     check.that(
         (1..=1000).contains(&c.store.max_connections),
         "store.max_connections",
-        || {
-            format!(
-                "is {}: allowed are 1 to 1000",
-                c.store.max_connections
-            )
-        },
+        || format!("is {}: allowed are 1 to 1000", c.store.max_connections),
     );
     check.that(
         c.dispatcher.heartbeat_misses >= 1,
@@ -147,14 +142,8 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
 
     retry(&c.retry, &mut check);
 
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
-        check.problem(
-            "log.level",
-            format!(
-                "{:?} is not a filter directive ({e}): use a level (error, warn, info, debug, trace) or e.g. \"info,mailroom=debug\"",
-                c.log.level
-            ),
-        );
+    if let Some(why) = log_filter_problem(&c.log.level) {
+        check.problem("log.level", why);
     }
 
     check.that(
@@ -246,5 +235,56 @@ impl Checker<'_> {
             source: self.decoder.source(key),
             message,
         });
+    }
+}
+
+/// What is wrong with a `log.level` filter, if anything. Beyond what the
+/// filter syntax rejects, a bare word that is not a level (`loud`) is refused:
+/// the syntax reads it as "everything from the target `loud`", which silences
+/// every line Mailroom writes.
+fn log_filter_problem(level: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return Some(format!(
+            "{level:?} is not a filter directive ({e}): use a level (error, warn, info, debug, trace) or e.g. \"info,mailroom=debug\""
+        ));
+    }
+    let bare = level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains(['=', '[']))
+        .find(|d| !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)));
+    bare.map(|word| {
+        format!(
+            "{word:?} is not a level: use one of error, warn, info, debug, trace or off, or name a target with its level, e.g. \"info,{word}=debug\""
+        )
+    })
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter_problem;
+
+    #[test]
+    fn levels_and_target_directives_pass() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warn,mailroom=debug",
+            "mailroom::dispatcher=trace",
+            "off",
+            "",
+        ] {
+            assert_eq!(log_filter_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_bare_word_that_is_not_a_level_is_named() {
+        let why = log_filter_problem("loud").expect("refused");
+        assert!(why.contains("\"loud\" is not a level"), "{why}");
+        let why = log_filter_problem("info,verbose").expect("refused");
+        assert!(why.contains("\"verbose\""), "{why}");
+        assert!(log_filter_problem("info,=nonsense==").is_some());
     }
 }

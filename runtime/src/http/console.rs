@@ -48,6 +48,7 @@ const ASSETS: &[Asset] = assets![
     "overview.js" => JS,
     "event_type.js" => JS,
     "dead_letters.js" => JS,
+    "queue.js" => JS,
     "plugins.js" => JS,
 ];
 

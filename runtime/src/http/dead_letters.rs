@@ -41,35 +41,9 @@ pub(crate) async fn list(
     let mut filter = DeadLetterFilter::default();
     for (name, value) in params {
         match name.as_str() {
-            "event_type" => {
-                validate_event_type(&value)
-                    .map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
-                filter.event_type = Some(value);
-            }
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "limit",
-                            format!("`{value}` is not a page size: use 1 to 1000"),
-                        )
-                    })?;
-            }
-            "cursor" => {
-                // Cursors are opaque to clients; the store's are numbers.
-                if value.parse::<u64>().is_err() {
-                    return Err(ApiError::invalid(
-                        "cursor",
-                        format!(
-                            "`{value}` is not a dead-letter cursor: pass the next_cursor of a previous page"
-                        ),
-                    ));
-                }
-                filter.cursor = Some(value);
-            }
+            "event_type" => filter.event_type = Some(super::query::event_type(value)?),
+            "limit" => filter.limit = super::query::page_size(&value)?,
+            "cursor" => filter.cursor = Some(super::query::cursor(value, "dead-letter")?),
             other => {
                 return Err(ApiError::invalid(
                     other,

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
 use crate::message::InvalidInput;
+use crate::store::StoreError;
 
 /// Why a request failed. Each variant is one status and one `code`.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 404 `not_found`: no such message, or no such endpoint.
     #[error("{0}")]
     NotFound(String),
+    /// 405 `method_not_allowed`: the endpoint exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 408 `timeout`: the request took longer than the server allows.
     #[error("the request took longer than {0:?}")]
     Timeout(Duration),
@@ -89,7 +92,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable, machine-readable code (`invalid`, `malformed_json`,
-    /// `not_found`, `too_large`, `unsupported_media_type`, `unauthorized`,
+    /// `not_found`, `method_not_allowed`, `too_large`, `unsupported_media_type`, `unauthorized`,
     /// `wrong_state`, `timeout`, `store_busy`, `overloaded`, `not_ready`,
     /// `internal`).
     pub code: &'static str,
@@ -119,6 +122,7 @@ impl ApiError {
             Self::MalformedJson { .. } | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::WrongState(_) => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -137,6 +141,7 @@ impl ApiError {
             Self::Invalid { .. } => "invalid",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout(_) => "timeout",
             Self::WrongState(_) => "wrong_state",
             Self::TooLarge { .. } => "too_large",
@@ -204,9 +209,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Locked { .. } | StoreError::Unreachable { .. } => Self::StoreBusy,
-            StoreError::NoSuchMessage { id } => {
-                Self::NotFound(format!("no message with id {id}"))
-            }
+            StoreError::NoSuchMessage { id } => Self::NotFound(format!("no message with id {id}")),
             StoreError::WrongState { id, actual, .. } => {
                 Self::WrongState(format!("message {id} is {actual}, not a dead letter"))
             }

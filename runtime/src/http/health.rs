@@ -21,6 +21,10 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Status {
     /// `ok` or `ready`.
     pub status: &'static str,
+    /// `/readyz` only: the event types paused on the store (their messages
+    /// wait until resumed). Ready all the same: a pause is deliberate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_event_types: Option<Vec<String>>,
 }
 
 /// The process is up. Never asks for a token.
@@ -31,7 +35,10 @@ pub struct Status {
     responses((status = 200, description = "The process is up", body = Status)),
 )]
 pub(crate) async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok" })
+    Json(Status {
+        status: "ok",
+        paused_event_types: None,
+    })
 }
 
 /// The host can take work: the store answers and the plugin folder is watched.
@@ -47,13 +54,14 @@ pub(crate) async fn healthz() -> Json<Status> {
 )]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Status>, ApiError> {
     let mut problems = Vec::new();
-    let store = tokio::time::timeout(
-        STORE_CHECK_TIMEOUT,
-        state.ingest.ping(),
-    )
+    let store = tokio::time::timeout(STORE_CHECK_TIMEOUT, async {
+        state.ingest.ping().await?;
+        state.ingest.paused().await
+    })
     .await;
+    let mut paused = Vec::new();
     match store {
-        Ok(Ok(_)) => {}
+        Ok(Ok(types)) => paused = types.into_iter().map(|p| p.event_type).collect(),
         Ok(Err(e)) => {
             tracing::warn!("readiness: the store failed a query: {e}");
             problems.push("the store does not answer queries".to_owned());
@@ -71,7 +79,10 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Status>
         ));
     }
     if problems.is_empty() {
-        Ok(Json(Status { status: "ready" }))
+        Ok(Json(Status {
+            status: "ready",
+            paused_event_types: Some(paused),
+        }))
     } else {
         Err(ApiError::NotReady(format!(
             "not ready: {}",

@@ -7,12 +7,14 @@
 //! | `stats.rs`        | `GET /v1/stats`                                           |
 //! | `throughput.rs`   | `GET /v1/throughput` (deliveries per minute)              |
 //! | `plugins.rs`      | `GET /v1/plugins`                                         |
+//! | `messages.rs`     | `/v1/messages…`: list, show, cancel; `/v1/event-types/{t}/…`: cancel queued, pause, resume |
 //! | `dead_letters.rs` | `/v1/dead-letters…`: list, show, redrive, purge           |
 //! | `health.rs`       | `GET /healthz`, `GET /readyz`                             |
 //! | `metrics.rs`      | `GET /metrics` (Prometheus)                               |
 //! | `openapi.rs`      | `GET /v1/openapi.json`, generated from the handlers       |
 //! | `console.rs`      | the web console at `/ui/` (files in `console/`)           |
 //! | `auth.rs`         | the bearer token                                          |
+//! | `query.rs`        | query parameters the list endpoints share                 |
 //! | `error.rs`        | the one error type and its JSON shape                     |
 //!
 //! Every request works through the host's producer connection (synced
@@ -28,9 +30,11 @@ mod dead_letters;
 mod error;
 mod events;
 mod health;
+mod messages;
 mod metrics;
 mod openapi;
 mod plugins;
+mod query;
 mod stats;
 mod throughput;
 
@@ -53,8 +57,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::store::Store;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub use dead_letters::DeadLetterDetail;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
@@ -175,6 +179,11 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(stats::get_stats))
         .routes(routes!(throughput::get_throughput))
         .routes(routes!(plugins::get_plugins))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::show, messages::cancel_one))
+        .routes(routes!(messages::cancel_queued))
+        .routes(routes!(messages::pause))
+        .routes(routes!(messages::resume))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::show, dead_letters::purge_one))
         .routes(routes!(dead_letters::redrive_one))
@@ -234,7 +243,32 @@ pub fn router(state: ApiState) -> Router {
         .merge(console::routes())
         .merge(guarded)
         .fallback(|| async { ApiError::NotFound("no such endpoint: see /v1/openapi.json".into()) })
+        .layer(axum::middleware::from_fn(method_not_allowed))
         .with_state(state)
+}
+
+/// Gives the router's bare 405 (a known path, another method) the JSON
+/// error shape of every other error. The router adds the `Allow` header
+/// afterwards, so the message points at it.
+async fn method_not_allowed(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let mut json = ApiError::MethodNotAllowed(format!(
+        "this endpoint does not take {method}: the Allow header lists the methods it takes (see /v1/openapi.json)"
+    ))
+    .into_response();
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        json.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    json
 }
 
 fn overloaded(e: BoxError, timeout: Duration) -> ApiError {

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
     tags(
         (name = "events", description = "Enqueueing events"),
         (name = "operations", description = "Stats, throughput, plugins and metrics"),
+        (name = "messages", description = "Messages in any state; cancelling them; pausing event types"),
         (name = "dead letters", description = "The dead-letter queue"),
         (name = "health", description = "Liveness and readiness"),
     ),
@@ -93,6 +94,36 @@ pub(crate) struct StateCounts {
     dead: u64,
 }
 
+/// One event type's queue.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EventTypeStats {
+    /// Waiting to be claimed.
+    queued: u64,
+    /// Claimed, being handled.
+    inflight: u64,
+    /// Dead-lettered.
+    dead: u64,
+    /// Whether it is paused: no host claims its messages until it is resumed.
+    paused: bool,
+    /// How long its longest-waiting due message has been due, in ms.
+    oldest_due_age_ms: Option<i64>,
+    /// The plugin serving it on each running host.
+    handlers: Vec<Handler>,
+}
+
+/// The plugin serving an event type on one host.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Handler {
+    /// The host, as `hostname:pid`.
+    host: String,
+    /// The plugin's name.
+    plugin: String,
+    /// The plugin's version.
+    version: String,
+}
+
 /// A snapshot of the store (as `mailroom stats --json`).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -103,8 +134,8 @@ pub(crate) struct Stats {
     inflight: u64,
     /// Dead letters.
     dead: u64,
-    /// Per event type.
-    by_event_type: BTreeMap<String, StateCounts>,
+    /// Per event type: every type with messages, a handler or a pause.
+    by_event_type: BTreeMap<String, EventTypeStats>,
     /// Per priority (`low`, `normal`, `high`).
     by_priority: BTreeMap<String, StateCounts>,
     /// Queued messages due now.
@@ -233,11 +264,91 @@ pub(crate) struct DeadLetterPage {
     next_cursor: Option<String>,
 }
 
-/// A dead letter with its payload.
+/// Who holds an in-flight message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LeaseHolder {
+    /// The host holding the lease, as `hostname:pid`.
+    owner: String,
+    /// When the lease runs out (ms since the Unix epoch); then the message is reclaimed.
+    expires_at: Option<i64>,
+}
+
+/// A message in any state, without its payload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct MessageSummary {
+    /// `queued`, `inflight` or `dead`.
+    state: String,
+    /// The message id (UUID v7).
+    id: String,
+    /// Its event type.
+    event_type: String,
+    /// Its idempotency key.
+    key: Option<String>,
+    /// Where it came from.
+    source: Option<String>,
+    /// Its correlation id.
+    correlation_id: String,
+    /// Its priority.
+    priority: Priority,
+    /// Attempts made.
+    attempts: u32,
+    /// Its attempt budget.
+    max_attempts: u32,
+    /// Why its last attempt failed (truncated).
+    last_error: Option<String>,
+    /// The digest of the plugin build that ran its last attempt.
+    plugin_digest: Option<String>,
+    /// Payload size in bytes.
+    payload_bytes: u64,
+    /// When it was enqueued (ms since the Unix epoch).
+    created_at: i64,
+    /// When it died (ms since the Unix epoch; dead letters only).
+    dead_at: Option<i64>,
+    /// When it is (or was) next due (ms since the Unix epoch).
+    available_at: i64,
+    /// The lease, while in flight.
+    lease: Option<LeaseHolder>,
+}
+
+/// One page of messages, in the order they were enqueued.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct MessagePage {
+    /// The messages.
+    items: Vec<MessageSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Cancelled {
+    /// How many queued messages were removed.
+    cancelled: usize,
+    /// The ids named that were not removed, and why.
+    refused: Vec<CancelRefusal>,
+    /// For a cancel by event type: its messages in flight, left to finish.
+    inflight_left: Option<u64>,
+}
+
+/// A message a cancel did not remove.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CancelRefusal {
+    /// The id named.
+    id: String,
+    /// Why it was not removed.
+    reason: String,
+}
+
+/// A message (a dead letter, or any message) with its payload.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct DeadLetterDetail {
-    /// Always `dead`.
+    /// `dead` for a dead letter; `queued` or `inflight` from `/v1/messages/{id}`.
     state: String,
     /// The message id (UUID v7).
     id: String,
@@ -267,6 +378,8 @@ pub(crate) struct DeadLetterDetail {
     dead_at: Option<i64>,
     /// When it was last due (ms since the Unix epoch).
     available_at: i64,
+    /// The lease, while in flight.
+    lease: Option<LeaseHolder>,
     /// The payload: JSON when it parses as JSON, else a string (see
     /// `payload_encoding`).
     #[schema(value_type = Object)]
@@ -341,13 +454,50 @@ mod tests {
             properties::<PluginRegistry>(),
             keys(&store::PluginRegistry::default())
         );
+        let lease = Some(store::LeaseHolder {
+            owner: "h:1".into(),
+            expires_at: Some(4),
+        });
         let detail = super::super::dead_letters::DeadLetterDetail::from(store::StoredMessage {
-            state: crate::state_machine::MessageState::Dead,
+            state: crate::state_machine::MessageState::Inflight,
             summary: dead_letter(),
             available_at: 3,
+            lease: lease.clone(),
             payload: b"{}".to_vec(),
         });
         assert_eq!(properties::<DeadLetterDetail>(), keys(&detail));
+        let summary = store::MessageSummary {
+            state: crate::state_machine::MessageState::Inflight,
+            summary: dead_letter(),
+            available_at: 3,
+            lease: lease.clone(),
+        };
+        assert_eq!(properties::<MessageSummary>(), keys(&summary));
+        assert_eq!(properties::<LeaseHolder>(), keys(&lease));
+        assert_eq!(
+            properties::<MessagePage>(),
+            keys(&store::MessagePage::default())
+        );
+        let cancelled = store::Cancelled {
+            cancelled: 1,
+            refused: vec![store::CancelRefusal {
+                id: MessageId::new(),
+                reason: "r".into(),
+            }],
+            inflight_left: Some(0),
+        };
+        assert_eq!(properties::<Cancelled>(), keys(&cancelled));
+        assert_eq!(properties::<CancelRefusal>(), keys(&cancelled.refused[0]));
+        let queue = store::EventTypeStats {
+            handlers: vec![store::Handler {
+                host: "h:1".into(),
+                plugin: "p".into(),
+                version: "1".into(),
+            }],
+            ..store::EventTypeStats::default()
+        };
+        assert_eq!(properties::<EventTypeStats>(), keys(&queue));
+        assert_eq!(properties::<Handler>(), keys(&queue.handlers[0]));
         let mut recent = crate::throughput::Throughput::default();
         recent.record(0, "t", crate::throughput::Outcome::Handled, 1);
         let report = recent.report(0);

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::StoreError;
 use crate::clock::Millis;
-use crate::message::{InvalidInput, MessageId, Priority};
+use crate::message::{MessageId, Priority};
 use crate::state_machine::MessageState;
 
 /// A dead-lettered message, without its payload.
@@ -53,55 +53,17 @@ pub struct DeadLetterFilter {
 impl DeadLetterFilter {
     /// The page size asked for, within bounds.
     pub(crate) fn page_size(&self) -> usize {
-        match self.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        }
+        super::page::page_size(self.limit)
     }
 
     /// The position to continue after (0: from the start).
     pub(crate) fn after(&self) -> Result<i64, StoreError> {
-        match &self.cursor {
-            None => Ok(0),
-            Some(c) => c.parse().map_err(|_| {
-                StoreError::Invalid(InvalidInput::Id(format!(
-                    "`{c}` is not a dead-letter cursor: pass the next_cursor of a previous page"
-                )))
-            }),
-        }
+        super::page::after(self.cursor.as_deref(), "dead-letter")
     }
 }
-
-/// The default and largest page of dead letters.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 /// One page of dead letters, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DeadLetterPage {
-    /// The dead letters.
-    pub items: Vec<DeadLetter>,
-    /// Pass this back to get the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl DeadLetterPage {
-    /// A page from rows read as (summary, position), asked for with one row
-    /// more than `limit` so the last page is known without another query.
-    pub(crate) fn from_rows(rows: Vec<(DeadLetter, i64)>, limit: usize) -> Self {
-        let more = rows.len() > limit;
-        let mut page = Self::default();
-        let mut last = 0;
-        for (item, seq) in rows.into_iter().take(limit) {
-            page.items.push(item);
-            last = seq;
-        }
-        if more {
-            page.next_cursor = Some(last.to_string());
-        }
-        page
-    }
-}
+pub type DeadLetterPage = super::page::Page<DeadLetter>;
 
 /// Which messages a redrive or purge applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +86,9 @@ pub struct StoredMessage {
     pub summary: DeadLetter,
     /// When it is (or was) next due (ms since the Unix epoch).
     pub available_at: Millis,
+    /// The lease, while in flight: which host holds it and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<super::queue::LeaseHolder>,
     /// The payload bytes.
     #[serde(skip)]
     pub payload: Vec<u8>,

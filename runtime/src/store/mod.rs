@@ -27,8 +27,10 @@
 //! | `claim.rs`        | claimed messages, their leases and the claim order     |
 //! | `settle.rs`       | outcomes of deliveries, and the decision each leads to |
 //! | `reclaim.rs`      | what a reclaim did; whether a host is gone             |
-//! | `dead_letters.rs` | stored messages, dead letters, paging                  |
-//! | `stats.rs`        | counts, added up                                       |
+//! | `dead_letters.rs` | stored messages, dead letters                          |
+//! | `page.rs`         | pages of a list: sizes, cursors                        |
+//! | `queue.rs`        | messages in any state, cancels, paused event types     |
+//! | `stats.rs`        | counts and queue information, added up                 |
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
 //! | `wakeup.rs`       | noticing other processes' commits                      |
 
@@ -39,7 +41,9 @@ mod error;
 mod location;
 mod options;
 mod owner;
+mod page;
 pub mod postgres;
+mod queue;
 mod reclaim;
 mod registry;
 mod settle;
@@ -60,10 +64,15 @@ pub use error::StoreError;
 pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
+pub use page::Page;
 pub use reclaim::Reclaimed;
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Outcome, SettleEntry, Settled, Settlement};
-pub use stats::{StateCounts, Stats};
+pub use queue::{
+    CancelRefusal, Cancelled, LeaseHolder, MessageFilter, MessagePage,
+    MessageSummary, PauseChange, PausedType,
+};
+pub use stats::{EventTypeStats, Handler, StateCounts, Stats};
 pub use wakeup::CommitSignal;
 
 use postgres::PgStore;
@@ -334,6 +343,80 @@ impl Store {
     /// As [`Store::redrive`].
     pub async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
         each!(self, b => b.purge(selection).await)
+    }
+
+    /// Lists messages in any state, in the order they were enqueued, a page
+    /// at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a bad cursor, or a store failure.
+    pub async fn messages(&self, filter: MessageFilter) -> Result<MessagePage, StoreError> {
+        each!(self, b => b.messages(filter).await)
+    }
+
+    /// Removes the named messages that are queued, in one transaction; says
+    /// why each other id was not removed (in flight, dead, or gone).
+    ///
+    /// # Errors
+    ///
+    /// A store failure (then nothing was removed).
+    pub async fn cancel_ids(&self, ids: Vec<MessageId>) -> Result<Cancelled, StoreError> {
+        each!(self, b => b.cancel_ids(ids).await)
+    }
+
+    /// Removes up to `limit` queued messages of `event_type` (highest
+    /// priority, then oldest, first) in one short transaction, and returns
+    /// how many. Call it until it returns 0 to empty a queue without holding
+    /// the store's write lock for long; messages in flight are left alone.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn cancel_queued(&self, event_type: &str, limit: usize) -> Result<usize, StoreError> {
+        let event_type = event_type.to_owned();
+        each!(self, b => b.cancel_queued(event_type, limit).await)
+    }
+
+    /// How many messages of `event_type` are in flight now.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn inflight_of(&self, event_type: &str) -> Result<u64, StoreError> {
+        let event_type = event_type.to_owned();
+        each!(self, b => b.inflight_of(event_type).await)
+    }
+
+    /// Pauses `event_type` for every host on this store: none claims its
+    /// messages (enqueues are still accepted) until it is resumed. Lasts
+    /// across restarts.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn pause(&self, event_type: &str) -> Result<PauseChange, StoreError> {
+        let event_type = event_type.to_owned();
+        each!(self, b => b.set_paused(event_type, true).await)
+    }
+
+    /// Resumes a paused event type; hosts claim its due messages again.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn resume(&self, event_type: &str) -> Result<PauseChange, StoreError> {
+        let event_type = event_type.to_owned();
+        each!(self, b => b.set_paused(event_type, false).await)
+    }
+
+    /// The paused event types.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn paused(&self) -> Result<Vec<PausedType>, StoreError> {
+        each!(self, b => b.paused().await)
     }
 
     /// Counts the store's messages; lists the live hosts.

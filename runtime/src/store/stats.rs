@@ -1,13 +1,16 @@
 //! Counts for operators: by state, by event type and by priority, messages
 //! waiting for a handler, how long the oldest due message has waited, and
-//! the hosts serving the store. Backends read the rows; this module adds
-//! them up, the same way for both.
+//! the hosts serving the store; per event type, whether it is paused, how
+//! long its oldest due message has waited and which plugin serves it on
+//! each host. Backends read the rows; this module adds them up, the same way
+//! for both.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::registry::HostRecord;
+use super::queue::PausedType;
+use super::registry::{HostRecord, PluginRegistry};
 use crate::clock::Millis;
 use crate::message::Priority;
 use crate::state_machine::MessageState;
@@ -38,14 +41,39 @@ impl StateCounts {
     }
 }
 
+/// One event type's queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EventTypeStats {
+    /// Its messages per state.
+    #[serde(flatten)]
+    pub counts: StateCounts,
+    /// Whether it is paused: no host claims its messages until it is resumed.
+    pub paused: bool,
+    /// How long its longest-waiting due message has been due, in ms.
+    pub oldest_due_age_ms: Option<Millis>,
+    /// The plugin serving it on each running host.
+    pub handlers: Vec<Handler>,
+}
+
+/// The plugin serving an event type on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Handler {
+    /// The host, as `hostname:pid`.
+    pub host: String,
+    /// The plugin's name.
+    pub plugin: String,
+    /// The plugin's version.
+    pub version: String,
+}
+
 /// A snapshot of the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Totals per state.
     #[serde(flatten)]
     pub totals: StateCounts,
-    /// Per event type.
-    pub by_event_type: BTreeMap<String, StateCounts>,
+    /// Per event type: every type with messages, a handler, or a pause.
+    pub by_event_type: BTreeMap<String, EventTypeStats>,
     /// Per priority.
     pub by_priority: BTreeMap<Priority, StateCounts>,
     /// Queued messages that are due now.
@@ -94,10 +122,45 @@ impl Stats {
                 .by_event_type
                 .entry(row.event_type)
                 .or_default()
+                .counts
                 .add(row.state, n);
         }
         stats.due = due;
         stats.oldest_due_age_ms = oldest_due.map(|at| now.saturating_sub(at).max(0));
         stats
+    }
+
+    /// Adds each type's queue information: `oldest_due` is the earliest due
+    /// time of each type with due messages, `paused` the paused types,
+    /// `registry` what the hosts serve (and the hosts themselves).
+    pub(crate) fn with_queues(
+        mut self,
+        oldest_due: Vec<(String, Millis)>,
+        paused: &[PausedType],
+        registry: &PluginRegistry,
+        now: Millis,
+    ) -> Self {
+        for (event_type, at) in oldest_due {
+            self.by_event_type.entry(event_type).or_default().oldest_due_age_ms =
+                Some(now.saturating_sub(at).max(0));
+        }
+        for p in paused {
+            self.by_event_type.entry(p.event_type.clone()).or_default().paused = true;
+        }
+        for record in &registry.loaded {
+            for event_type in &record.event_types {
+                self.by_event_type
+                    .entry(event_type.clone())
+                    .or_default()
+                    .handlers
+                    .push(Handler {
+                        host: record.host.clone(),
+                        plugin: record.name.clone().unwrap_or_default(),
+                        version: record.version.clone().unwrap_or_default(),
+                    });
+            }
+        }
+        self.hosts = registry.hosts.clone();
+        self
     }
 }

@@ -48,7 +48,26 @@ impl Run {
     /// Asserts a one-line `error: …` reason (exit 1) containing `needles`.
     #[track_caller]
     pub fn error(&self, needles: &[&str]) -> &str {
-        let stderr = self.fails(1, needles);
+        self.error_status(1, needles)
+    }
+
+    /// Asserts input refused (exit 2) with a one-line reason containing `needles`.
+    #[track_caller]
+    pub fn bad_input(&self, needles: &[&str]) -> &str {
+        self.error_status(2, needles)
+    }
+
+    /// Asserts the store unavailable (exit 5) with a one-line reason
+    /// containing `needles`.
+    #[track_caller]
+    pub fn unavailable(&self, needles: &[&str]) -> &str {
+        self.error_status(5, needles)
+    }
+
+    /// Asserts a one-line `error: …` reason with exit `code` containing `needles`.
+    #[track_caller]
+    pub fn error_status(&self, code: i32, needles: &[&str]) -> &str {
+        let stderr = self.fails(code, needles);
         assert!(stderr.starts_with("error: "), "{self:#?}");
         assert_eq!(
             stderr.trim_end().lines().count(),

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use mailroom::clock::{ManualClock, SharedClock};
+use mailroom::clock::{Clock, ManualClock, SharedClock};
+use mailroom::message::{MessageId, NewMessage};
 use mailroom::state_machine::Policies;
-use mailroom::store::{Location, OpenOptions, Store};
+use mailroom::store::{Claimed, Location, OpenOptions, Store};
 use tempfile::TempDir;
 
 /// Where the store tests' manual clocks start.
@@ -104,6 +105,47 @@ impl TestLocation {
             .await
             .expect("open the test store")
     }
+}
+
+/// A store on a fresh location, with a manual clock at [`T0`] and the test
+/// [`policies`].
+pub struct Fixture {
+    pub at: TestLocation,
+    pub clock: ManualClock,
+    pub store: Store,
+}
+
+pub async fn fixture(backend: Backend) -> Fixture {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let store = at.open(&clock, &policies()).await;
+    Fixture { at, clock, store }
+}
+
+impl Fixture {
+    /// Another store on the same location: another host.
+    pub async fn open_another(&self) -> Store {
+        self.at.open(&self.clock, &policies()).await
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Enqueues a small JSON message of `event_type`; returns its id.
+pub async fn enqueue(store: &Store, event_type: &str) -> MessageId {
+    store
+        .enqueue(NewMessage::new(event_type, br#"{"n":1}"#.to_vec()))
+        .await
+        .expect("enqueue")
+        .id
+}
+
+/// Claims up to `limit` messages of the types `names` under [`LEASE`].
+pub async fn claim(store: &Store, limit: usize, names: &[&str]) -> Vec<Claimed> {
+    let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+    store.claim(limit, LEASE, &names).await.expect("claim")
 }
 
 /// Generates, for each named `async fn NAME(backend: Backend)`, one test

@@ -70,3 +70,19 @@ export const redriveType = (eventType) =>
   call('/v1/dead-letters/redrive', { method: 'POST', body: { event_type: eventType } });
 export const purge = (id) =>
   call(`/v1/dead-letters/${encodeURIComponent(id)}`, { method: 'DELETE' });
+
+export function messages({ eventType, state, cursor, limit = 50 } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (eventType) query.set('event_type', eventType);
+  if (state) query.set('state', state);
+  if (cursor) query.set('cursor', cursor);
+  return get(`/v1/messages?${query}`);
+}
+
+const typePath = (eventType) => `/v1/event-types/${encodeURIComponent(eventType)}`;
+export const cancel = (id) =>
+  call(`/v1/messages/${encodeURIComponent(id)}`, { method: 'DELETE' });
+export const cancelQueued = (eventType) =>
+  call(`${typePath(eventType)}/messages`, { method: 'DELETE' });
+export const pause = (eventType) => call(`${typePath(eventType)}/pause`, { method: 'POST' });
+export const resume = (eventType) => call(`${typePath(eventType)}/resume`, { method: 'POST' });

@@ -2,7 +2,7 @@
 // dead letter with its payload, with redrive and purge.
 
 import * as api from './api.js';
-import { h, replace, table } from './dom.js';
+import { confirmIn, h, replace, table } from './dom.js';
 import { count, since, when } from './format.js';
 
 export function detailLink(id) {
@@ -91,7 +91,7 @@ function mountDetail(main, params, ctx) {
   // The detail is redrawn only when it changes, so a selection in the
   // payload survives the live update.
   let shown = null;
-  const dialog = h('dialog', { 'aria-labelledby': 'purge-title', class: 'confirm' });
+  const dialog = h('dialog', { id: 'purge', class: 'confirm' });
   main.append(
     h('p', {}, h('a', { href: '#/dead-letters' }, '← All dead letters')),
     h('h1', {}, 'Dead letter ', h('code', { class: 'id' }, id)),
@@ -108,22 +108,15 @@ function mountDetail(main, params, ctx) {
     }
   }
 
-  function confirmPurge() {
-    replace(dialog, h('form', { method: 'dialog' },
-      h('h2', { id: 'purge-title' }, 'Purge this dead letter?'),
-      h('p', {}, 'Message ', h('code', { class: 'id' }, id), ' is deleted for good: it cannot be redriven afterwards.'),
-      h('p', { class: 'actions' },
-        h('button', { type: 'submit', value: 'cancel', autofocus: true }, 'Keep it'),
-        h('button', { type: 'submit', value: 'purge', class: 'danger' }, 'Purge for good'))));
-    dialog.onclose = () => {
-      if (dialog.returnValue === 'purge') {
-        act('Purge', () => api.purge(id), `Purged ${id}: it is gone for good.`);
-      } else {
-        ctx.say('Purge cancelled.');
-      }
-    };
-    dialog.returnValue = '';
-    dialog.showModal();
+  async function confirmPurge() {
+    const purge = await confirmIn(dialog, {
+      title: 'Purge this dead letter?',
+      text: ['Message ', h('code', { class: 'id' }, id), ' is deleted for good: it cannot be redriven afterwards.'],
+      keep: 'Keep it',
+      go: 'Purge for good',
+    });
+    if (purge) act('Purge', () => api.purge(id), `Purged ${id}: it is gone for good.`);
+    else ctx.say('Purge cancelled.');
   }
 
   const view = {

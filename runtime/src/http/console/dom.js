@@ -47,3 +47,22 @@ export function table(caption, headers, rows, attrs = {}) {
       h('thead', {}, h('tr', {}, headers.map((text) => h('th', { scope: 'col' }, text)))),
       h('tbody', {}, rows)));
 }
+
+// Asks in `dialog` (a <dialog> on the page) before something that cannot be
+// undone: `title`, the `text` (children), and two buttons, the safe one
+// focused. Resolves to true when the operator chose `go`.
+export function confirmIn(dialog, { title, text, keep, go }) {
+  const id = `${dialog.id || 'confirm'}-title`;
+  dialog.setAttribute('aria-labelledby', id);
+  replace(dialog, h('form', { method: 'dialog' },
+    h('h2', { id }, title),
+    h('p', {}, text),
+    h('p', { class: 'actions' },
+      h('button', { type: 'submit', value: 'keep', autofocus: true }, keep),
+      h('button', { type: 'submit', value: 'go', class: 'danger' }, go))));
+  dialog.returnValue = '';
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.onclose = () => resolve(dialog.returnValue === 'go');
+  });
+}

@@ -1,6 +1,6 @@
-// One event type: its counts, the plugin serving it, its deliveries per
-// minute and its dead letters. Sections are listed in `sections` so more
-// (such as the type's queued messages) slot in beside them.
+// One event type: its counts, pause or resume, the plugin serving it, its
+// waiting and running messages (with cancel), its deliveries per minute and
+// its dead letters.
 
 import * as api from './api.js';
 import { h, replace } from './dom.js';
@@ -8,10 +8,15 @@ import { count } from './format.js';
 import { rate } from './chart.js';
 import { eventTypes } from './overview.js';
 import { deadLetterTable, redriveAllButton } from './dead_letters.js';
+import { messagesSection, pauseButton } from './queue.js';
 
-function countsSection(row, plugin) {
+function countsSection(row, plugin, ctx, refresh) {
+  const paused = row.counts.paused === true;
   return [
     h('h2', {}, 'Messages'),
+    h('p', { 'data-paused': String(paused) }, paused
+      ? 'Paused: no host claims its messages until it is resumed (enqueues are still accepted). '
+      : 'Running. ', pauseButton(row.name, paused, ctx, refresh)),
     h('dl', { class: 'figures' },
       h('div', { class: 'figure', 'data-figure': 'queued' }, h('dt', {}, 'Queued'), h('dd', {}, count(row.counts.queued))),
       h('div', { class: 'figure', 'data-figure': 'inflight' }, h('dt', {}, 'In flight'), h('dd', {}, count(row.counts.inflight))),
@@ -47,23 +52,26 @@ function deadLettersSection(row, page, ctx, refresh) {
 export function mount(main, params, ctx) {
   const type = params.type;
   const body = h('div');
+  const dialog = h('dialog', { id: 'cancel-all', class: 'confirm' });
   main.append(
     h('p', {}, h('a', { href: '#/' }, '← Overview')),
     h('h1', {}, 'Event type ', h('code', {}, type)),
-    body);
+    body, dialog);
   const view = {
     title: type,
     async refresh() {
-      const [stats, throughput, registry, page] = await Promise.all([
+      const [stats, throughput, registry, page, messages] = await Promise.all([
         api.stats(), api.throughput(), api.plugins(),
         api.deadLetters({ eventType: type, limit: 20 }),
+        api.messages({ eventType: type, limit: 20 }),
       ]);
       const none = new Array(throughput.minutes).fill(0);
       const row = eventTypes(stats, throughput).find((r) => r.name === type)
         ?? { name: type, counts: { queued: 0, inflight: 0, dead: 0 }, handled: none, failed: none };
       const plugin = registry.loaded.find((p) => p.event_types.includes(type));
       const sections = [
-        countsSection(row, plugin),
+        countsSection(row, plugin, ctx, view.refresh),
+        messagesSection(type, row.counts.queued, messages, dialog, ctx, view.refresh),
         throughputSection(row, throughput.minutes),
         deadLettersSection(row, page, ctx, view.refresh),
       ];

@@ -45,8 +45,8 @@ function typesTable(rows, minutes) {
   }
   return table(`Event types (deliveries per minute over the last ${minutes} minutes)`,
     ['Event type', 'Queued', 'In flight', 'Dead', 'Handled', 'Failed'],
-    rows.map((row) => h('tr', { 'data-event-type': row.name },
-      h('th', { scope: 'row' }, typeLink(row.name)),
+    rows.map((row) => h('tr', { 'data-event-type': row.name, 'data-paused': String(row.counts.paused === true) },
+      h('th', { scope: 'row' }, typeLink(row.name), row.counts.paused && h('span', { class: 'badge' }, ' paused')),
       h('td', { class: 'num', 'data-col': 'queued' }, count(row.counts.queued)),
       h('td', { class: 'num', 'data-col': 'inflight' }, count(row.counts.inflight)),
       h('td', { class: 'num', 'data-col': 'dead' },

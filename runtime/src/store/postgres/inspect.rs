@@ -16,9 +16,6 @@ use crate::store::{
     DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, Stats, StoreError, StoredMessage,
 };
 
-const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
-     max_attempts, last_error, last_plugin_digest, octet_length(payload), created_at, dead_at, seq";
-
 /// A page of dead letters after position `$1`, of type `$2` if not NULL,
 /// at most `$3`.
 const PAGE: &str = "SELECT id, event_type, key, source, correlation_id, priority, attempts,
@@ -51,7 +48,15 @@ const COUNTS: [(MessageState, &str); 3] = [
 const DUE: &str = "SELECT count(*), min(available_at) FROM mailroom.messages
     WHERE state = 'queued' AND available_at <= $1";
 
-fn summary(row: &Row, errors: &Errors, policies: &Policies) -> Result<DeadLetter, StoreError> {
+/// The earliest due time of each type's messages due at `$1`.
+const OLDEST_DUE_BY_TYPE: &str = "SELECT event_type, min(available_at) FROM mailroom.messages
+    WHERE state = 'queued' AND available_at <= $1 GROUP BY event_type";
+
+pub(super) fn summary(
+    row: &Row,
+    errors: &Errors,
+    policies: &Policies,
+) -> Result<DeadLetter, StoreError> {
     let event_type: String = row.get(1);
     Ok(DeadLetter {
         id: MessageId(row.get(0)),
@@ -98,27 +103,27 @@ impl PgStore {
     }
 
     pub(crate) async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
+        use super::queue::{LEASE_JOIN, MESSAGE_COLUMNS, PAYLOAD_COLUMN};
         let errors = self.errors();
         let client = self.client().await?;
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT {SUMMARY_COLUMNS}, state, available_at, payload
-                       FROM mailroom.messages WHERE id = $1"
+                    "SELECT {MESSAGE_COLUMNS}, m.payload
+                       FROM mailroom.messages m {LEASE_JOIN} WHERE m.id = $1"
                 ),
                 &[&id.0],
             )
             .await
             .map_err(|e| errors.pg(&e))?
             .ok_or(StoreError::NoSuchMessage { id })?;
-        let state: String = row.get(14);
+        let (m, _) = super::queue::message_summary(&row, errors, &self.inner.policies)?;
         Ok(StoredMessage {
-            summary: summary(&row, errors, &self.inner.policies)?,
-            state: state
-                .parse()
-                .map_err(|e: crate::state_machine::UnknownState| errors.corrupt(e.to_string()))?,
-            available_at: row.get(15),
-            payload: row.get(16),
+            summary: m.summary,
+            state: m.state,
+            available_at: m.available_at,
+            lease: m.lease,
+            payload: row.get(PAYLOAD_COLUMN),
         })
     }
 
@@ -210,14 +215,22 @@ impl PgStore {
             .await
             .map_err(|e| errors.pg(&e))?;
         let oldest: Option<Millis> = due.get(1);
-        let mut stats = Stats::from_rows(
+        let by_type = client
+            .query(OLDEST_DUE_BY_TYPE, &[&now])
+            .await
+            .map_err(|e| errors.pg(&e))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        drop(client);
+        let paused = self.paused().await?;
+        Ok(Stats::from_rows(
             counts,
             &served,
             u64::try_from(due.get::<_, i64>(0)).unwrap_or(0),
             oldest,
             now,
-        );
-        stats.hosts = registry.hosts.clone();
-        Ok(stats)
+        )
+        .with_queues(by_type, &paused, &registry, now))
     }
 }

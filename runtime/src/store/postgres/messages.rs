@@ -46,6 +46,8 @@ const CLAIM: &str = "WITH picked AS (
         CROSS JOIN LATERAL (
             SELECT m.seq, m.priority FROM mailroom.messages m
              WHERE m.state = 'queued' AND m.event_type = t.event_type AND m.available_at <= $2
+               AND NOT EXISTS (SELECT 1 FROM mailroom.paused_event_types p
+                                WHERE p.event_type = t.event_type)
              ORDER BY m.priority DESC, m.seq
              LIMIT $3
              FOR UPDATE SKIP LOCKED
@@ -67,6 +69,8 @@ const NEXT_DUE: &str = "SELECT min(d.available_at) FROM unnest($1::text[]) AS t(
     CROSS JOIN LATERAL (
         SELECT m.available_at FROM mailroom.messages m
          WHERE m.state = 'queued' AND (m.event_type || '') = t.event_type
+           AND NOT EXISTS (SELECT 1 FROM mailroom.paused_event_types p
+                            WHERE p.event_type = t.event_type)
          ORDER BY (m.event_type || ''), m.available_at
          LIMIT 1
     ) d";

@@ -27,6 +27,7 @@
 //! | `schema.rs`       | migrations, and the SQL functions applications call    |
 //! | `messages.rs`     | enqueue, claim, release, settle                        |
 //! | `inspect.rs`      | messages, dead letters, redrive, purge, stats          |
+//! | `queue.rs`        | messages in any state, cancels, paused event types     |
 //! | `hosts.rs`        | host registration, heartbeats, reclaim, plugin registry |
 //! | `listen.rs`       | the `LISTEN` connection that wakes the dispatcher      |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction     |
@@ -37,6 +38,7 @@ mod inspect;
 mod listen;
 mod messages;
 pub mod outbox;
+mod queue;
 mod schema;
 
 use std::sync::Arc;

@@ -166,8 +166,17 @@ END
 $$;
 "#;
 
+/// Paused event types: no host claims their messages until they are
+/// resumed (one row per type, whatever the backlog).
+const PAUSED_TYPES: &str = r#"
+CREATE TABLE mailroom.paused_event_types (
+    event_type text   PRIMARY KEY,
+    paused_at  bigint NOT NULL
+);
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES];
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -29,9 +29,11 @@ pub(super) const TAKE: &str = "UPDATE messages
     RETURNING id, event_type, payload, key, source, correlation_id, priority,
               attempts, max_attempts, created_at, seq";
 
-/// The next due time among queued messages of given types.
+/// The next due time among queued messages of given types, paused ones
+/// left out.
 pub(super) const NEXT_DUE: &str = "SELECT min(available_at) FROM messages
-    WHERE state = 'queued' AND event_type IN (SELECT value FROM json_each(?1))";
+    WHERE state = 'queued' AND event_type IN (SELECT value FROM json_each(?1))
+      AND event_type NOT IN (SELECT event_type FROM paused_event_types)";
 
 impl Mailbox {
     /// Claims up to `limit` due messages whose event type is in
@@ -68,8 +70,16 @@ impl Mailbox {
             // candidates, merged.
             let mut candidates: Vec<(Priority, i64)> = Vec::new();
             let mut select = tx.prepare_cached(CANDIDATES)?;
-            let types: std::collections::BTreeSet<&str> =
+            let mut types: std::collections::BTreeSet<&str> =
                 event_types.iter().map(AsRef::as_ref).collect();
+            // Paused types are not claimed, by any host.
+            let paused = tx
+                .prepare_cached("SELECT event_type FROM paused_event_types")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            for event_type in &paused {
+                types.remove(event_type.as_str());
+            }
             for event_type in types {
                 let rows = select.query_map(
                     params![event_type, now, super::row::sql_int(limit)],

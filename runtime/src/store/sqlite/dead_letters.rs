@@ -12,10 +12,10 @@ use crate::store::dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage, not_dead,
 };
 
-const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
+pub(super) const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
      max_attempts, last_error, last_plugin_digest, length(payload), created_at, dead_at, seq";
 
-fn summary(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
         id: row.get(0)?,
         event_type: row.get(1)?,
@@ -81,15 +81,19 @@ impl Mailbox {
         let found = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS}, state, available_at, payload FROM messages WHERE id = ?1"
+                "SELECT {}, payload FROM messages m {} WHERE m.id = ?1",
+                super::queue::MESSAGE_COLUMNS,
+                super::queue::LEASE_JOIN
             ))
             .and_then(|mut stmt| {
                 stmt.query_row([id], |row| {
+                    let (m, _) = super::queue::message_summary(row)?;
                     Ok(StoredMessage {
-                        summary: summary(row)?,
-                        state: row.get(14)?,
-                        available_at: row.get(15)?,
-                        payload: row.get(16)?,
+                        summary: m.summary,
+                        state: m.state,
+                        available_at: m.available_at,
+                        lease: m.lease,
+                        payload: row.get(super::queue::PAYLOAD_COLUMN)?,
                     })
                 })
                 .optional()

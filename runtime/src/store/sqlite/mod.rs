@@ -21,6 +21,7 @@
 //! | `settle.rs`       | acks (with follow-ups) and failures, in batches     |
 //! | `reclaim.rs`      | expired leases and leases of dead processes         |
 //! | `dead_letters.rs` | list, show, redrive, purge                          |
+//! | `queue.rs`        | messages in any state, cancels, paused event types  |
 //! | `stats.rs`        | counts by state, type and priority                  |
 //! | `registry.rs`     | hosts, and the plugins each has loaded or rejected  |
 //! | `row.rs`          | typed values to and from columns                    |
@@ -34,6 +35,7 @@ mod connection;
 mod dead_letters;
 mod enqueue;
 pub mod outbox;
+mod queue;
 mod reclaim;
 mod registry;
 mod row;

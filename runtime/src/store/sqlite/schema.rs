@@ -137,7 +137,17 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
-const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2)];
+/// Paused event types: no host claims their messages until they are
+/// resumed. A table rather than a flag on messages, so a pause costs one
+/// row whatever the backlog, and applies to messages enqueued later too.
+const PAUSED_TYPES: &str = r#"
+CREATE TABLE IF NOT EXISTS paused_event_types (
+    event_type TEXT    PRIMARY KEY,
+    paused_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+const MIGRATIONS_SLICE: &[M<'static>] = &[M::up(V1), M::up(V2), M::up(PAUSED_TYPES)];
 
 /// Every migration, in order.
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATIONS_SLICE);

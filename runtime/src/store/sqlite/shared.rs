@@ -13,7 +13,8 @@ use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::store::registry::Loaded;
 use crate::store::{
-    Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease, OpenOptions,
+    Cancelled, Claimed, CommitSignal, DeadLetterFilter, MessageFilter, MessagePage, PauseChange,
+    PausedType, DeadLetterPage, Enqueued, Lease, OpenOptions,
     PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage,
 };
 
@@ -181,6 +182,40 @@ impl SqliteStore {
 
     pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
         self.call(|mb| mb.stats()).await
+    }
+
+    pub(crate) async fn messages(&self, filter: MessageFilter) -> Result<MessagePage, StoreError> {
+        self.call(move |mb| mb.messages(&filter)).await
+    }
+
+    pub(crate) async fn cancel_ids(&self, ids: Vec<MessageId>) -> Result<Cancelled, StoreError> {
+        self.call(move |mb| mb.cancel_ids(&ids)).await
+    }
+
+    pub(crate) async fn cancel_queued(
+        &self,
+        event_type: String,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.call(move |mb| mb.cancel_queued(&event_type, limit))
+            .await
+    }
+
+    pub(crate) async fn inflight_of(&self, event_type: String) -> Result<u64, StoreError> {
+        self.call(move |mb| mb.inflight_of(&event_type)).await
+    }
+
+    pub(crate) async fn set_paused(
+        &self,
+        event_type: String,
+        paused: bool,
+    ) -> Result<PauseChange, StoreError> {
+        self.call(move |mb| mb.set_paused(&event_type, paused))
+            .await
+    }
+
+    pub(crate) async fn paused(&self) -> Result<Vec<PausedType>, StoreError> {
+        self.call(|mb| mb.paused()).await
     }
 
     pub(crate) async fn plugin_registry(&self) -> Result<PluginRegistry, StoreError> {

@@ -31,6 +31,11 @@ pub(super) const COUNTS: [(MessageState, &str); 3] = [
     ),
 ];
 
+/// The earliest due time of each type's messages due at `?1`.
+pub(super) const OLDEST_DUE_BY_TYPE: &str =
+    "SELECT event_type, min(available_at) FROM messages INDEXED BY messages_due
+    WHERE state = 'queued' AND available_at <= ?1 GROUP BY event_type";
+
 /// Queued messages due at `?1`, and the earliest due time among them.
 pub(super) const DUE: &str =
     "SELECT count(*), min(available_at) FROM messages INDEXED BY messages_due
@@ -46,7 +51,8 @@ impl Mailbox {
         let now = self.now();
         let registry = self.plugin_registry()?;
         let served = registry.served_event_types();
-        let read = || -> rusqlite::Result<(Vec<CountRow>, i64, Option<Millis>)> {
+        type Read = (Vec<CountRow>, i64, Option<Millis>, Vec<(String, Millis)>);
+        let read = || -> rusqlite::Result<Read> {
             let mut counts = Vec::new();
             for (state, sql) in COUNTS {
                 let mut stmt = self.conn.prepare_cached(sql)?;
@@ -64,17 +70,22 @@ impl Mailbox {
                 .conn
                 .prepare_cached(DUE)?
                 .query_row(params![now], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            Ok((counts, due, oldest_due))
+            let by_type = self
+                .conn
+                .prepare_cached(OLDEST_DUE_BY_TYPE)?
+                .query_map(params![now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((counts, due, oldest_due, by_type))
         };
-        let (counts, due, oldest_due) = read().map_err(|e| self.ctx.err(e))?;
-        let mut stats = Stats::from_rows(
+        let (counts, due, oldest_due, by_type) = read().map_err(|e| self.ctx.err(e))?;
+        let paused = self.paused()?;
+        Ok(Stats::from_rows(
             counts,
             &served,
             u64::try_from(due).unwrap_or(0),
             oldest_due,
             now,
-        );
-        stats.hosts = registry.hosts.clone();
-        Ok(stats)
+        )
+        .with_queues(by_type, &paused, &registry, now))
     }
 }
