@@ -33,6 +33,9 @@ pub const COMPILE_SUBCOMMAND: &str = "compile-plugin";
 /// stderr says why); anything else unexpected is a crash of the compiler.
 pub const COMPILE_EXIT_INVALID: u8 = 3;
 
+/// The most of the compiler's explanation kept in a rejection.
+const MAX_COMPILER_MESSAGE_BYTES: usize = 2048;
+
 /// Where plugins are compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compiler {
@@ -173,17 +176,23 @@ async fn compile_in_child(
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stderr = stderr.trim();
-    if output.status.code() == Some(i32::from(COMPILE_EXIT_INVALID)) {
-        return Err(PluginError::Compile {
-            path: path.to_owned(),
-            reason: stderr.to_owned(),
-        });
+    if stderr.contains("overflowed its stack") {
+        return Err(budget(
+            "compiling overflowed the compiler's stack: a function in it is nested too deeply; simplify it"
+                .to_owned(),
+        ));
     }
     if ran_out_of_memory(&output.status, stderr) {
         return Err(budget(format!(
             "compiling needed more than {} of memory (plugins.compile_memory_mb): a function in it is too large or complex; split it, or raise plugins.compile_memory_mb",
             format_bytes(limits.compile_memory_bytes)
         )));
+    }
+    if output.status.code() == Some(i32::from(COMPILE_EXIT_INVALID)) {
+        return Err(PluginError::Compile {
+            path: path.to_owned(),
+            reason: crate::state_machine::truncate_text(stderr, MAX_COMPILER_MESSAGE_BYTES),
+        });
     }
     Err(budget(format!(
         "the compiler process failed ({}): {}",
@@ -204,8 +213,8 @@ fn ran_out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> bool {
         "failed to spawn thread",
         "Resource temporarily unavailable",
     ];
-    words.iter().any(|w| stderr.contains(w))
-        || matches!(status.signal(), Some(6 | 9 | 11))
+    // SIGKILL: the OOM killer (the host kills a compiler only by dropping it).
+    words.iter().any(|w| stderr.contains(w)) || status.signal() == Some(9)
 }
 
 fn last_line(text: &str) -> &str {
