@@ -131,13 +131,26 @@ fn files_that_are_not_plugins_are_rejected_unread_and_the_host_stays_bounded() {
     host.stop();
 }
 
-#[test]
-fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
+/// A running host compiling a costly plugin without a time limit: the
+/// host, its process id and the compiler's.
+fn host_compiling_a_costly_plugin() -> (TestHost, u32, u32) {
     let host = host_compiling_within("1h");
     host.start();
     let pid = host.pid();
     host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
     let compiler = wait_for_compiler(&host, pid, "costly.wasm");
+    (host, pid, compiler)
+}
+
+fn wait_gone(host: &TestHost, compiler: u32) {
+    host.wait_until("the compiler process to be gone", || {
+        !processes().iter().any(|&(p, _, _)| p == compiler)
+    });
+}
+
+#[test]
+fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
+    let (host, pid, compiler) = host_compiling_a_costly_plugin();
     // Stopped, the compilation never ends (it would take seconds to minutes
     // anyway): whatever loads now loads beside it.
     signal("-STOP", compiler);
@@ -153,9 +166,7 @@ fn a_plugin_slow_to_compile_delays_neither_another_plugin_nor_shutdown() {
 
     // SIGTERM stops the host, and the compilation with it.
     host.stop();
-    host.wait_until("the compiler process to be gone", || {
-        !processes().iter().any(|&(p, _, _)| p == compiler)
-    });
+    wait_gone(&host, compiler);
 }
 
 #[test]
@@ -173,15 +184,9 @@ fn at_start_up_a_plugin_slow_to_compile_does_not_delay_another() {
 
 #[test]
 fn a_host_killed_mid_compile_leaves_no_compiler_running() {
-    let host = host_compiling_within("1h");
-    host.start();
-    let pid = host.pid();
-    host.drop_file("costly.wasm", &hostile::huge_function(2 << 20));
-    let compiler = wait_for_compiler(&host, pid, "costly.wasm");
+    let (host, _, compiler) = host_compiling_a_costly_plugin();
     host.sigkill();
-    host.wait_until("the compiler process to be gone", || {
-        !processes().iter().any(|&(p, _, _)| p == compiler)
-    });
+    wait_gone(&host, compiler);
 }
 
 /// Waits until host `pid` runs a compiler process for plugin `file_name`,
