@@ -63,18 +63,20 @@ impl Loader {
         self
     }
 
-    /// Applies folder events from `events` until the channel closes: up to
+    /// Applies folder events from `events` until the channel closes and what
+    /// they started is done: up to
     /// [`MAX_CONCURRENT_LOADS`] files load at once, so a plugin that is slow
     /// to compile never holds up another; events for one file apply in the
     /// order they came (a replacement then a removal ends removed). Dropping
     /// the future (the host shutting down) stops every load at once.
     pub async fn run(&self, mut events: UnboundedReceiver<FolderEvent>) {
         let mut work = Work::default();
-        loop {
+        let mut open = true;
+        while open || !work.running.is_empty() {
             tokio::select! {
-                event = events.recv() => match event {
+                event = events.recv(), if open => match event {
                     Some(event) => self.submit(&mut work, event),
-                    None => break,
+                    None => open = false,
                 },
                 Some(done) = work.running.join_next(), if !work.running.is_empty() => {
                     self.finished(&mut work, done);
@@ -208,6 +210,12 @@ impl Loader {
             }
         }
         let loaded = self.host.load_async(path).await;
+        if loaded.is_err() && path.symlink_metadata().is_err() {
+            // Gone since it was reported (renamed or deleted at once): a
+            // removal, not a rejection. A dangling link is still there and
+            // is rejected with its reason.
+            return self.unload(path).await;
+        }
         let path_text = path.display().to_string();
         let mut conflict = false;
         let outcome = match loaded {
