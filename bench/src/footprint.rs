@@ -130,6 +130,7 @@ pub fn restart_times(dir: &Path) -> anyhow::Result<(Duration, Duration)> {
         let host = PluginHost::new(HostConfig {
             limits: Default::default(),
             cache_dir: Some(cache.clone()),
+            ..HostConfig::default()
         })?;
         for (component, _) in ROUTABLE {
             host.load(Path::new(component))?;

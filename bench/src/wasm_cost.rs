@@ -17,6 +17,7 @@ pub async fn per_delivery(deliveries: usize, instance_reuse: u32) -> anyhow::Res
     let host = PluginHost::new(HostConfig {
         limits,
         cache_dir: None,
+        ..HostConfig::default()
     })?;
     let plugin = tokio::task::spawn_blocking(move || {
         host.load(std::path::Path::new(

@@ -266,6 +266,7 @@ impl Host {
             let host_config = HostConfig {
                 limits: config.sandbox_limits(),
                 cache_dir: Some(config.cache_dir()),
+                ..HostConfig::default()
             };
             let access = config.plugin_access();
             let observer: Arc<dyn crate::plugin::OutboundObserver> = metrics.clone();
@@ -287,19 +288,8 @@ impl Host {
         .with_metrics(metrics.clone());
 
         // Watch before the first scan, so a file landing in between is not missed.
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let watcher = watcher::watch(&plugin_dir, watcher::DEFAULT_DEBOUNCE, events_tx)?;
-        loader.scan().await;
-        let watching = Arc::new(AtomicBool::new(true));
-        let folder = tokio::spawn({
-            let watching = watching.clone();
-            async move {
-                while let Some(event) = events.recv().await {
-                    loader.apply(event).await;
-                }
-                watching.store(false, Ordering::Relaxed);
-            }
-        });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let commits = store.commit_signal().await;
@@ -316,6 +306,17 @@ impl Host {
             max_emit_bytes: config.plugins.max_emit_bytes,
         };
         let dispatcher = tokio::spawn(dispatcher.run());
+        // The dispatcher runs while the folder is scanned: a plugin serves as
+        // soon as it loads, whatever others still compile.
+        loader.scan().await;
+        let watching = Arc::new(AtomicBool::new(true));
+        let folder = tokio::spawn({
+            let watching = watching.clone();
+            async move {
+                loader.run(events).await;
+                watching.store(false, Ordering::Relaxed);
+            }
+        });
         tracing::info!(
             store = %location,
             plugins = %plugin_dir.display(),

@@ -11,24 +11,50 @@ use std::sync::{Arc, RwLock};
 
 use crate::plugin::Plugin;
 
-/// Why a plugin could not be routed.
+/// Why a plugin could not be routed: every event type of it another file
+/// already serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "event type `{event_type}` is already handled by plugin `{owner_name}` ({owner_path}); \
-     plugin `{plugin_name}` ({plugin_path}) was refused: remove one of the two files, or \
-     drop the event type from one of them"
+    "plugin `{plugin_name}` ({}) was refused: {}; remove one of the files, or drop \
+     the event types from `Plugin::EVENT_TYPES` of one of the plugins (it is loaded again \
+     once the other plugin is gone)",
+    plugin_path.display(),
+    owned_by(taken)
 )]
 pub struct RouteConflict {
+    /// Each contested event type and the plugin that keeps serving it.
+    pub taken: Vec<TakenType>,
+    /// The refused plugin.
+    pub plugin_name: String,
+    /// Its file.
+    pub plugin_path: PathBuf,
+}
+
+/// An event type a refused plugin declared that another plugin serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenType {
     /// The contested event type.
     pub event_type: String,
     /// The plugin that keeps serving it.
     pub owner_name: String,
     /// Its file.
     pub owner_path: PathBuf,
-    /// The refused plugin.
-    pub plugin_name: String,
-    /// Its file.
-    pub plugin_path: PathBuf,
+}
+
+/// "event type `a` is already handled by plugin `p` (path), `b` by …"
+fn owned_by(taken: &[TakenType]) -> String {
+    taken
+        .iter()
+        .map(|t| {
+            format!(
+                "event type `{}` is already handled by plugin `{}` ({})",
+                t.event_type,
+                t.owner_name,
+                t.owner_path.display()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What routing a plugin changed.
@@ -71,22 +97,31 @@ impl Routes {
     pub fn insert(&self, plugin: Plugin) -> Result<Routed, RouteConflict> {
         let mut table = self.write();
         let path = plugin.path().to_owned();
-        for event_type in plugin.event_types() {
-            if let Some(owner_path) = table.by_event_type.get(event_type)
-                && *owner_path != path
-            {
-                let owner = &table.by_path[owner_path];
-                return Err(RouteConflict {
+        let taken: Vec<TakenType> = plugin
+            .event_types()
+            .iter()
+            .filter_map(|event_type| {
+                let owner_path = table.by_event_type.get(event_type)?;
+                (*owner_path != path).then(|| TakenType {
                     event_type: event_type.clone(),
-                    owner_name: owner.name().to_owned(),
+                    owner_name: table.by_path[owner_path].name().to_owned(),
                     owner_path: owner_path.clone(),
-                    plugin_name: plugin.name().to_owned(),
-                    plugin_path: path,
-                });
-            }
+                })
+            })
+            .collect();
+        if !taken.is_empty() {
+            return Err(RouteConflict {
+                taken,
+                plugin_name: plugin.name().to_owned(),
+                plugin_path: path,
+            });
         }
         let previous = table.by_path.remove(&path);
-        table.by_event_type.retain(|_, owner| *owner != path);
+        // Only this file's own types: the cost follows the plugin's (capped)
+        // declarations, not the size of the table.
+        for event_type in previous.iter().flat_map(|old| old.event_types()) {
+            table.by_event_type.remove(event_type);
+        }
         for event_type in plugin.event_types() {
             table.by_event_type.insert(event_type.clone(), path.clone());
         }
@@ -103,7 +138,9 @@ impl Routes {
     pub fn remove(&self, path: &Path) -> Option<Plugin> {
         let mut table = self.write();
         let removed = table.by_path.remove(path)?;
-        table.by_event_type.retain(|_, owner| owner != path);
+        for event_type in removed.event_types() {
+            table.by_event_type.remove(event_type);
+        }
         Some(removed)
     }
 

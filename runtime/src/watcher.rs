@@ -122,7 +122,9 @@ fn translate(result: DebounceEventResult) -> Vec<FolderEvent> {
     paths
         .into_iter()
         .map(|p| {
-            if p.is_file() {
+            // Whatever is there now (a FIFO or a device too) is the loader's
+            // to judge, so it can say why it refuses it.
+            if p.symlink_metadata().is_ok() {
                 FolderEvent::Changed(p)
             } else {
                 FolderEvent::Removed(p)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mailroom::message::{MessageId, Priority};
 use mailroom::plugin::{
-    Delivery, HostConfig, Outcome, Plugin, PluginError, PluginHost, SandboxLimits,
+    Compiler, Delivery, HostConfig, Outcome, Plugin, PluginError, PluginHost, SandboxLimits,
 };
 use mailroom_test_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -41,6 +41,7 @@ fn host_with(limits: SandboxLimits) -> PluginHost {
     PluginHost::new(HostConfig {
         limits,
         cache_dir: Some(shared_cache()),
+        ..HostConfig::default()
     })
     .expect("host starts")
 }
@@ -578,6 +579,7 @@ async fn a_restart_loads_compiled_code_from_the_cache_without_compiling() {
     let config = || HostConfig {
         limits: limits(),
         cache_dir: Some(dir.path().join("cache")),
+        ..HostConfig::default()
     };
     let first = PluginHost::new(config()).expect("host");
     let plugin = load(&first, artifacts::ORDER_VALIDATOR).await;
@@ -608,6 +610,7 @@ async fn a_corrupt_cache_entry_is_recompiled() {
     let config = || HostConfig {
         limits: limits(),
         cache_dir: Some(dir.path().to_owned()),
+        ..HostConfig::default()
     };
     let host = PluginHost::new(config()).expect("host");
     drop(load(&host, artifacts::ORDER_VALIDATOR).await);
@@ -938,4 +941,165 @@ async fn instance_reuse_serves_several_deliveries_and_a_trap_discards_the_instan
         3,
         "the trapped instance is not reused"
     );
+}
+
+/// A host that compiles in a child process, the built `mailroom` binary,
+/// as `mailroom run` does.
+fn compiling_host(limits: SandboxLimits) -> PluginHost {
+    PluginHost::new(HostConfig {
+        limits,
+        cache_dir: None,
+        compiler: Compiler::Child {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_mailroom")),
+        },
+    })
+    .expect("host starts")
+}
+
+#[tokio::test]
+async fn a_plugin_compiled_in_a_child_process_serves() {
+    let host = compiling_host(limits());
+    let plugin = host
+        .load_async(Path::new(artifacts::ORDER_VALIDATOR))
+        .await
+        .expect("loads");
+    assert!(!plugin.loaded_from_cache());
+    assert_serves(&plugin).await;
+}
+
+/// A component whose compilation takes many seconds and most of a GiB.
+fn costly_component(dir: &Path) -> PathBuf {
+    let path = dir.join("costly.wasm");
+    std::fs::write(&path, artifacts::hostile::huge_function(2 << 20)).expect("write");
+    path
+}
+
+/// Loads the costly component with `limits` in a child process: refused
+/// for its budget, with `words` in the reason. Returns the host.
+async fn assert_refused_for_its_compile_budget(limits: SandboxLimits, words: &str) -> PluginHost {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let costly = costly_component(dir.path());
+    let host = compiling_host(limits);
+    let err = host.load_async(&costly).await.expect_err("refused");
+    assert!(matches!(err, PluginError::CompileBudget { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(words), "{text}");
+    host
+}
+
+#[tokio::test]
+async fn compiling_past_the_time_budget_is_refused_naming_it() {
+    let _ = assert_refused_for_its_compile_budget(
+        SandboxLimits {
+            compile_timeout: Duration::from_millis(300),
+            ..limits()
+        },
+        "took longer than 300ms (plugins.compile_timeout)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn compiling_past_the_memory_budget_is_refused_naming_it() {
+    let host = assert_refused_for_its_compile_budget(
+        SandboxLimits {
+            compile_memory_bytes: 256 << 20,
+            compile_timeout: Duration::from_secs(600),
+            ..limits()
+        },
+        "needed more than 256 MiB of memory (plugins.compile_memory_mb)",
+    )
+    .await;
+    // An ordinary plugin compiles well within the same budget.
+    let plugin = host
+        .load_async(Path::new(artifacts::ORDER_VALIDATOR))
+        .await
+        .expect("loads");
+    assert_serves(&plugin).await;
+}
+
+#[tokio::test]
+async fn an_invalid_component_compiled_in_a_child_is_named_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(artifacts::ORDER_VALIDATOR).expect("read");
+    let half = dir.path().join("half.wasm");
+    std::fs::write(&half, &bytes[..bytes.len() / 2]).expect("write");
+    let err = compiling_host(limits())
+        .load_async(&half)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, PluginError::Compile { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_memory_minimum_over_the_cap_is_refused_for_that_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big-memory.wasm");
+    // 32 MiB to start, over the 16 MiB test cap.
+    std::fs::write(&path, artifacts::hostile::memory_minimum(512)).expect("write");
+    let err = try_load(&host(), &path).await.expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, PluginError::MemoryOverCap { .. }), "{text}");
+    assert!(
+        text.contains("asks for 32 MiB of memory at start")
+            && text.contains("16 MiB memory cap")
+            && !text.contains("not a valid")
+            && !text.contains("truncated"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn only_regular_files_within_the_size_cap_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 4 GiB sparse file with a component header: refused unread.
+    let sparse = dir.path().join("sparse.wasm");
+    {
+        let mut file = std::fs::File::create(&sparse).expect("create");
+        file.write_all(b"\0asm\x0d\0\x01\0").expect("header");
+        file.set_len(4 << 30).expect("sparse");
+    }
+    let zero = dir.path().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    let fifo = dir.path().join("fifo.wasm");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+    let host = host();
+    let before = rss_bytes();
+    let err = try_load(&host, &sparse).await.expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("is 4 GiB, over the 50 MiB limit on plugin files"),
+        "{err}"
+    );
+    for (path, kind) in [(&zero, "a character device"), (&fifo, "a FIFO")] {
+        // A FIFO with no writer would block a reader for good: bound the wait.
+        let err = tokio::time::timeout(Duration::from_secs(60), try_load(&host, path))
+            .await
+            .expect("the load does not block")
+            .expect_err("refused");
+        assert!(matches!(err, PluginError::NotRegularFile { .. }), "{err:?}");
+        assert!(err.to_string().contains(kind), "{err}");
+    }
+    assert!(
+        rss_bytes() < before + (64 << 20),
+        "no file was read into memory"
+    );
+    assert_serves(&load(&host, artifacts::ORDER_VALIDATOR).await).await;
+}
+
+#[tokio::test]
+async fn a_plugin_declaring_too_many_event_types_is_refused() {
+    let err = try_load(&host(), artifacts::MANY_TYPES)
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("names 50000 event types, over the limit of 1000 per plugin (plugins.max_event_types)"),
+        "{text}"
+    );
+    assert!(text.contains("Plugin::EVENT_TYPES"), "{text}");
 }

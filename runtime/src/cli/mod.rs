@@ -19,6 +19,7 @@
 //! is a stable interface for scripts (see DESIGN.md, "Interfaces").
 
 mod check;
+mod compile_plugin;
 mod dlq;
 mod enqueue;
 pub mod failure;
@@ -136,6 +137,9 @@ pub enum Command {
     /// run, watch.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The child process a host compiles a plugin in.
+    #[command(name = "compile-plugin", hide = true)]
+    CompilePlugin(compile_plugin::CompilePluginArgs),
 }
 
 /// An exit status other than 0 (success) and 1 (an `error:` line), for
@@ -197,6 +201,10 @@ fn wants_json(matches: &clap::ArgMatches) -> bool {
 /// Whatever went wrong, with context naming what to do; the caller prints it
 /// as one `error:` line and exits non-zero.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
+    // Before the configuration: the child compiles whatever the host's is.
+    if let Command::CompilePlugin(args) = &cli.command {
+        return compile_plugin::execute(args);
+    }
     let mut overrides = Overrides {
         config: cli.global.config,
         store_path: cli.global.db,
@@ -221,7 +229,9 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async {
                 match command {
-                    Command::Run(_) | Command::Plugin(_) => unreachable!("handled above"),
+                    Command::Run(_) | Command::Plugin(_) | Command::CompilePlugin(_) => {
+                        unreachable!("handled above")
+                    }
                     Command::Enqueue(args) => enqueue::execute(&config, args).await,
                     Command::Stats(args) => stats::execute(&config, &args).await,
                     Command::Dlq(command) => dlq::execute(&config, command).await,

@@ -106,6 +106,10 @@ pub(super) fn decode(
                 POSITIVE_NUMBER,
                 d.http_max_concurrent_requests,
             ),
+            max_file_mb: s.get("max_file_mb", WHOLE_NUMBER, d.max_file_mb),
+            compile_timeout: s.duration("compile_timeout", d.compile_timeout),
+            compile_memory_mb: s.get("compile_memory_mb", WHOLE_NUMBER, d.compile_memory_mb),
+            max_event_types: s.get("max_event_types", WHOLE_NUMBER, d.max_event_types),
         };
         s.finish();
         plugins

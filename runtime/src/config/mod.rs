@@ -174,6 +174,15 @@ pub struct PluginsConfig {
     pub http_max_response_kb: u64,
     /// Outbound requests one delivery may have open at once. Default 4.
     pub http_max_concurrent_requests: u32,
+    /// The largest plugin file the host reads, in MiB. Default 50.
+    pub max_file_mb: u64,
+    /// How long compiling one plugin may take. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub compile_timeout: Duration,
+    /// The memory compiling one plugin may use, in MiB. Default 1024.
+    pub compile_memory_mb: u64,
+    /// Event types one plugin may declare. Default 1000.
+    pub max_event_types: u32,
 }
 
 impl Default for PluginsConfig {
@@ -192,6 +201,10 @@ impl Default for PluginsConfig {
             http_connect_timeout: limits.http_connect_timeout,
             http_max_response_kb: limits.http_max_response_bytes / 1024,
             http_max_concurrent_requests: limits.http_max_concurrent_requests,
+            max_file_mb: limits.max_file_bytes / MIB,
+            compile_timeout: limits.compile_timeout,
+            compile_memory_mb: limits.compile_memory_bytes / MIB,
+            max_event_types: limits.max_event_types,
         }
     }
 }
@@ -505,6 +518,10 @@ impl Config {
             http_connect_timeout: self.plugins.http_connect_timeout,
             http_max_response_bytes: self.plugins.http_max_response_kb.saturating_mul(1024),
             http_max_concurrent_requests: self.plugins.http_max_concurrent_requests,
+            max_file_bytes: self.plugins.max_file_mb.saturating_mul(MIB),
+            compile_timeout: self.plugins.compile_timeout,
+            compile_memory_bytes: self.plugins.compile_memory_mb.saturating_mul(MIB),
+            max_event_types: self.plugins.max_event_types,
             // Every concurrent delivery needs an instance slot, and the
             // watcher's load-time `info` calls need a few more; the default
             // pool already covers ordinary concurrency.

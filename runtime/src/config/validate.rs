@@ -84,6 +84,21 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
         || "is 0: allow at least 1 (producer events may then emit, their follow-ups may not)".into(),
     );
 
+    check.that(c.plugins.max_file_mb >= 1, "plugins.max_file_mb", || {
+        "is 0: allow at least 1 MiB (a plugin built with mailroom-sdk is a few hundred KiB)".into()
+    });
+    check.that(!c.plugins.compile_timeout.is_zero(), "plugins.compile_timeout", || {
+        "is 0: compiling a plugin needs some time, e.g. \"60s\"".into()
+    });
+    check.that(c.plugins.compile_memory_mb >= 64, "plugins.compile_memory_mb", || {
+        format!(
+            "is {}: allow at least 64 (MiB; compiling even a small plugin needs tens of MiB)",
+            c.plugins.compile_memory_mb
+        )
+    });
+    check.that(c.plugins.max_event_types >= 1, "plugins.max_event_types", || {
+        "is 0: a plugin handles at least one event type".into()
+    });
     check.that(
         c.plugins.http_max_concurrent_requests >= 1,
         "plugins.http_max_concurrent_requests",

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::sandbox::format_bytes;
+
 /// A host that could not be set up, or a plugin file that was rejected. Each
 /// message names the file and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,33 @@ pub enum PluginError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The plugin file is not a regular file (a FIFO, a device, a socket, a
+    /// folder, or a link to one): it is never read.
+    #[error(
+        "plugin {} is {kind}, not a regular file: the host reads only regular files; replace it with the built `.wasm` file",
+        path.display()
+    )]
+    NotRegularFile {
+        /// The plugin file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The plugin file is larger than `plugins.max_file_mb`.
+    #[error(
+        "plugin {} is {}, over the {} limit on plugin files: it was not read; check that it is the right file, or raise plugins.max_file_mb",
+        path.display(),
+        size.map_or_else(|| "growing while read".to_owned(), format_bytes),
+        format_bytes(*max_bytes)
+    )]
+    TooLarge {
+        /// The plugin file.
+        path: PathBuf,
+        /// Its size, when known (`None`: it grew past the limit while read).
+        size: Option<u64>,
+        /// The limit.
+        max_bytes: u64,
     },
     /// The plugin file is empty.
     #[error(
@@ -81,6 +110,31 @@ pub enum PluginError {
         path: PathBuf,
         /// The missing export or unsatisfied import.
         reason: String,
+    },
+    /// Compiling the component went past its time or memory budget
+    /// (`plugins.compile_timeout`, `plugins.compile_memory_mb`).
+    #[error("plugin {} could not be compiled: {reason}", path.display())]
+    CompileBudget {
+        /// The plugin file.
+        path: PathBuf,
+        /// Which budget, and how to change it.
+        reason: String,
+    },
+    /// A linear memory of the component starts larger than the memory cap
+    /// (`plugins.memory_limit_mb`): no instance of it could ever be created.
+    #[error(
+        "plugin {} asks for {} of memory at start (its memory's minimum size), over the {} memory cap of a plugin instance: build it with a smaller initial memory, or raise plugins.memory_limit_mb",
+        path.display(),
+        format_bytes(*minimum_bytes),
+        format_bytes(*cap_bytes)
+    )]
+    MemoryOverCap {
+        /// The plugin file.
+        path: PathBuf,
+        /// The memory's minimum size.
+        minimum_bytes: u64,
+        /// The cap.
+        cap_bytes: u64,
     },
     /// The component could not be instantiated (for example its initial memory
     /// is larger than the memory cap).
@@ -142,14 +196,19 @@ fn numbered(problems: &[PluginError]) -> String {
 
 impl PluginError {
     /// A short, stable name of the kind of problem, for scripts
-    /// (`mailroom plugin check --json`): `read`, `empty`, `not-wasm`,
-    /// `not-a-component`, `compile`, `wrong-world`, `instantiate`,
+    /// (`mailroom plugin check --json`): `read`, `not-a-file`, `too-large`,
+    /// `empty`, `not-wasm`,
+    /// `not-a-component`, `compile`, `compile-budget`, `memory-over-cap`, `wrong-world`, `instantiate`,
     /// `info-trapped`, `invalid-info`, `several`, `engine`, `cache-dir`.
     pub fn kind(&self) -> &'static str {
         match self {
             PluginError::Engine { .. } => "engine",
             PluginError::CacheDir { .. } => "cache-dir",
             PluginError::Read { .. } => "read",
+            PluginError::NotRegularFile { .. } => "not-a-file",
+            PluginError::TooLarge { .. } => "too-large",
+            PluginError::CompileBudget { .. } => "compile-budget",
+            PluginError::MemoryOverCap { .. } => "memory-over-cap",
             PluginError::Empty { .. } => "empty",
             PluginError::NotWasm { .. } => "not-wasm",
             PluginError::NotAComponent { .. } => "not-a-component",

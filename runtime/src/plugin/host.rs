@@ -14,6 +14,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::access::{AccessByPlugin, AccessTable};
 use super::bindings::Handler;
 use super::cache::CodeCache;
+use super::compile::Compiler;
 use super::epoch::EpochTicker;
 use super::error::PluginError;
 use super::inspect;
@@ -31,6 +32,10 @@ pub struct HostConfig {
     /// Keep it outside the plugin folder, writable only by the host: the host
     /// loads code from it. `None` compiles every plugin on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Where plugins are compiled: by default in a child process within the
+    /// compile budget of `limits` when this is the `mailroom` binary, else
+    /// in this process.
+    pub compiler: Compiler,
 }
 
 /// The wasm host: loads plugins and runs them in the sandbox. Cheap to clone;
@@ -55,6 +60,7 @@ pub(crate) struct HostInner {
     pub(crate) linker: Linker<StoreState>,
     pub(crate) limits: SandboxLimits,
     pub(crate) cache: Option<CodeCache>,
+    pub(crate) compiler: Compiler,
     /// Instances running at once (deliveries and `info` calls): the pool is
     /// sized for this many, and a call waits for a permit before it starts.
     pub(crate) running: Arc<Semaphore>,
@@ -95,7 +101,11 @@ impl PluginHost {
         access: AccessByPlugin,
         outbound_observer: Option<Arc<dyn OutboundObserver>>,
     ) -> Result<Self, PluginError> {
-        let HostConfig { limits, cache_dir } = config;
+        let HostConfig {
+            limits,
+            cache_dir,
+            compiler,
+        } = config;
         let engine = new_engine(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
@@ -122,6 +132,7 @@ impl PluginHost {
                 linker,
                 limits,
                 cache,
+                compiler,
                 running: Arc::new(Semaphore::new(permits)),
                 warm: AtomicU32::new(0),
                 access: AccessTable::new(access),
@@ -130,8 +141,9 @@ impl PluginHost {
         })
     }
 
-    /// Loads a plugin: reads the file, checks it is a component, compiles it
-    /// (or loads it from the cache), checks it against the `handler` world,
+    /// Loads a plugin: reads the file (only a regular file, within
+    /// `limits.max_file_bytes`), checks it is a component, compiles it (or
+    /// loads it from the cache; see [`HostConfig::compiler`]), checks it against the `handler` world,
     /// pre-instantiates it and asks it for its info (under the same limits
     /// as a delivery).
     ///
@@ -145,16 +157,22 @@ impl PluginHost {
     /// `info` call that fails, or info that breaks the rules;
     /// [`PluginError::Several`] when more than one is wrong.
     pub fn load(&self, path: &Path) -> Result<Plugin, PluginError> {
-        self.check(path).map_err(|mut problems| {
-            if problems.len() == 1 {
-                problems.remove(0)
-            } else {
-                PluginError::Several {
-                    path: path.to_owned(),
-                    problems,
-                }
-            }
-        })
+        self.check(path)
+            .map_err(|problems| one_error(path, problems))
+    }
+
+    /// Does what [`load`](Self::load) does without blocking: the file is
+    /// read and checked on blocking threads and compiled in a child process
+    /// (with [`Compiler::Child`]), so dropping the future (a host shutting
+    /// down) stops the load at once and kills the compilation.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub async fn load_async(&self, path: &Path) -> Result<Plugin, PluginError> {
+        inspect::inspect_async(&self.inner, path)
+            .await
+            .map_err(|problems| one_error(path, problems))
     }
 
     /// Does what [`load`](Self::load) does, but on a file with problems
@@ -181,6 +199,18 @@ impl PluginHost {
     /// The limits plugin calls run under.
     pub fn limits(&self) -> &SandboxLimits {
         &self.inner.limits
+    }
+}
+
+/// The one error for a file: its problem, or [`PluginError::Several`].
+fn one_error(path: &Path, mut problems: Vec<PluginError>) -> PluginError {
+    if problems.len() == 1 {
+        problems.remove(0)
+    } else {
+        PluginError::Several {
+            path: path.to_owned(),
+            problems,
+        }
     }
 }
 

@@ -20,29 +20,109 @@ use wasmtime::component::{Component, Linker, ResourceType, Val};
 use crate::message::validate_event_type;
 
 use super::bindings::{HandlerPre, PluginInfo};
+use super::compile;
 use super::error::PluginError;
 use super::host::HostInner;
 use super::invoke::{self, Instance};
 use super::loaded::{Checked, Plugin};
+use super::plugin_file;
 use super::sandbox::MAX_INFO_FIELD_BYTES;
 use super::store::{self, StoreState};
 
 /// Checks the plugin at `path` and returns it loaded, or every problem found;
-/// see [`PluginHost::check`](super::PluginHost::check).
+/// see [`PluginHost::check`](super::PluginHost::check). Blocking.
 pub(crate) fn inspect(host: &Arc<HostInner>, path: &Path) -> Result<Plugin, Vec<PluginError>> {
     let span = tracing::info_span!("plugin.load", path = %path.display());
     let _entered = span.enter();
-    let bytes = std::fs::read(path).map_err(|source| {
-        vec![PluginError::Read {
-            path: path.to_owned(),
-            source,
-        }]
-    })?;
-    check_header(path, &bytes).map_err(|e| vec![e])?;
-    let sha256_hex = hex(&Sha256::digest(&bytes));
-    let (component, from_cache) = compile(host, path, &bytes, &sha256_hex).map_err(|e| vec![e])?;
-    drop(bytes);
+    let read = prepare(host, path)?;
+    let compiled = match read.cached {
+        Some(component) => (component, true),
+        None => {
+            let bytes = read.bytes;
+            let component = wasmtime_wasi::runtime::in_tokio(compile::compile(
+                &host.compiler,
+                &host.engine,
+                &host.limits,
+                path,
+                bytes,
+            ))
+            .map_err(|e| vec![e])?;
+            (component, false)
+        }
+    };
+    finish(host, path, &read.sha256_hex, compiled)
+}
 
+/// As [`inspect`], without blocking the async runtime: the file is read and
+/// the plugin checked on blocking threads, and compiled in a child process
+/// (see `compile`), so dropping the future kills the compilation.
+pub(crate) async fn inspect_async(
+    host: &Arc<HostInner>,
+    path: &Path,
+) -> Result<Plugin, Vec<PluginError>> {
+    let read = {
+        let (host, path) = (host.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || prepare(&host, &path))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+    };
+    let compiled = match read.cached {
+        Some(component) => (component, true),
+        None => {
+            let component =
+                compile::compile(&host.compiler, &host.engine, &host.limits, path, read.bytes)
+                    .await
+                    .map_err(|e| vec![e])?;
+            (component, false)
+        }
+    };
+    let (host, path, sha256_hex) = (host.clone(), path.to_owned(), read.sha256_hex);
+    tokio::task::spawn_blocking(move || {
+        let span = tracing::info_span!("plugin.load", path = %path.display());
+        let _entered = span.enter();
+        finish(&host, &path, &sha256_hex, compiled)
+    })
+    .await
+    .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
+
+/// A plugin file read and checked up to compilation.
+struct Read {
+    bytes: Vec<u8>,
+    sha256_hex: String,
+    /// Its compiled code, when the cache has it.
+    cached: Option<Component>,
+}
+
+/// Reads the file (only a regular file, within the size cap), checks its
+/// header and memory declarations, and looks it up in the cache.
+fn prepare(host: &HostInner, path: &Path) -> Result<Read, Vec<PluginError>> {
+    let bytes = plugin_file::read(path, host.limits.max_file_bytes).map_err(|e| vec![e])?;
+    check_header(path, &bytes).map_err(|e| vec![e])?;
+    check_memories(path, &bytes, host.limits.memory_bytes).map_err(|e| vec![e])?;
+    let sha256_hex = hex(&Sha256::digest(&bytes));
+    let cached = host
+        .cache
+        .as_ref()
+        .and_then(|cache| cache.get(&host.engine, &sha256_hex));
+    Ok(Read {
+        bytes,
+        sha256_hex,
+        cached,
+    })
+}
+
+/// Checks a compiled component against the world and its info against the
+/// rules: every problem found.
+fn finish(
+    host: &Arc<HostInner>,
+    path: &Path,
+    sha256_hex: &str,
+    (component, from_cache): (Component, bool),
+) -> Result<Plugin, Vec<PluginError>> {
+    if !from_cache && let Some(cache) = &host.cache {
+        cache.put(&component, sha256_hex);
+    }
     let (mut problems, stubbed) = check_imports(host, path, &component).map_err(|e| vec![e])?;
     let linker = match &stubbed {
         _ if problems.is_empty() => &host.linker,
@@ -64,7 +144,7 @@ pub(crate) fn inspect(host: &Arc<HostInner>, path: &Path) -> Result<Plugin, Vec<
             return Err(problems);
         }
     };
-    let valid = validate_info(path, info);
+    let valid = validate_info(path, info, host.limits.max_event_types);
     let (name, version, event_types) = match valid {
         Ok(valid) if problems.is_empty() => valid,
         Ok(_) => return Err(problems),
@@ -89,10 +169,41 @@ pub(crate) fn inspect(host: &Arc<HostInner>, path: &Path) -> Result<Plugin, Vec<
             name,
             version,
             event_types,
-            digest: digest_label(&sha256_hex),
+            digest: digest_label(sha256_hex),
             from_cache,
         },
     ))
+}
+
+/// Refuses a component one of whose linear memories starts larger than the
+/// memory cap: no instance of it could ever be created. Checked before
+/// compiling, so the refusal names the real cause (the engine would refuse
+/// it too, in words that read like a corrupt file). A file that does not
+/// parse is left to the compiler, which says where it is broken.
+fn check_memories(path: &Path, bytes: &[u8], cap_bytes: u64) -> Result<(), PluginError> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        let wasmparser::Payload::MemorySection(memories) = payload else {
+            continue;
+        };
+        for memory in memories {
+            let Ok(memory) = memory else {
+                return Ok(());
+            };
+            let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+            let minimum_bytes = memory.initial.saturating_mul(page);
+            if minimum_bytes > cap_bytes {
+                return Err(PluginError::MemoryOverCap {
+                    path: path.to_owned(),
+                    minimum_bytes,
+                    cap_bytes,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rejects what is plainly not a component before the compiler sees it, so
@@ -117,33 +228,6 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
         });
     }
     Ok(())
-}
-
-/// The compiled component, from the cache when it has it; returns whether
-/// it came from the cache.
-fn compile(
-    host: &HostInner,
-    path: &Path,
-    bytes: &[u8],
-    sha256_hex: &str,
-) -> Result<(Component, bool), PluginError> {
-    if let Some(component) = host
-        .cache
-        .as_ref()
-        .and_then(|cache| cache.get(&host.engine, sha256_hex))
-    {
-        return Ok((component, true));
-    }
-    let started = std::time::Instant::now();
-    let component = Component::new(&host.engine, bytes).map_err(|e| PluginError::Compile {
-        path: path.to_owned(),
-        reason: format!("{e:#}"),
-    })?;
-    tracing::debug!(elapsed = ?started.elapsed(), "compiled");
-    if let Some(cache) = &host.cache {
-        cache.put(&component, sha256_hex);
-    }
-    Ok((component, false))
 }
 
 /// One problem per import the host does not offer (an interface of a newer
@@ -304,12 +388,13 @@ async fn call_info(
 }
 
 /// Checks what `info` returned: a name, a version, and at least one valid
-/// event type (duplicates are dropped). Every broken rule is a problem.
+/// event type (duplicates are dropped), at most `max_event_types` of them. Every broken rule is a problem.
 /// mailroom-sdk checks the same rules when a plugin compiles
 /// (`sdk/src/checks.rs`): keep the two in step.
 fn validate_info(
     path: &Path,
     info: PluginInfo,
+    max_event_types: u32,
 ) -> Result<(String, String, Vec<String>), Vec<PluginError>> {
     let invalid = |reason: String| PluginError::InvalidInfo {
         path: path.to_owned(),
@@ -335,6 +420,15 @@ fn validate_info(
         problems.push(invalid(
             "it names no event types: it must handle at least one".into(),
         ));
+    }
+    if info.event_types.len() > usize::try_from(max_event_types).unwrap_or(usize::MAX) {
+        // Each would be checked, routed and claimed by: refused whole.
+        problems.push(invalid(format!(
+            "it names {} event types, over the limit of {max_event_types} per plugin \
+             (plugins.max_event_types): split it into several plugins",
+            info.event_types.len()
+        )));
+        return Err(problems);
     }
     let mut event_types: Vec<String> = Vec::with_capacity(info.event_types.len());
     for event_type in info.event_types {
@@ -392,7 +486,7 @@ mod tests {
     fn info_rules() {
         let path = Path::new("p.wasm");
         let (name, _, types) =
-            validate_info(path, info(" shop ", &["a.b", "a.b", "c"])).expect("valid");
+            validate_info(path, info(" shop ", &["a.b", "a.b", "c"]), 1000).expect("valid");
         assert_eq!(name, "shop");
         assert_eq!(types, ["a.b", "c"]);
         for (bad, words) in [
@@ -400,7 +494,7 @@ mod tests {
             (info("x", &[]), "no event types"),
             (info("x", &["ok", "not ok"]), "invalid event type"),
         ] {
-            let problems = validate_info(path, bad).expect_err("invalid");
+            let problems = validate_info(path, bad, 1000).expect_err("invalid");
             assert_eq!(problems.len(), 1, "{problems:?}");
             let err = problems[0].to_string();
             assert!(err.contains(words), "{err}");
@@ -417,6 +511,7 @@ mod tests {
                 version: "x".repeat(300),
                 event_types: vec!["has space".into(), String::new(), "ok".into()],
             },
+            1000,
         )
         .expect_err("invalid");
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -425,6 +520,45 @@ mod tests {
         assert!(text[1].contains("its version is 300 bytes long"));
         assert!(text[2].contains("`has space`"));
         assert!(text[3].contains("event type is empty"));
+    }
+
+    #[test]
+    fn event_types_past_the_limit_are_one_problem() {
+        let many: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(validate_info(Path::new("p.wasm"), info("x", &refs), 5).is_ok());
+        let problems =
+            validate_info(Path::new("p.wasm"), info("x", &refs), 4).expect_err("over the limit");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = problems[0].to_string();
+        assert!(text.contains("names 5 event types, over the limit of 4"), "{text}");
+        assert!(text.contains("plugins.max_event_types"), "{text}");
+    }
+
+    #[test]
+    fn a_memory_minimum_over_the_cap_is_named() {
+        let mut module = wasm_encoder::Module::new();
+        let mut memories = wasm_encoder::MemorySection::new();
+        memories.memory(wasm_encoder::MemoryType {
+            minimum: 2048, // 128 MiB
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        module.section(&memories);
+        let mut component = wasm_encoder::Component::new();
+        component.section(&wasm_encoder::ModuleSection(&module));
+        let bytes = component.finish();
+        let path = Path::new("p.wasm");
+        assert!(check_memories(path, &bytes, 128 << 20).is_ok());
+        let err = check_memories(path, &bytes, 64 << 20).expect_err("over the cap");
+        let text = err.to_string();
+        assert!(
+            text.contains("asks for 128 MiB of memory at start") && text.contains("64 MiB"),
+            "{text}"
+        );
+        assert!(!text.contains("truncated"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!
 //! - `sandbox`: the policy, every limit and knob in one place, with reasons;
 //! - `host`: engine, linker, ticker; `cache`: compiled code on disk;
+//! - `plugin_file`: reading only regular files, within the size cap;
+//!   `compile`: compiling in a child process within a time and memory budget;
 //! - `inspect`: a file becomes a [`Plugin`], or the list of everything wrong
 //!   with it ([`PluginError`]s); `loaded`: [`Plugin::handle`] runs a delivery;
 //! - `invoke`: one guarded call and how a failure is named;
@@ -45,6 +47,7 @@
 mod access;
 mod bindings;
 mod cache;
+mod compile;
 mod delivery;
 mod epoch;
 mod error;
@@ -55,15 +58,18 @@ mod inspect;
 mod invoke;
 mod loaded;
 mod outbound;
+mod plugin_file;
 mod sandbox;
 mod store;
 
 pub use access::{AccessByPlugin, ConfigValue, PluginAccess};
+pub use compile::{COMPILE_EXIT_INVALID, COMPILE_SUBCOMMAND, Compiler, run_compile_child};
 pub use delivery::{Delivery, Emitted, Outcome};
 pub use error::PluginError;
 pub use guest_io::GUEST_TARGET;
 pub use host::{HostConfig, PluginHost};
 pub use inspect::file_digest;
+pub use plugin_file::read as read_plugin_file;
 pub use loaded::Plugin;
 pub use outbound::{AllowedOrigin, InvalidOrigin, OutboundObserver};
 pub use sandbox::{DEFAULT_MAX_CHAIN_DEPTH, DEFAULT_MAX_EMIT_BYTES, SandboxLimits};

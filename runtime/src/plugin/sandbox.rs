@@ -14,7 +14,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use crate::message::DEFAULT_MAX_PAYLOAD_BYTES;
 
 /// Limits applied to every call into a plugin (each delivery, and the `info`
-/// call at load time).
+/// call at load time), and to every plugin file the host loads (its size,
+/// its compilation, its declarations).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxLimits {
     /// Wall-clock time one delivery may take, including instantiation and time
@@ -73,6 +74,24 @@ pub struct SandboxLimits {
     /// refused with `connection-limit-reached`. Together with the delivery
     /// slots this bounds the host's outbound connections. Default 4.
     pub http_max_concurrent_requests: u32,
+    /// The largest plugin file read. Checked on the open file before
+    /// reading and enforced while reading (a file growing meanwhile is cut
+    /// off), so a huge or endless file costs at most this much memory.
+    /// Default 50 MiB: a plugin built with mailroom-sdk is a few hundred KiB.
+    pub max_file_bytes: u64,
+    /// How long compiling one plugin may take. Compilation runs in a child
+    /// process (see `compile`), killed past this; the plugin is rejected
+    /// and others load meanwhile. Default 60 s.
+    pub compile_timeout: Duration,
+    /// The address space the compiling child process may use. Cranelift's
+    /// memory grows with the largest function, so a hostile straight-line
+    /// function is rejected here rather than exhausting the host. Default
+    /// 1 GiB.
+    pub compile_memory_bytes: u64,
+    /// Event types one plugin may declare. Routing and claims take the set of
+    /// routable types into account, so a plugin declaring tens of thousands
+    /// would slow every claim; past the limit it is rejected. Default 1000.
+    pub max_event_types: u32,
 }
 
 impl Default for SandboxLimits {
@@ -91,6 +110,10 @@ impl Default for SandboxLimits {
             http_connect_timeout: Duration::from_secs(5),
             http_max_response_bytes: 4 * 1024 * 1024,
             http_max_concurrent_requests: 4,
+            max_file_bytes: 50 * 1024 * 1024,
+            compile_timeout: Duration::from_secs(60),
+            compile_memory_bytes: 1024 * 1024 * 1024,
+            max_event_types: 1000,
         }
     }
 }
@@ -133,8 +156,12 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The longest retry or fatal reason kept from a handler. A reason ends up in
 /// the message's `last_error`, logs and dead-letter listings, so it must stay
-/// small whatever the guest returns.
-pub(crate) const MAX_REASON_BYTES: usize = 4 * 1024;
+/// small whatever the guest returns. Kept well under the store's limit on
+/// `last_error` (which adds "fatal: " or "gave up after N attempts: "), so a
+/// reason cut here is not cut again, and its marker keeps the true size the
+/// guest returned.
+pub(crate) const MAX_REASON_BYTES: usize = 3 * 1024;
+const _: () = assert!(MAX_REASON_BYTES + 512 <= crate::state_machine::MAX_ERROR_BYTES);
 
 /// The longest `logging.log` line or guest stdout/stderr line forwarded to the
 /// host log; a longer line is cut with a marker. Log lines are for humans.

@@ -15,6 +15,8 @@
 //! To load a component into a host, copy it into the plugin folder the way
 //! an operator should, with [`deploy`].
 
+pub mod hostile;
+
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -32,6 +32,7 @@ const NAMED: &[&str] = &[
     artifacts::LEGACY_V01,
     artifacts::OUTBOUND_PROBE,
     artifacts::HOSTILE,
+    artifacts::MANY_TYPES,
 ];
 
 fn read(path: &str) -> Vec<u8> {

@@ -72,6 +72,7 @@ fn host(config: &Config) -> anyhow::Result<PluginHost> {
         HostConfig {
             limits,
             cache_dir: None,
+            ..HostConfig::default()
         },
         config.plugin_access(),
         None,
