@@ -97,6 +97,7 @@ on_both_backends!(
     a_lease_expiring_at_the_last_attempt_dead_letters_the_message,
     reclaim_never_takes_a_live_hosts_unexpired_lease,
     key_dedupe_returns_the_existing_id_in_every_stored_state,
+    a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
     dead_letters_list_show_redrive_and_purge,
     stats_count_by_state_type_and_priority,
@@ -543,12 +544,66 @@ async fn key_dedupe_returns_the_existing_id_in_every_stored_state(backend: Backe
         .expect("batch");
     assert_eq!(batch[0].id, batch[1].id);
     assert!(batch[1].duplicate);
-    // Once purged, the key is free again.
+    // Once purged, the key is still remembered (for `key_retention`).
     f.store
         .purge(Selection::One(first.id))
         .await
         .expect("purge");
-    assert!(!f.store.enqueue(keyed()).await.expect("enqueue").duplicate);
+    let after_purge = f.store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((after_purge.id, after_purge.duplicate), (first.id, true));
+    assert_eq!(total(&f.store).await, 1, "the k-2 message only; nothing new");
+}
+
+async fn a_key_is_remembered_for_its_retention_after_its_message_is_acked(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let retention = Duration::from_secs(60);
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: policies(),
+            key_retention: retention,
+            ..OpenOptions::default()
+        })
+        .await;
+    let keyed = || NewMessage::new("a", b"{}".to_vec()).with_key("order-7");
+    let first = store.enqueue(keyed()).await.expect("enqueue");
+    let c = claim_one(&store, &["a"]).await;
+    store.ack(&c, vec![]).await.expect("ack");
+    assert_eq!(total(&store).await, 0);
+
+    // Before any sweep, and within the window after it: the original id,
+    // as a duplicate, and nothing stored. A batch resolves it too.
+    let again = store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 0);
+    clock.advance(retention - Duration::from_millis(1));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 0);
+    let batch = store
+        .enqueue_batch(vec![
+            NewMessage::new("a", b"{}".to_vec()).with_key("other"),
+            keyed(),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!((batch[1].id, batch[1].duplicate), (first.id, true));
+    assert!(!batch[0].duplicate);
+    assert_eq!(total(&store).await, 1, "only the other key's message");
+
+    // Once the window has passed, a sweep forgets the key: it enqueues anew.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 1);
+    let fresh = store.enqueue(keyed()).await.expect("enqueue");
+    assert!(!fresh.duplicate);
+    assert_ne!(fresh.id, first.id);
+
+    // A second removal of the same key starts a new window.
+    let c = claim(&store, 10, &["a"]).await;
+    for claimed in &c {
+        store.ack(claimed, vec![]).await.expect("ack");
+    }
+    let later = store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((later.id, later.duplicate), (fresh.id, true));
 }
 
 async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Backend) {

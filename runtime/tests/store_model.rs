@@ -1,12 +1,14 @@
 //! A property test: random sequences of enqueue / claim / ack / fail /
-//! reclaim / redrive / purge against a real store, on both backends (an
+//! reclaim / redrive / purge / sweep against a real store, on both backends (an
 //! SQLite file, a PostgreSQL database), checked after every step against a
 //! small in-memory model of the contract.
 //!
 //! After each step: no message is lost or invented, every message is in the
 //! state (and has the attempts) the model says, none is held by two live
 //! leases, attempts never exceed the maximum, and `dead` is reached only by
-//! the documented edges (the model has no other way to get there).
+//! the documented edges (the model has no other way to get there). The key
+//! of an acked or purged message answers its original id until a sweep has
+//! seen it gone for the key retention.
 
 mod store_support;
 
@@ -25,6 +27,7 @@ const TYPES: [&str; 3] = ["t0", "t1", "t2"];
 const LEASE: Duration = Duration::from_secs(10);
 const BASE_MS: i64 = 1000;
 const CAP_MS: i64 = 4000;
+const KEY_RETENTION: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -60,6 +63,7 @@ enum Op {
     Purge {
         pick: Option<usize>,
     },
+    Sweep,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -75,6 +79,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..15_000u64).prop_map(|ms| Op::Advance { ms }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Redrive { pick }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Purge { pick }),
+        1 => Just(Op::Sweep),
     ]
 }
 
@@ -105,6 +110,9 @@ struct Harness {
     msgs: BTreeMap<MessageId, Msg>,
     leases: Vec<Claimed>,
     next_seq: u64,
+    /// Keys of removed messages: the message's id, and when a sweep first
+    /// saw the key (none before that).
+    retained: BTreeMap<u8, (MessageId, Option<i64>)>,
 }
 
 impl Harness {
@@ -124,6 +132,7 @@ impl Harness {
                 durability: Durability::Fast,
                 clock: Arc::new(clock.clone()) as SharedClock,
                 policies,
+                key_retention: KEY_RETENTION,
                 ..OpenOptions::default()
             })
             .await;
@@ -134,6 +143,7 @@ impl Harness {
             msgs: BTreeMap::new(),
             leases: Vec::new(),
             next_seq: 0,
+            retained: BTreeMap::new(),
         }
     }
 
@@ -168,6 +178,14 @@ impl Harness {
                     .collect();
                 Some((Selection::All, all))
             }
+        }
+    }
+
+    /// Removes a message; its key, if any, is remembered.
+    fn remove(&mut self, id: MessageId) {
+        let msg = self.msgs.remove(&id).expect("modelled");
+        if let Some(k) = msg.key {
+            self.retained.insert(k, (id, None));
         }
     }
 
@@ -223,6 +241,7 @@ impl Harness {
                         .iter()
                         .find(|(_, m)| m.key == Some(k))
                         .map(|(id, _)| *id)
+                        .or_else(|| self.retained.get(&k).map(|(id, _)| *id))
                 });
                 match existing {
                     Some(id) => assert_eq!((got.id, got.duplicate), (id, true), "key dedupe"),
@@ -276,7 +295,7 @@ impl Harness {
                 if let Some((id, lease)) = self.live_lease(pick) {
                     let claimed = self.leases[lease].clone();
                     self.store.ack(&claimed, vec![]).await.expect("live ack");
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 }
             }
             Op::Retry { pick } | Op::Fatal { pick } => {
@@ -379,8 +398,19 @@ impl Harness {
                     targets.len()
                 );
                 for id in targets {
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 }
+            }
+            Op::Sweep => {
+                let now = self.now();
+                let cutoff = now - KEY_RETENTION.as_millis() as i64;
+                for (_, stamp) in self.retained.values_mut() {
+                    stamp.get_or_insert(now);
+                }
+                let before = self.retained.len();
+                self.retained.retain(|_, (_, stamp)| stamp.is_some_and(|at| at > cutoff));
+                let swept = self.store.sweep().await.expect("sweep");
+                assert_eq!(swept.keys_forgotten, before - self.retained.len(), "keys forgotten");
             }
         }
     }

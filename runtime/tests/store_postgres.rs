@@ -310,12 +310,15 @@ async fn hosts_starting_at_once_migrate_once_and_a_newer_schema_is_refused() {
         open.await.expect("every host opens");
     }
     let admin = client(&url).await;
-    let versions: i64 = admin
-        .query_one("SELECT count(*) FROM mailroom.schema_version", &[])
+    let row = admin
+        .query_one(
+            "SELECT count(*), max(version)::bigint FROM mailroom.schema_version",
+            &[],
+        )
         .await
-        .expect("versions")
-        .get(0);
-    assert_eq!(versions, 1, "migrated once");
+        .expect("versions");
+    let (recorded, latest): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(recorded, latest, "each migration ran once");
 
     admin
         .execute("INSERT INTO mailroom.schema_version (version) VALUES (99)", &[])
@@ -383,4 +386,35 @@ async fn connection_errors_say_which_it_is_and_never_show_the_password() {
     .await
     .expect_err("no schema, not to be created");
     assert!(matches!(err, StoreError::NoSchema { .. }), "{err}");
+}
+
+/// A keyed message deleted by any statement keeps its key remembered, for
+/// the SQL outbox function as for the Rust API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_by_any_statement_is_remembered() {
+    let url = fresh_postgres_database().await;
+    let host = open(&url).await;
+    let first = host
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    let app = client(&url).await;
+    app.execute("DELETE FROM mailroom.messages WHERE key = 'k'", &[])
+        .await
+        .expect("delete");
+    let again: uuid::Uuid = app
+        .query_one(
+            "SELECT mailroom.enqueue(event_type => 'a', payload => '{}'::jsonb, key => 'k')",
+            &[],
+        )
+        .await
+        .expect("enqueue in SQL")
+        .get(0);
+    assert_eq!(again, first.id.0);
+    let from_rust = host
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!((from_rust.id, from_rust.duplicate), (first.id, true));
+    assert_eq!(host.stats().await.expect("stats").totals.total(), 0);
 }

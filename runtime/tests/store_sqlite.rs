@@ -199,3 +199,26 @@ async fn the_store_uses_wal_and_survives_reopening() {
     );
     store.maintain().await.expect("checkpoint");
 }
+
+/// A keyed message deleted by any statement, not only by the store's own
+/// operations (as another tool or command would), keeps its key remembered.
+#[tokio::test]
+async fn a_key_deleted_by_any_statement_is_remembered() {
+    let f = fixture().await;
+    let first = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    let raw = rusqlite::Connection::open(&f.path).expect("raw open");
+    raw.execute("DELETE FROM messages WHERE key = 'k'", [])
+        .expect("delete");
+    drop(raw);
+    let again = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    assert_eq!(f.store.stats().await.expect("stats").totals.total(), 0);
+}

@@ -328,7 +328,7 @@ fn record(
             if e.duplicate {
                 writeln!(
                     out,
-                    "{} (duplicate: a message with this key is already stored; nothing added)",
+                    "{} (duplicate: a message with this key is stored or was handled recently; nothing added)",
                     e.id
                 )
             } else {

@@ -175,6 +175,25 @@ fn hex_dump(bytes: &[u8]) -> String {
     out.trim_end().to_owned()
 }
 
+/// The command line that was run, with `--cursor` set to `cursor`: what to
+/// run for the next page, with every filter and option kept.
+pub(super) fn next_page_command(cursor: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--cursor" {
+            args.next();
+        } else if !arg.starts_with("--cursor=") {
+            words.push(arg);
+        }
+    }
+    words.push("--cursor".into());
+    words.push(cursor.into());
+    let quoted =
+        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
+    format!("mailroom {quoted}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,23 +226,4 @@ mod tests {
         assert_eq!(one_line("first\nsecond", 80), "first…");
         assert_eq!(one_line("short", 80), "short");
     }
-}
-
-/// The command line that was run, with `--cursor` set to `cursor`: what to
-/// run for the next page, with every filter and option kept.
-pub(super) fn next_page_command(cursor: &str) -> String {
-    let mut words: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--cursor" {
-            args.next();
-        } else if !arg.starts_with("--cursor=") {
-            words.push(arg);
-        }
-    }
-    words.push("--cursor".into());
-    words.push(cursor.into());
-    let quoted =
-        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
-    format!("mailroom {quoted}")
 }

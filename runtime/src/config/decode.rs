@@ -78,6 +78,7 @@ pub(super) fn decode(
             busy_timeout: s.duration("busy_timeout", d.busy_timeout),
             max_payload_bytes: s.get("max_payload_bytes", POSITIVE_NUMBER, d.max_payload_bytes),
             max_connections: s.get("max_connections", POSITIVE_NUMBER, d.max_connections),
+            key_retention: s.duration("key_retention", d.key_retention),
         };
         s.finish();
         store

@@ -108,6 +108,11 @@ pub struct StoreConfig {
     /// The most connections one process opens to a PostgreSQL store, per
     /// role (producers, dispatcher). Default 8.
     pub max_connections: usize,
+    /// How long an idempotency key is remembered after its message is
+    /// gone (acked, cancelled or purged): an enqueue with it answers the
+    /// original id as a duplicate. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub key_retention: Duration,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +125,7 @@ impl Default for StoreConfig {
             busy_timeout: open.busy_timeout,
             max_payload_bytes: open.max_payload_bytes,
             max_connections: open.max_connections,
+            key_retention: open.key_retention,
         }
     }
 }
@@ -134,6 +140,7 @@ impl fmt::Debug for StoreConfig {
             .field("busy_timeout", &self.busy_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("max_connections", &self.max_connections)
+            .field("key_retention", &self.key_retention)
             .finish()
     }
 }
@@ -510,6 +517,7 @@ impl Config {
                 .saturating_mul(self.dispatcher.heartbeat_misses),
             max_connections: self.store.max_connections,
             policies: self.policies(),
+            key_retention: self.store.key_retention,
             ..OpenOptions::default()
         }
     }

@@ -243,7 +243,7 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(
         text.contains(
-            "unknown key: [store] accepts path, url, durability, busy_timeout, max_payload_bytes, max_connections"
+            "unknown key: [store] accepts path, url, durability, busy_timeout, max_payload_bytes, max_connections, key_retention"
         ),
         "{text}"
     );
@@ -423,6 +423,7 @@ fn accessors_map_the_config_onto_the_runtime() {
     c.store.max_payload_bytes = 4096;
     c.store.durability = Durability::Fast;
     c.store.busy_timeout = Duration::from_secs(2);
+    c.store.key_retention = Duration::from_secs(90);
     c.plugins.memory_limit_mb = 16;
     c.plugins.max_output_kb = 8;
     c.plugins.timeout = Duration::from_secs(3);
@@ -442,6 +443,7 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert!(!open.create);
     assert_eq!(open.durability, Durability::Fast);
     assert_eq!(open.busy_timeout, Duration::from_secs(2));
+    assert_eq!(open.key_retention, Duration::from_secs(90));
     assert_eq!(open.max_payload_bytes, 4096);
     assert!(c.open_options(true).create);
 }

@@ -227,6 +227,9 @@ impl Dispatcher {
         let idle = run.running.is_empty();
         let reclaimed = async {
             let reclaimed = self.store.reclaim().await?;
+            // Every interval, busy or not, so remembered idempotency keys
+            // are forgotten on time.
+            self.store.sweep().await?;
             if idle {
                 self.store.maintain().await?;
             }

@@ -14,7 +14,8 @@ use crate::ingest::{EventDefaults, EventObject};
 use crate::message::{MessageId, NewMessage};
 
 /// The answer to an enqueue: one id per event, in order. A duplicate key
-/// gives the id of the message already stored.
+/// gives the id of the message stored, or handled within
+/// `store.key_retention`, with it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ids {
     /// The message ids.

@@ -30,6 +30,7 @@
 //! | `dead_letters.rs` | stored messages, dead letters, paging                  |
 //! | `stats.rs`        | counts, added up                                       |
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
+//! | `retention.rs`    | idempotency keys remembered after their message        |
 //! | `wakeup.rs`       | noticing other processes' commits                      |
 
 mod claim;
@@ -42,6 +43,7 @@ mod owner;
 pub mod postgres;
 mod reclaim;
 mod registry;
+mod retention;
 mod settle;
 pub mod sqlite;
 mod stats;
@@ -61,6 +63,7 @@ pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
 pub use reclaim::Reclaimed;
+pub use retention::{DEFAULT_KEY_RETENTION, Swept};
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Outcome, SettleEntry, Settled, Settlement};
 pub use stats::{StateCounts, Stats};
@@ -266,6 +269,17 @@ impl Store {
     /// A store failure.
     pub async fn maintain(&self) -> Result<(), StoreError> {
         each!(self, b => b.maintain().await)
+    }
+
+    /// Housekeeping the host runs every reclaim interval, busy or not:
+    /// stamps the idempotency keys of messages removed since the last
+    /// sweep, and forgets those removed `key_retention` ago.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
+        each!(self, b => b.sweep().await)
     }
 
     /// Whether the store answers (for readiness checks).

@@ -51,6 +51,9 @@ pub struct OpenOptions {
     pub clock: SharedClock,
     /// Attempt budgets and backoff, per event type.
     pub policies: Policies,
+    /// How long an idempotency key is remembered after its message is
+    /// gone (acked, purged or cancelled).
+    pub key_retention: Duration,
 }
 
 impl Default for OpenOptions {
@@ -64,6 +67,7 @@ impl Default for OpenOptions {
             max_connections: 8,
             clock: Arc::new(SystemClock),
             policies: Policies::default(),
+            key_retention: super::DEFAULT_KEY_RETENTION,
         }
     }
 }

@@ -19,8 +19,8 @@ use crate::store::settle::decide;
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
 /// Inserts the messages given column by column, in order, skipping those
-/// whose key is stored (or carried by an earlier message of the same
-/// statement); answers the ids inserted.
+/// whose key is stored, remembered from a removed message, or carried by an
+/// earlier message of the same statement; answers the ids inserted.
 const INSERT: &str = "INSERT INTO mailroom.messages
         (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
          max_attempts, available_at, created_at, updated_at)
@@ -30,12 +30,16 @@ const INSERT: &str = "INSERT INTO mailroom.messages
                   $7::int2[], $8::int4[], $9::int8[]) WITH ORDINALITY
            AS m(id, event_type, payload, key, source, correlation_id, priority, max_attempts,
                 available_at, n)
+     WHERE m.key IS NULL
+        OR NOT EXISTS (SELECT 1 FROM mailroom.retained_keys r WHERE r.key = m.key)
      ORDER BY n
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id";
 
-/// The stored messages holding these keys.
-const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)";
+/// The stored messages holding these keys, and the removed ones whose keys
+/// are still remembered.
+const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)
+    UNION ALL SELECT key, id FROM mailroom.retained_keys WHERE key = ANY($1)";
 
 /// The first due queued messages of each routable type (`$1`), in claim
 /// order, locked unless another claimer holds them; the first `$3` of all

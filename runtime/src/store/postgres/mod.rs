@@ -29,6 +29,7 @@
 //! | `inspect.rs`      | messages, dead letters, redrive, purge, stats          |
 //! | `hosts.rs`        | host registration, heartbeats, reclaim, plugin registry |
 //! | `listen.rs`       | the `LISTEN` connection that wakes the dispatcher      |
+//! | `retention.rs`    | the sweep: keys of removed messages, forgotten late    |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction     |
 
 mod connect;
@@ -37,6 +38,7 @@ mod inspect;
 mod listen;
 mod messages;
 pub mod outbox;
+mod retention;
 mod schema;
 
 use std::sync::Arc;
@@ -71,6 +73,8 @@ struct Inner {
     policies: Policies,
     max_payload_bytes: usize,
     host_silence: Duration,
+    /// How long the key of a removed message is remembered.
+    key_retention: Duration,
     /// Whether this store's owner is recorded in `hosts`.
     registered: AtomicBool,
     busy_ns: AtomicU64,
@@ -95,6 +99,7 @@ impl PgStore {
                 policies: options.policies.clone(),
                 max_payload_bytes: options.max_payload_bytes,
                 host_silence: options.host_silence,
+                key_retention: options.key_retention,
                 registered: AtomicBool::new(false),
                 busy_ns: AtomicU64::new(0),
             }),

@@ -1,4 +1,5 @@
-//! Enqueueing: validated inserts, single or batched, with key dedupe.
+//! Enqueueing: validated inserts, single or batched, with key dedupe
+//! against stored messages and the keys of removed ones still retained.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -65,6 +66,18 @@ pub(crate) fn insert(
     now: Millis,
     inherited_correlation: Option<&str>,
 ) -> rusqlite::Result<Enqueued> {
+    if let Some(key) = &message.key {
+        let retained = tx
+            .prepare_cached("SELECT id FROM retained_keys WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = retained {
+            return Ok(Enqueued {
+                id,
+                duplicate: true,
+            });
+        }
+    }
     let id = MessageId::new();
     let correlation_id = message
         .correlation_id

@@ -23,6 +23,7 @@
 //! | `dead_letters.rs` | list, show, redrive, purge                          |
 //! | `stats.rs`        | counts by state, type and priority                  |
 //! | `registry.rs`     | hosts, and the plugins each has loaded or rejected  |
+//! | `retention.rs`    | the sweep: keys of removed messages, forgotten late |
 //! | `row.rs`          | typed values to and from columns                    |
 //! | `shared.rs`       | one connection shared by async tasks                |
 //! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
@@ -36,6 +37,7 @@ mod enqueue;
 pub mod outbox;
 mod reclaim;
 mod registry;
+mod retention;
 mod row;
 mod schema;
 mod settle;
@@ -71,6 +73,8 @@ pub struct Mailbox {
     max_payload_bytes: usize,
     /// How long a host may stay silent before it is taken for dead.
     host_silence: std::time::Duration,
+    /// How long the key of a removed message is remembered.
+    key_retention: std::time::Duration,
     /// Whether this mailbox has recorded its owner in `hosts` (done at its
     /// first claim or registry write, so producers never appear there).
     registered: bool,
@@ -106,6 +110,7 @@ impl Mailbox {
             policies: options.policies.clone(),
             max_payload_bytes: options.max_payload_bytes,
             host_silence: options.host_silence,
+            key_retention: options.key_retention,
             registered: false,
         })
     }

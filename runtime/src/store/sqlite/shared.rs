@@ -14,7 +14,7 @@ use crate::message::{MessageId, NewMessage};
 use crate::store::registry::Loaded;
 use crate::store::{
     Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease, OpenOptions,
-    PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage,
+    PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage, Swept,
 };
 
 /// A [`Mailbox`] usable from async code. Cloning shares the connection.
@@ -144,6 +144,10 @@ impl SqliteStore {
 
     pub(crate) async fn maintain(&self) -> Result<(), StoreError> {
         self.call(|mb| mb.checkpoint()).await
+    }
+
+    pub(crate) async fn sweep(&self) -> Result<Swept, StoreError> {
+        self.call(Mailbox::sweep).await
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
