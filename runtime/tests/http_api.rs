@@ -509,6 +509,26 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
         assert_eq!(bad.error()["field"], field, "{query}");
     }
     assert_eq!(api.stats().await["dead"], 2);
+
+    // Purged by conditions: all must hold; everything needs `all` alone.
+    let purge_many = |body: Value| {
+        let api = &api;
+        async move { api.post_json("/v1/dead-letters/purge", &body).await }
+    };
+    let none = purge_many(json!({"event_type": "behaviour", "error_contains": "no such thing"})).await;
+    assert_eq!(none.json(), json!({"purged": 0}));
+    let later = purge_many(json!({"died_after": i64::MAX})).await;
+    assert_eq!(later.json(), json!({"purged": 0}));
+    let both = purge_many(json!({"all": true, "event_type": "behaviour"})).await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert_eq!(both.error()["field"], "all");
+    let neither = purge_many(json!({})).await;
+    assert_eq!(neither.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.stats().await["dead"], 2, "a refused purge deletes nothing");
+    let matching = purge_many(json!({"event_type": "behaviour", "error_contains": "cannot"})).await;
+    assert_eq!(matching.status, StatusCode::OK);
+    assert_eq!(matching.json(), json!({"purged": 2}));
+    assert_eq!(api.stats().await["dead"], 0);
     host.shutdown().await;
 }
 
@@ -737,6 +757,7 @@ async fn health_readiness_and_the_openapi_document() {
         ("/v1/dead-letters/{id}", "delete"),
         ("/v1/dead-letters/{id}/redrive", "post"),
         ("/v1/dead-letters/redrive", "post"),
+        ("/v1/dead-letters/purge", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

@@ -11,7 +11,7 @@ use mailroom::clock::{Clock, ManualClock};
 use mailroom::message::{MessageId, NewMessage, Priority};
 use mailroom::state_machine::{Failure, MessageState};
 use mailroom::store::{
-    Claimed, DeadLetterFilter, Lease, Location, OpenOptions, Outcome, Selection, Settled,
+    Claimed, DeadLetterFilter, DeadLetterMatch, Lease, Location, OpenOptions, Outcome, Selection, Settled,
     Settlement, Store, StoreError,
 };
 
@@ -100,6 +100,7 @@ on_both_backends!(
     a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
     dead_letters_list_show_redrive_and_purge,
+    dead_letters_are_taken_in_order_of_death_by_every_condition,
     stats_count_by_state_type_and_priority,
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
@@ -774,6 +775,134 @@ async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {
         (2, 0),
         "a1 and the live one remain"
     );
+}
+
+async fn dead_letters_are_taken_in_order_of_death_by_every_condition(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = &f.store;
+    // Enqueued in order e1, e2, e3, e4 but dying in order e3, e1, e4, e2,
+    // one second apart.
+    let ids: Vec<MessageId> = futures_ids(store, &["a", "a", "b", "a"]).await;
+    let mut claimed = claim(store, 4, &["a", "b"]).await;
+    claimed.sort_by_key(|c| ids.iter().position(|id| *id == c.id()));
+    let mut deaths = Vec::new();
+    for (index, reason) in [(2, "timeout calling shop"), (0, "timeout calling mail"), (3, "bad input"), (1, "timeout calling shop")] {
+        f.clock.advance(Duration::from_secs(1));
+        store.fail(&claimed[index], fatal(reason)).await.expect("fail");
+        deaths.push((ids[index], f.now()));
+    }
+    let order: Vec<MessageId> = deaths.iter().map(|(id, _)| *id).collect();
+
+    // Listed in order of death, across pages.
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .dead_letters(DeadLetterFilter {
+                limit: 1,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        listed.extend(page.items.iter().map(|d| d.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, order);
+
+    // Every condition narrows; all of them hold together.
+    let list = async |filter: DeadLetterFilter| -> Vec<MessageId> {
+        store
+            .dead_letters(filter)
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|d| d.id)
+            .collect()
+    };
+    let timeouts = list(DeadLetterFilter {
+        error_contains: Some("timeout".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(timeouts, vec![ids[2], ids[0], ids[1]]);
+    assert_eq!(
+        list(DeadLetterFilter {
+            error_contains: Some("Timeout".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<MessageId>::new(),
+        "case-sensitive"
+    );
+    let window = list(DeadLetterFilter {
+        died_after: Some(deaths[1].1),
+        died_before: Some(deaths[3].1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window, vec![ids[0], ids[3]], "after is inclusive, before is not");
+    let all_of_them = DeadLetterMatch {
+        event_type: Some("a".into()),
+        error_contains: Some("timeout".into()),
+        died_after: Some(deaths[1].1),
+        died_before: None,
+    };
+    assert_eq!(
+        store
+            .count_dead_letters(all_of_them.clone())
+            .await
+            .expect("count"),
+        2
+    );
+    assert_eq!(
+        store
+            .count_dead_letters(DeadLetterMatch::default())
+            .await
+            .expect("count"),
+        4
+    );
+
+    // A limited redrive takes the first dead first.
+    let first = Selection::Matching {
+        matching: all_of_them.clone(),
+        limit: Some(1),
+    };
+    assert_eq!(store.redrive(first).await.expect("redrive"), 1);
+    assert_eq!(
+        store.message(ids[0]).await.expect("stored").state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.message(ids[1]).await.expect("stored").state,
+        MessageState::Dead
+    );
+    // A purge by conditions leaves those that miss one.
+    let purged = store
+        .purge(Selection::Matching {
+            matching: DeadLetterMatch {
+                error_contains: Some("timeout".into()),
+                ..DeadLetterMatch::default()
+            },
+            limit: None,
+        })
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2, "e3 and e2; e1 is queued again");
+    assert_eq!(list(DeadLetterFilter::default()).await, vec![ids[3]]);
+}
+
+/// Enqueues one message of each type, in order.
+async fn futures_ids(store: &Store, event_types: &[&str]) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for t in event_types {
+        ids.push(enqueue(store, t).await);
+    }
+    ids
 }
 
 async fn stats_count_by_state_type_and_priority(backend: Backend) {

@@ -22,6 +22,7 @@ pub mod failure;
 mod output;
 mod plugin;
 mod plugins;
+mod progress;
 mod run;
 mod stats;
 

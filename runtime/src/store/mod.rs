@@ -56,7 +56,10 @@ use crate::message::{MessageId, NewMessage};
 use crate::state_machine::Failure;
 
 pub use claim::{Claimed, Lease};
-pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
+pub use dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, StoredMessage,
+    parse_cursor,
+};
 pub use enqueue::Enqueued;
 pub use error::StoreError;
 pub use location::{Location, PostgresUrl, redact_url};
@@ -298,7 +301,7 @@ impl Store {
         each!(self, b => b.commit_signal().await)
     }
 
-    /// Lists dead letters oldest first, a page at a time.
+    /// Lists dead letters in order of death, oldest first, a page at a time.
     ///
     /// # Errors
     ///
@@ -348,6 +351,15 @@ impl Store {
     /// As [`Store::redrive`].
     pub async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
         each!(self, b => b.purge(selection).await)
+    }
+
+    /// How many dead letters meet `matching`.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn count_dead_letters(&self, matching: DeadLetterMatch) -> Result<u64, StoreError> {
+        each!(self, b => b.count_dead_letters(matching).await)
     }
 
     /// Counts the store's messages; lists the live hosts.

@@ -172,8 +172,14 @@ $$;
 /// them `store.key_retention` later. `mailroom.enqueue` answers a
 /// remembered key's id as it does a stored one's.
 ///
+/// Also: dead letters in order of death (`dlq list`, filtered redrives and
+/// purges take the first dead first), every dead letter with a time of death.
+///
 /// Self-contained: it reads only the `messages` columns of version 1.
 const RETAINED_KEYS: &str = r#"
+UPDATE mailroom.messages SET dead_at = updated_at WHERE state = 'dead' AND dead_at IS NULL;
+CREATE INDEX messages_dead_order ON mailroom.messages (dead_at, seq) WHERE state = 'dead';
+
 CREATE TABLE mailroom.retained_keys (
     key        text PRIMARY KEY,
     id         uuid NOT NULL,

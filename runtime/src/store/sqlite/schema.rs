@@ -145,8 +145,14 @@ CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 /// read that clock); the sweep forgets keys `store.key_retention` after
 /// their stamp, so a key is remembered at least that long.
 ///
+/// Also: dead letters in order of death (`dlq list`, filtered redrives and
+/// purges take the first dead first), every dead letter with a time of death.
+///
 /// Self-contained: it reads only the `messages` columns of version 1.
 const RETAINED_KEYS: &str = r#"
+UPDATE messages SET dead_at = updated_at WHERE state = 'dead' AND dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_dead_order ON messages (dead_at, seq) WHERE state = 'dead';
+
 CREATE TABLE IF NOT EXISTS retained_keys (
     key        TEXT PRIMARY KEY,
     id         TEXT NOT NULL,

@@ -13,7 +13,7 @@ use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::store::registry::Loaded;
 use crate::store::{
-    Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease, OpenOptions,
+    Claimed, CommitSignal, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Enqueued, Lease, OpenOptions,
     PluginRegistry, Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoredMessage, Swept,
 };
 
@@ -181,6 +181,13 @@ impl SqliteStore {
 
     pub(crate) async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
         self.call(move |mb| mb.purge(&selection)).await
+    }
+
+    pub(crate) async fn count_dead_letters(
+        &self,
+        matching: DeadLetterMatch,
+    ) -> Result<u64, StoreError> {
+        self.call(move |mb| mb.count_dead_letters(&matching)).await
     }
 
     pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
