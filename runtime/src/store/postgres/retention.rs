@@ -5,8 +5,7 @@ use super::PgStore;
 use crate::store::retention::forget_stamped_until;
 use crate::store::{StoreError, Swept};
 
-const STAMP: &str =
-    "UPDATE mailroom.retained_keys SET removed_at = $1 WHERE removed_at IS NULL";
+const STAMP: &str = "UPDATE mailroom.retained_keys SET removed_at = $1 WHERE removed_at IS NULL";
 
 const FORGET: &str = "DELETE FROM mailroom.retained_keys
     WHERE removed_at IS NOT NULL AND removed_at <= $1";
@@ -19,7 +18,9 @@ impl PgStore {
             let now = self.now();
             let cutoff = forget_stamped_until(now, self.inner.key_retention);
             let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
-            tx.execute(STAMP, &[&now]).await.map_err(|e| errors.pg(&e))?;
+            tx.execute(STAMP, &[&now])
+                .await
+                .map_err(|e| errors.pg(&e))?;
             let forgotten = tx
                 .execute(FORGET, &[&cutoff])
                 .await
