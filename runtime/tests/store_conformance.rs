@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailroom::clock::{Clock, ManualClock};
 use mailroom::message::{MessageId, NewMessage, Priority};
-use mailroom::state_machine::{Failure, MessageState};
+use mailroom::state_machine::{Failure, MessageState, QueueLimits};
 use mailroom::store::{
     Claimed, DeadLetterFilter, DeadLetterMatch, Lease, Location, OpenOptions, Outcome, Selection, Settled,
     Settlement, Store, StoreError,
@@ -101,6 +101,7 @@ on_both_backends!(
     a_settle_batch_is_one_transaction_with_per_message_results,
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
+    a_message_past_its_ttl_is_dead_lettered_never_delivered,
     stats_count_by_state_type_and_priority,
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
@@ -903,6 +904,68 @@ async fn futures_ids(store: &Store, event_types: &[&str]) -> Vec<MessageId> {
         ids.push(enqueue(store, t).await);
     }
     ids
+}
+
+async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let mut p = policies();
+    p.limits.insert(
+        "short".into(),
+        QueueLimits {
+            ttl: Some(Duration::from_secs(30)),
+        },
+    );
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: p,
+            ..OpenOptions::default()
+        })
+        .await;
+    let early = enqueue(&store, "short").await;
+    let other = enqueue(&store, "long").await;
+    clock.advance(Duration::from_secs(20));
+    let late = enqueue(&store, "short").await;
+
+    // Within its ttl a message is delivered as usual.
+    clock.advance(Duration::from_secs(9));
+    let c = claim_one(&store, &["short"]).await;
+    assert_eq!(c.id(), early);
+    store.release(vec![c.lease]).await.expect("release");
+
+    // At its ttl it is never handed out: the claim dead-letters it and
+    // hands out the next live one.
+    clock.advance(Duration::from_secs(1));
+    let c = claim(&store, 10, &["short", "long"]).await;
+    assert_eq!(c.iter().map(Claimed::id).collect::<Vec<_>>(), vec![other, late]);
+    let dead = store.message(early).await.expect("stored");
+    assert_eq!(dead.state, MessageState::Dead);
+    assert_eq!(
+        dead.summary.last_error.as_deref(),
+        Some("expired after 30s: not handled within its event type's ttl")
+    );
+    assert_eq!(dead.summary.dead_at, Some(clock.now_ms()));
+    for claimed in &c {
+        store.release(vec![claimed.lease.clone()]).await.expect("release");
+    }
+
+    // The sweep expires queued ones nobody claims; types without a ttl wait.
+    clock.advance(Duration::from_secs(19));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 0, "late has 1 s left");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 1);
+    assert_eq!(
+        store.message(late).await.expect("stored").state,
+        MessageState::Dead
+    );
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 0);
+    assert_eq!(
+        store.message(other).await.expect("stored").state,
+        MessageState::Queued
+    );
+    assert!(claim(&store, 10, &["short"]).await.is_empty());
 }
 
 async fn stats_count_by_state_type_and_priority(backend: Backend) {

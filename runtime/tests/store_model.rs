@@ -8,7 +8,8 @@
 //! leases, attempts never exceed the maximum, and `dead` is reached only by
 //! the documented edges (the model has no other way to get there). The key
 //! of an acked or purged message answers its original id until a sweep has
-//! seen it gone for the key retention.
+//! seen it gone for the key retention. Messages of `t1` have a ttl: past
+//! it a claim or a sweep dead-letters them, and they are never handed out.
 
 mod store_support;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use mailroom::clock::{Clock, ManualClock, SharedClock};
 use mailroom::message::{MessageId, NewMessage};
-use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
+use mailroom::state_machine::{Failure, MessageState, Policies, QueueLimits, RetryPolicy};
 use mailroom::store::{Claimed, Durability, OpenOptions, Selection, Settled, Store, StoreError};
 use proptest::prelude::*;
 use store_support::{Backend, TestLocation};
@@ -28,6 +29,8 @@ const LEASE: Duration = Duration::from_secs(10);
 const BASE_MS: i64 = 1000;
 const CAP_MS: i64 = 4000;
 const KEY_RETENTION: Duration = Duration::from_secs(20);
+/// The ttl of `t1` (the other types have none).
+const TTL_MS: i64 = 8000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -101,6 +104,14 @@ struct Msg {
     max_attempts: u32,
     available_at: i64,
     lease_expires_at: i64,
+    created_at: i64,
+}
+
+impl Msg {
+    /// Whether it outlived its type's ttl at `now`.
+    fn expired(&self, now: i64) -> bool {
+        self.ty == 1 && now - self.created_at >= TTL_MS
+    }
 }
 
 struct Harness {
@@ -119,7 +130,7 @@ impl Harness {
     async fn new(backend: Backend) -> Self {
         let at = TestLocation::new(backend).await;
         let clock = ManualClock::new(1_700_000_000_000);
-        let policies = Policies {
+        let mut policies = Policies {
             default: RetryPolicy {
                 max_attempts: 3,
                 backoff_base: Duration::from_millis(BASE_MS as u64),
@@ -127,6 +138,12 @@ impl Harness {
             },
             ..Policies::default()
         };
+        policies.limits.insert(
+            TYPES[1].to_owned(),
+            QueueLimits {
+                ttl: Some(Duration::from_millis(TTL_MS as u64)),
+            },
+        );
         let store = at
             .open_with(OpenOptions {
                 durability: Durability::Fast,
@@ -257,6 +274,7 @@ impl Harness {
                             max_attempts,
                             available_at: self.now() + delay_ms as i64,
                             lease_expires_at: 0,
+                            created_at: self.now(),
                         };
                         assert!(self.msgs.insert(got.id, msg).is_none(), "fresh id");
                     }
@@ -274,7 +292,16 @@ impl Harness {
                     .map(|(id, m)| (m.seq, *id))
                     .collect();
                 due.sort();
-                let expected: Vec<MessageId> = due.into_iter().take(n).map(|(_, id)| id).collect();
+                // The first `n` due are taken; those past their ttl are
+                // dead-lettered (one attempt spent) instead of handed out.
+                let taken: Vec<MessageId> = due.into_iter().take(n).map(|(_, id)| id).collect();
+                let (expired, expected): (Vec<MessageId>, Vec<MessageId>) =
+                    taken.into_iter().partition(|id| self.msgs[id].expired(now));
+                for id in expired {
+                    let msg = self.msgs.get_mut(&id).expect("modelled");
+                    msg.attempts += 1;
+                    msg.state = Model::Dead;
+                }
                 let claimed = self.store.claim(n, LEASE, &names).await.expect("claim");
                 assert_eq!(
                     claimed.iter().map(Claimed::id).collect::<Vec<_>>(),
@@ -409,8 +436,16 @@ impl Harness {
                 }
                 let before = self.retained.len();
                 self.retained.retain(|_, (_, stamp)| stamp.is_some_and(|at| at > cutoff));
+                let mut expired = 0;
+                for m in self.msgs.values_mut() {
+                    if m.state == Model::Queued && m.expired(now) {
+                        m.state = Model::Dead;
+                        expired += 1;
+                    }
+                }
                 let swept = self.store.sweep().await.expect("sweep");
                 assert_eq!(swept.keys_forgotten, before - self.retained.len(), "keys forgotten");
+                assert_eq!(swept.expired, expired, "queued messages past their ttl");
             }
         }
     }

@@ -12,7 +12,8 @@ use toml::Value;
 use super::error::{Problem, Source};
 use super::sources::{Entry, Layers, SECTIONS};
 use super::{
-    Config, DispatcherConfig, HttpConfig, LogConfig, PluginsConfig, RetryConfig, RetryOverride,
+    Config, DispatcherConfig, EventTypeConfig, HttpConfig, LogConfig, PluginsConfig, RetryConfig,
+    RetryOverride,
     StoreConfig,
 };
 use crate::message::validate_event_type;
@@ -60,6 +61,7 @@ pub(super) fn decode(
     let plugins_entries = section("plugins");
     let dispatcher_entries = section("dispatcher");
     let retry_entries = section("retry");
+    let event_types_entries = section("event_types");
     let log_entries = section("log");
     let http_entries = section("http");
     let plugin_entries = section("plugin");
@@ -141,6 +143,7 @@ pub(super) fn decode(
                 .unwrap_or_default(),
         }
     };
+    let event_types = decode_type_sections(event_types_entries, &mut decoder, problems);
     let log = {
         let d = defaults.log;
         let mut s = Section::new("log", log_entries, &mut decoder, problems);
@@ -179,6 +182,7 @@ pub(super) fn decode(
         plugins,
         dispatcher,
         retry,
+        event_types,
         log,
         http,
         plugin,
@@ -243,6 +247,52 @@ fn decode_event_types(
             max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
             backoff_base: s.optional("backoff_base", DURATION, duration),
             backoff_cap: s.optional("backoff_cap", DURATION, duration),
+        };
+        s.finish();
+        out.insert(event_type, policy);
+    }
+    out
+}
+
+/// `[event_types."<type>"]` tables: each an [`EventTypeConfig`].
+fn decode_type_sections(
+    entries: BTreeMap<String, Entry>,
+    decoder: &mut Decoder,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, EventTypeConfig> {
+    let mut out = BTreeMap::new();
+    for (event_type, entry) in entries {
+        let path = format!("event_types.{}", quote_key(&event_type));
+        if let Err(e) = validate_event_type(&event_type) {
+            problems.push(Problem {
+                key: path,
+                source: entry.source,
+                message: format!("not an event type: {e}"),
+            });
+            continue;
+        }
+        let Value::Table(fields) = entry.value else {
+            problems.push(Problem {
+                key: path,
+                source: entry.source,
+                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl"
+                    .into(),
+            });
+            continue;
+        };
+        let entries = fields
+            .into_iter()
+            .map(|(k, value)| {
+                let source = entry.source.clone();
+                (k, Entry { value, source })
+            })
+            .collect();
+        let mut s = Section::new_nested(path, entries, decoder, problems);
+        let policy = EventTypeConfig {
+            max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
+            backoff_base: s.optional("backoff_base", DURATION, duration),
+            backoff_cap: s.optional("backoff_cap", DURATION, duration),
+            ttl: s.optional("ttl", DURATION, duration),
         };
         s.finish();
         out.insert(event_type, policy);

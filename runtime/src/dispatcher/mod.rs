@@ -228,8 +228,14 @@ impl Dispatcher {
         let reclaimed = async {
             let reclaimed = self.store.reclaim().await?;
             // Every interval, busy or not, so remembered idempotency keys
-            // are forgotten on time.
-            self.store.sweep().await?;
+            // are forgotten and messages past their ttl expire on time.
+            let swept = self.store.sweep().await?;
+            if swept.expired > 0 {
+                tracing::warn!(
+                    expired = swept.expired,
+                    "dead-lettered queued messages that outlived their event type's ttl"
+                );
+            }
             if idle {
                 self.store.maintain().await?;
             }

@@ -2,11 +2,42 @@
 
 use crate::clock::Millis;
 use crate::message::{MessageId, Priority};
+use crate::state_machine::{Failure, Policies, Transition, after_failure, is_expired};
 
 /// Claim order between two queued messages given as (priority, seq):
 /// highest priority first, then oldest. Both backends sort by it.
 pub(crate) fn claim_order(a: (Priority, i64), b: (Priority, i64)) -> std::cmp::Ordering {
     b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Splits a claim into the messages to deliver and those that outlived
+/// their event type's ttl, each with the transition that dead-letters it:
+/// an expired message is never delivered.
+pub(crate) fn split_expired(
+    claimed: Vec<Claimed>,
+    policies: &Policies,
+    now: Millis,
+) -> (Vec<Claimed>, Vec<(Lease, Transition)>) {
+    let mut live = Vec::with_capacity(claimed.len());
+    let mut expired = Vec::new();
+    for c in claimed {
+        match policies.limits(&c.event_type).ttl {
+            Some(ttl) if is_expired(c.created_at, now, Some(ttl)) => {
+                let policy = policies.for_event_type(&c.event_type);
+                let transition = after_failure(
+                    &Failure::Expired { ttl },
+                    c.attempts,
+                    c.max_attempts,
+                    policy,
+                    now,
+                    0.0,
+                );
+                expired.push((c.lease, transition));
+            }
+            _ => live.push(c),
+        }
+    }
+    (live, expired)
 }
 
 /// Proof of a claim: the message id and the token of this claim. Acks and

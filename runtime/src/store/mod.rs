@@ -276,7 +276,8 @@ impl Store {
 
     /// Housekeeping the host runs every reclaim interval, busy or not:
     /// stamps the idempotency keys of messages removed since the last
-    /// sweep, and forgets those removed `key_retention` ago.
+    /// sweep, forgets those removed `key_retention` ago, and dead-letters
+    /// queued messages that outlived their event type's ttl.
     ///
     /// # Errors
     ///

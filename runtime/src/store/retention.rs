@@ -20,6 +20,9 @@ use crate::clock::{Millis, duration_ms};
 pub struct Swept {
     /// Idempotency keys forgotten because their retention ran out.
     pub keys_forgotten: usize,
+    /// Queued messages dead-lettered because they outlived their event
+    /// type's ttl.
+    pub expired: usize,
 }
 
 /// The default time a key is remembered after its message is gone.

@@ -14,7 +14,7 @@ use super::schema::CHANNEL;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
-use crate::store::claim::claim_order;
+use crate::store::claim::{claim_order, split_expired};
 use crate::store::settle::decide;
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
@@ -376,7 +376,21 @@ impl PgStore {
                 .collect::<Result<Vec<_>, _>>()?;
             // RETURNING gives no order guarantee: restore the claim order.
             claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
-            Ok(claimed.into_iter().map(|(_, c)| c).collect())
+            let claimed = claimed.into_iter().map(|(_, c)| c).collect();
+            let (live, expired) = split_expired(claimed, &self.inner.policies, now);
+            if !expired.is_empty() {
+                // A crash before this commits leaves them in flight: their
+                // lease expires and the next claim expires them again.
+                let mut rows = FailureRows::default();
+                for (lease, transition) in &expired {
+                    rows.push(lease, transition, None, now);
+                }
+                let mut client = client;
+                let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+                rows.apply(&tx, now, errors).await?;
+                tx.commit().await.map_err(|e| errors.pg(&e))?;
+            }
+            Ok(live)
         })
         .await
     }

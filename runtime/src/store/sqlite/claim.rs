@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::Mailbox;
 use super::row::get_u32;
-use crate::store::claim::{Claimed, Lease, claim_order};
+use crate::store::claim::{Claimed, Lease, claim_order, split_expired};
 use crate::store::StoreError;
 use crate::clock::{Millis, duration_ms};
 use crate::message::Priority;
@@ -59,6 +59,7 @@ impl Mailbox {
         let first_claim = !self.registered;
         let owner = self.owner.clone();
         let ctx = self.ctx.clone();
+        let policies = (!self.policies.limits.is_empty()).then(|| self.policies.clone());
         let tx = self.tx()?;
         let result = (|| {
             if first_claim {
@@ -113,7 +114,14 @@ impl Mailbox {
             // RETURNING gives no order guarantee: restore the claim order.
             claimed.sort_by(|(sa, a), (sb, b)| claim_order((a.priority, *sa), (b.priority, *sb)));
             let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
-            Ok::<_, rusqlite::Error>(claimed)
+            let Some(policies) = &policies else {
+                return Ok(claimed);
+            };
+            let (live, expired) = split_expired(claimed, policies, now);
+            for (lease, transition) in &expired {
+                super::settle::apply_failure(&tx, lease, transition, None, now)?;
+            }
+            Ok::<_, rusqlite::Error>(live)
         })();
         let claimed = result.map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
