@@ -254,6 +254,7 @@ impl Host {
             shutdown: shutdown_rx,
             delivery_timeout: config.plugins.timeout,
             metrics: metrics.clone(),
+            type_slots: crate::dispatcher::TypeSlots::from_policies(&config.policies()),
         };
         let dispatcher = tokio::spawn(dispatcher.run());
         tracing::info!(

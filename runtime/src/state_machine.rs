@@ -104,6 +104,8 @@ pub struct QueueLimits {
     /// A message not handled within this time of its enqueue is
     /// dead-lettered, never delivered.
     pub ttl: Option<Duration>,
+    /// The most deliveries of this type at once, per host.
+    pub concurrency: Option<usize>,
 }
 
 /// The retry policy of every event type: a default and per-type overrides,

@@ -914,6 +914,7 @@ async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backen
         "short".into(),
         QueueLimits {
             ttl: Some(Duration::from_secs(30)),
+            ..QueueLimits::default()
         },
     );
     let store = at

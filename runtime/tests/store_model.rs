@@ -142,6 +142,7 @@ impl Harness {
             TYPES[1].to_owned(),
             QueueLimits {
                 ttl: Some(Duration::from_millis(TTL_MS as u64)),
+                ..QueueLimits::default()
             },
         );
         let store = at

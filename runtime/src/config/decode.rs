@@ -275,7 +275,7 @@ fn decode_type_sections(
             problems.push(Problem {
                 key: path,
                 source: entry.source,
-                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl"
+                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl, concurrency"
                     .into(),
             });
             continue;
@@ -293,6 +293,7 @@ fn decode_type_sections(
             backoff_base: s.optional("backoff_base", DURATION, duration),
             backoff_cap: s.optional("backoff_cap", DURATION, duration),
             ttl: s.optional("ttl", DURATION, duration),
+            concurrency: s.optional("concurrency", POSITIVE_NUMBER, parse),
         };
         s.finish();
         out.insert(event_type, policy);

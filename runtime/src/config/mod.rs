@@ -316,6 +316,10 @@ pub struct EventTypeConfig {
     /// dead-lettered ("expired after …") and never delivered.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub ttl: Option<Duration>,
+    /// The most deliveries of this type at once, per host (within
+    /// `dispatcher.concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
 }
 
 /// `[log]`: how the host logs.
@@ -497,7 +501,13 @@ impl Config {
         let limits = self
             .event_types
             .iter()
-            .map(|(event_type, t)| (event_type.clone(), QueueLimits { ttl: t.ttl }))
+            .map(|(event_type, t)| {
+                let limits = QueueLimits {
+                    ttl: t.ttl,
+                    concurrency: t.concurrency,
+                };
+                (event_type.clone(), limits)
+            })
             .collect();
         Policies {
             default,

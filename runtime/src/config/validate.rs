@@ -192,6 +192,11 @@ fn event_types(c: &Config, check: &mut Checker<'_>) {
             &format!("{path}.ttl"),
             || "is 0: every message would expire at once; leave ttl out for no limit".into(),
         );
+        check.that(
+            t.concurrency != Some(0),
+            &format!("{path}.concurrency"),
+            || "is 0: no message of this type would ever run; allow at least 1".into(),
+        );
         if t.backoff_base.is_some() || t.backoff_cap.is_some() {
             let old = c.retry.event_types.get(event_type);
             backoff_order(

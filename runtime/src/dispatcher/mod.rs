@@ -15,6 +15,7 @@
 
 mod delivery;
 mod settler;
+mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
 use settler::Settler;
+pub(crate) use slots::TypeSlots;
 
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
@@ -53,6 +55,8 @@ pub struct Dispatcher {
     pub(crate) delivery_timeout: Duration,
     /// Counts each committed outcome.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Each event type's `concurrency`.
+    pub(crate) type_slots: TypeSlots,
 }
 
 /// The dispatcher's working state.
@@ -64,6 +68,9 @@ struct Run {
     running: JoinSet<Finished>,
     /// The lease of each running delivery, to release it if it is cut short.
     leases: HashMap<TaskId, Lease>,
+    /// The event type of each running delivery, and how many of each type run.
+    task_types: HashMap<TaskId, String>,
+    running_by_type: HashMap<String, usize>,
     /// Finished deliveries, handed to the settler to commit.
     finished: Vec<Finished>,
     /// Claim before sleeping again.
@@ -90,6 +97,8 @@ impl Dispatcher {
             ready: VecDeque::new(),
             running: JoinSet::new(),
             leases: HashMap::new(),
+            task_types: HashMap::new(),
+            running_by_type: HashMap::new(),
             finished: Vec::new(),
             want_claim: true,
             next_due: None,
@@ -139,7 +148,13 @@ impl Dispatcher {
     /// Claims a batch when fewer messages are waiting than there are
     /// delivery slots.
     async fn claim(&self, run: &mut Run) {
-        let types = self.routes.event_types();
+        let mut held = run.running_by_type.clone();
+        for c in &run.ready {
+            *held.entry(c.event_type.clone()).or_default() += 1;
+        }
+        let types = self
+            .type_slots
+            .claimable(&self.routes.event_types(), &held);
         if types.is_empty() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
@@ -188,12 +203,20 @@ impl Dispatcher {
                 break;
             };
             match self.routes.get(&c.event_type) {
-                Some(plugin) if c.lease_expires_at - now >= needed => {
+                Some(plugin)
+                    if c.lease_expires_at - now >= needed
+                        && self.type_slots.may_start(&c.event_type, &run.running_by_type) =>
+                {
                     let lease = c.lease.clone();
+                    let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
                     run.leases.insert(handle.id(), lease);
+                    *run.running_by_type.entry(event_type.clone()).or_default() += 1;
+                    run.task_types.insert(handle.id(), event_type);
                 }
-                // Unloaded since the claim, or held too long: hand it back unspent.
+                // Unloaded since the claim, held too long, or over its
+                // type's concurrency (a claim of many at once may overshoot
+                // it): hand it back unspent.
                 _ => release.push(c.lease),
             }
         }
@@ -320,7 +343,20 @@ impl Dispatcher {
 }
 
 impl Run {
+    /// One delivery of the task `id` no longer runs.
+    fn stopped(&mut self, id: TaskId) {
+        if let Some(event_type) = self.task_types.remove(&id)
+            && let Some(n) = self.running_by_type.get_mut(&event_type)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
+        match &done {
+            Ok((id, _)) => self.stopped(*id),
+            Err(e) => self.stopped(e.id()),
+        }
         match done {
             Ok((id, finished)) => {
                 self.leases.remove(&id);
