@@ -106,6 +106,9 @@ pub struct QueueLimits {
     pub ttl: Option<Duration>,
     /// The most deliveries of this type at once, per host.
     pub concurrency: Option<usize>,
+    /// The most messages of this type queued at once: an enqueue that
+    /// would exceed it is refused whole.
+    pub max_queued: Option<u64>,
 }
 
 /// The retry policy of every event type: a default and per-type overrides,

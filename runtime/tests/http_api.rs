@@ -25,6 +25,15 @@ const MAX_PAYLOAD: usize = 4096;
 
 /// A host with `plugins` deployed, serving HTTP on a free loopback port.
 async fn start(token: Option<&str>, plugins: &[(&str, &str)]) -> (tempfile::TempDir, Host) {
+    start_with(token, plugins, |_| {}).await
+}
+
+/// As [`start`], with `tweak` applied to the configuration.
+async fn start_with(
+    token: Option<&str>,
+    plugins: &[(&str, &str)],
+    tweak: impl FnOnce(&mut Config),
+) -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
@@ -39,6 +48,7 @@ async fn start(token: Option<&str>, plugins: &[(&str, &str)]) -> (tempfile::Temp
     config.dispatcher.poll_interval = Duration::from_millis(20);
     config.http.listen = Some("127.0.0.1:0".parse().expect("addr"));
     config.http.token = token.map(str::to_owned);
+    tweak(&mut config);
     let host = Host::start(&config).await.expect("host starts");
     (dir, host)
 }
@@ -776,5 +786,47 @@ async fn health_readiness_and_the_openapi_document() {
     let not_ready = api.get("/readyz").await;
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(not_ready.error()["code"], "not_ready");
+    host.shutdown().await;
+}
+
+/// A full queue refuses an enqueue whole with 429 and `Retry-After`; other
+/// types, and the same type once there is room, are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_and_stores_nothing() {
+    let (_dir, host) = start_with(None, &[], |config| {
+        config.event_types.insert(
+            "capped".into(),
+            mailroom::config::EventTypeConfig {
+                max_queued: Some(2),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let api = Api::for_host(&host, None);
+    let one = json!({"event_type": "capped", "payload": {}});
+    api.enqueue(&json!([one, one])).await;
+    let refused = api
+        .post_json("/v1/events", &json!([{"event_type": "free", "payload": {}}, one]))
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error()["code"], "over_capacity");
+    assert!(
+        refused.error()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("capped") && m.contains("max_queued")),
+        "{:?}",
+        refused.error()
+    );
+    assert_eq!(
+        refused.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let stats = api.stats().await;
+    assert_eq!(stats["queued"], 2, "the batch was refused whole: {stats}");
+    let free = api
+        .post_json("/v1/events", &json!({"event_type": "free", "payload": {}}))
+        .await;
+    assert_eq!(free.status, StatusCode::ACCEPTED);
     host.shutdown().await;
 }

@@ -102,6 +102,7 @@ on_both_backends!(
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
     a_message_past_its_ttl_is_dead_lettered_never_delivered,
+    an_enqueue_over_a_types_max_queued_is_refused_whole,
     stats_count_by_state_type_and_priority,
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
@@ -967,6 +968,52 @@ async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backen
         MessageState::Queued
     );
     assert!(claim(&store, 10, &["short"]).await.is_empty());
+}
+
+async fn an_enqueue_over_a_types_max_queued_is_refused_whole(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let mut p = policies();
+    p.limits.insert(
+        "capped".into(),
+        QueueLimits {
+            max_queued: Some(2),
+            ..QueueLimits::default()
+        },
+    );
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: p,
+            ..OpenOptions::default()
+        })
+        .await;
+    let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
+    store
+        .enqueue_batch(vec![m("capped"), m("capped").with_key("k")])
+        .await
+        .expect("up to the limit");
+    let err = store
+        .enqueue_batch(vec![m("free"), m("capped")])
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(&err, StoreError::OverCapacity { event_type, max_queued: 2 } if event_type == "capped"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_queued"), "{err}");
+    assert_eq!(total(&store).await, 2, "nothing of the refused batch");
+    // A duplicate stores nothing, so it is not refused.
+    assert!(store.enqueue(m("capped").with_key("k")).await.expect("dup").duplicate);
+    // Other types are not limited; a claimed message frees a place.
+    store.enqueue(m("free")).await.expect("free");
+    let c = claim_one(&store, &["capped"]).await;
+    store.enqueue(m("capped")).await.expect("room again");
+    assert!(matches!(
+        store.enqueue(m("capped")).await,
+        Err(StoreError::OverCapacity { .. })
+    ));
+    store.ack(&c, vec![]).await.expect("ack");
 }
 
 async fn stats_count_by_state_type_and_priority(backend: Backend) {

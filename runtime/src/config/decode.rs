@@ -275,7 +275,7 @@ fn decode_type_sections(
             problems.push(Problem {
                 key: path,
                 source: entry.source,
-                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl, concurrency"
+                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl, concurrency, max_queued"
                     .into(),
             });
             continue;
@@ -294,6 +294,7 @@ fn decode_type_sections(
             backoff_cap: s.optional("backoff_cap", DURATION, duration),
             ttl: s.optional("ttl", DURATION, duration),
             concurrency: s.optional("concurrency", POSITIVE_NUMBER, parse),
+            max_queued: s.optional("max_queued", POSITIVE_NUMBER, parse),
         };
         s.finish();
         out.insert(event_type, policy);

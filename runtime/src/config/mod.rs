@@ -320,6 +320,10 @@ pub struct EventTypeConfig {
     /// `dispatcher.concurrency`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// The most messages of this type queued at once: an enqueue that would
+    /// exceed it is refused whole (CLI exit 6, HTTP 429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
 }
 
 /// `[log]`: how the host logs.
@@ -505,6 +509,7 @@ impl Config {
                 let limits = QueueLimits {
                     ttl: t.ttl,
                     concurrency: t.concurrency,
+                    max_queued: t.max_queued,
                 };
                 (event_type.clone(), limits)
             })

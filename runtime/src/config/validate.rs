@@ -197,6 +197,11 @@ fn event_types(c: &Config, check: &mut Checker<'_>) {
             &format!("{path}.concurrency"),
             || "is 0: no message of this type would ever run; allow at least 1".into(),
         );
+        check.that(
+            t.max_queued != Some(0),
+            &format!("{path}.max_queued"),
+            || "is 0: every enqueue would be refused; allow at least 1".into(),
+        );
         if t.backoff_base.is_some() || t.backoff_cap.is_some() {
             let old = c.retry.event_types.get(event_type);
             backoff_order(

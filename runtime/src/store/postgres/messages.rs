@@ -15,6 +15,7 @@ use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
 use crate::store::claim::{claim_order, split_expired};
+use crate::store::enqueue::capped_types;
 use crate::store::settle::decide;
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
@@ -35,6 +36,14 @@ const INSERT: &str = "INSERT INTO mailroom.messages
      ORDER BY n
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id";
+
+/// Serializes the enqueues of one capped event type (`$1`) until commit.
+const CAPACITY_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('mailroom.max_queued'), hashtext($1))";
+
+/// How many messages of type `$1` are queued, counting at most `$2`.
+const QUEUED_UP_TO: &str = "SELECT count(*) FROM (SELECT 1 FROM mailroom.messages
+    WHERE state = 'queued' AND event_type = $1 LIMIT $2) q";
 
 /// The stored messages holding these keys, and the removed ones whose keys
 /// are still remembered.
@@ -330,9 +339,33 @@ impl PgStore {
             let mut client = self.client().await?;
             let errors = self.errors();
             let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+            let capped = capped_types(&messages, &self.inner.policies);
+            // One enqueuer at a time per capped type, so two hosts cannot
+            // both fit into the last free place (types in one order: no
+            // deadlock). Uncapped types take no lock.
+            for (event_type, _) in &capped {
+                tx.execute(CAPACITY_LOCK, &[event_type])
+                    .await
+                    .map_err(|e| errors.pg(&e))?;
+            }
             let rows: Vec<(&NewMessage, Option<&str>)> =
                 messages.iter().map(|m| (m, None)).collect();
             let out = insert_all(&tx, &rows, &self.inner.policies, self.now(), errors).await?;
+            for (event_type, max_queued) in capped {
+                let limit = i64::try_from(max_queued.saturating_add(1)).unwrap_or(i64::MAX);
+                let n: i64 = tx
+                    .query_one(QUEUED_UP_TO, &[&event_type, &limit])
+                    .await
+                    .map_err(|e| errors.pg(&e))?
+                    .get(0);
+                if u64::try_from(n).unwrap_or(0) > max_queued {
+                    // Dropping `tx` rolls the inserts back.
+                    return Err(StoreError::OverCapacity {
+                        event_type,
+                        max_queued,
+                    });
+                }
+            }
             notify(&tx, errors).await?;
             tx.commit().await.map_err(|e| errors.pg(&e))?;
             Ok(out)

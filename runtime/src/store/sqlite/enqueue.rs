@@ -7,6 +7,7 @@ use super::Mailbox;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{MessageState, Policies};
+use crate::store::enqueue::capped_types;
 use crate::store::{Enqueued, StoreError};
 
 impl Mailbox {
@@ -52,9 +53,38 @@ impl Mailbox {
             .map(|m| insert(&tx, m, &policies, now, None))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ctx.err(e))?;
+        // Counted after the inserts, in the same transaction: exact, since
+        // SQLite has one writer at a time. Over it, `tx` drops: rollback.
+        for (event_type, max_queued) in capped_types(&messages, &policies) {
+            if queued_beyond(&tx, &event_type, max_queued).map_err(|e| ctx.err(e))? {
+                return Err(StoreError::OverCapacity {
+                    event_type,
+                    max_queued,
+                });
+            }
+        }
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(out)
     }
+}
+
+/// Whether more than `max_queued` messages of `event_type` are queued;
+/// reads at most `max_queued + 1` entries of its queue index.
+pub(crate) fn queued_beyond(
+    tx: &Connection,
+    event_type: &str,
+    max_queued: u64,
+) -> rusqlite::Result<bool> {
+    let n: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM messages
+              WHERE state = 'queued' AND event_type = ?1 LIMIT ?2)",
+        )?
+        .query_row(
+            params![event_type, super::row::sql_int(max_queued.saturating_add(1))],
+            |row| row.get(0),
+        )?;
+    Ok(u64::try_from(n).unwrap_or(0) > max_queued)
 }
 
 /// Inserts one validated message inside `tx`. `inherited_correlation` is the
