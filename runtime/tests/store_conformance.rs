@@ -103,6 +103,7 @@ on_both_backends!(
     dead_letters_are_taken_in_order_of_death_by_every_condition,
     a_message_past_its_ttl_is_dead_lettered_never_delivered,
     an_enqueue_over_a_types_max_queued_is_refused_whole,
+    an_ack_whose_events_do_not_fit_is_a_retryable_failure,
     stats_count_by_state_type_and_priority,
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
@@ -1014,6 +1015,62 @@ async fn an_enqueue_over_a_types_max_queued_is_refused_whole(backend: Backend) {
         Err(StoreError::OverCapacity { .. })
     ));
     store.ack(&c, vec![]).await.expect("ack");
+}
+
+async fn an_ack_whose_events_do_not_fit_is_a_retryable_failure(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let mut p = policies();
+    p.limits.insert(
+        "capped".into(),
+        QueueLimits {
+            max_queued: Some(1),
+            ..QueueLimits::default()
+        },
+    );
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: p,
+            ..OpenOptions::default()
+        })
+        .await;
+    let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
+    store.enqueue(m("capped")).await.expect("fills the queue");
+    let source = enqueue(&store, "src").await;
+    let c = claim_one(&store, &["src"]).await;
+    let settled = store
+        .settle_one(&c, Settlement::Ack { follow_ups: vec![m("capped"), m("free")] }, None)
+        .await
+        .expect("settled");
+    assert!(matches!(settled, Settled::Requeued { .. }), "{settled:?}");
+    let back = store.message(source).await.expect("stored");
+    assert_eq!((back.state, back.summary.attempts), (MessageState::Queued, 1));
+    assert!(
+        back.summary
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("do not fit") && e.contains("capped")),
+        "{:?}",
+        back.summary.last_error
+    );
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.by_event_type["capped"].queued, 1, "nothing emitted");
+    assert!(!stats.by_event_type.contains_key("free"), "not even the uncapped event");
+
+    // Once the queue drains, the retry's events fit.
+    let capped = claim_one(&store, &["capped"]).await;
+    store.ack(&capped, vec![]).await.expect("ack");
+    clock.advance(Duration::from_secs(60));
+    let c = claim_one(&store, &["src"]).await;
+    store
+        .ack(&c, vec![m("capped")])
+        .await
+        .expect("fits now");
+    assert_eq!(
+        store.stats().await.expect("stats").by_event_type["capped"].queued,
+        1
+    );
 }
 
 async fn stats_count_by_state_type_and_priority(backend: Backend) {

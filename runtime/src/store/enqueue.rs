@@ -14,9 +14,15 @@ pub struct Enqueued {
 
 /// The event types among `messages` whose queue has a `max_queued`, each
 /// with it, sorted (so locks on them are always taken in one order).
-pub(crate) fn capped_types(messages: &[NewMessage], policies: &Policies) -> Vec<(String, u64)> {
+pub(crate) fn capped_types<'a>(
+    messages: impl IntoIterator<Item = &'a NewMessage>,
+    policies: &Policies,
+) -> Vec<(String, u64)> {
+    if policies.limits.is_empty() {
+        return Vec::new();
+    }
     let mut capped: Vec<(String, u64)> = messages
-        .iter()
+        .into_iter()
         .filter_map(|m| {
             policies
                 .limits(&m.event_type)

@@ -16,7 +16,7 @@ use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
 use crate::store::claim::{claim_order, split_expired};
 use crate::store::enqueue::capped_types;
-use crate::store::settle::decide;
+use crate::store::settle::{Room, decide};
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
 /// Inserts the messages given column by column, in order, skipping those
@@ -511,8 +511,31 @@ impl PgStore {
         let now = self.now();
         let policies = &self.inner.policies;
         let errors = self.errors();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+        // The capped queues the acks emit into: locked as an enqueue locks
+        // them, and counted, so emitted events cannot overfill them.
+        let emitted = batch.iter().flat_map(|e| match e.settlement() {
+            Settlement::Ack { follow_ups } => follow_ups.as_slice(),
+            Settlement::Fail(_) => &[],
+        });
+        let mut counts = Vec::new();
+        for (event_type, max) in capped_types(emitted, policies) {
+            tx.execute(CAPACITY_LOCK, &[&event_type])
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            let limit = i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX);
+            let n: i64 = tx
+                .query_one(QUEUED_UP_TO, &[&event_type, &limit])
+                .await
+                .map_err(|e| errors.pg(&e))?
+                .get(0);
+            counts.push((event_type, u64::try_from(n).unwrap_or(0), max));
+        }
+        let mut room = Room::new(counts);
         // Decide every entry first: invalid follow-ups fail their entry
-        // alone; failures get their transition from the state machine.
+        // alone, as do acks whose events do not fit (a retryable failure);
+        // failures get their transition from the state machine.
         let mut results: Vec<Option<Result<Settled, StoreError>>> = Vec::with_capacity(batch.len());
         let mut ack_ids = Vec::new();
         let mut ack_tokens = Vec::new();
@@ -528,6 +551,20 @@ impl PgStore {
                     {
                         results.push(Some(Err(StoreError::Invalid(invalid))));
                         transitions.push(None);
+                        continue;
+                    }
+                    if let Err(failure) = room.take(follow_ups) {
+                        let transition = decide(
+                            &claimed.event_type,
+                            claimed.attempts,
+                            claimed.max_attempts,
+                            &failure,
+                            policies,
+                            now,
+                        );
+                        failures.push(&claimed.lease, &transition, entry.digest(), now);
+                        transitions.push(Some(transition));
+                        results.push(None);
                         continue;
                     }
                     ack_ids.push(claimed.lease.id.0);
@@ -549,8 +586,6 @@ impl PgStore {
             }
             results.push(None);
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
         let acked: HashSet<uuid::Uuid> = if ack_ids.is_empty() {
             HashSet::new()
         } else {
@@ -590,9 +625,11 @@ impl PgStore {
                     return result;
                 }
                 let id = entry.claimed().lease.id;
-                let held = match entry.settlement() {
-                    Settlement::Ack { .. } => acked.contains(&id.0),
-                    Settlement::Fail(_) => failed.contains(&id.0),
+                // A transition was applied as a failure (an ack whose events
+                // did not fit included); otherwise it was an ack.
+                let held = match transition {
+                    Some(_) => failed.contains(&id.0),
+                    None => acked.contains(&id.0),
                 };
                 if !held {
                     return Err(StoreError::LeaseLost { id });

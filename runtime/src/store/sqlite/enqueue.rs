@@ -75,16 +75,20 @@ pub(crate) fn queued_beyond(
     event_type: &str,
     max_queued: u64,
 ) -> rusqlite::Result<bool> {
+    Ok(queued_up_to(tx, event_type, max_queued.saturating_add(1))? > max_queued)
+}
+
+/// How many messages of `event_type` are queued, counting at most `limit`.
+pub(crate) fn queued_up_to(tx: &Connection, event_type: &str, limit: u64) -> rusqlite::Result<u64> {
     let n: i64 = tx
         .prepare_cached(
             "SELECT count(*) FROM (SELECT 1 FROM messages
               WHERE state = 'queued' AND event_type = ?1 LIMIT ?2)",
         )?
-        .query_row(
-            params![event_type, super::row::sql_int(max_queued.saturating_add(1))],
-            |row| row.get(0),
-        )?;
-    Ok(u64::try_from(n).unwrap_or(0) > max_queued)
+        .query_row(params![event_type, super::row::sql_int(limit)], |row| {
+            row.get(0)
+        })?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Inserts one validated message inside `tx`. `inherited_correlation` is the
