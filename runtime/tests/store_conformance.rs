@@ -908,17 +908,17 @@ async fn futures_ids(store: &Store, event_types: &[&str]) -> Vec<MessageId> {
     ids
 }
 
-async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backend) {
+/// A store on `backend` whose event type `event_type` has `limits`, with
+/// the manual clock it reads.
+async fn with_limits(
+    backend: Backend,
+    event_type: &str,
+    limits: QueueLimits,
+) -> (TestLocation, ManualClock, Store) {
     let at = TestLocation::new(backend).await;
     let clock = ManualClock::new(T0);
     let mut p = policies();
-    p.limits.insert(
-        "short".into(),
-        QueueLimits {
-            ttl: Some(Duration::from_secs(30)),
-            ..QueueLimits::default()
-        },
-    );
+    p.limits.insert(event_type.into(), limits);
     let store = at
         .open_with(OpenOptions {
             clock: std::sync::Arc::new(clock.clone()),
@@ -926,6 +926,19 @@ async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backen
             ..OpenOptions::default()
         })
         .await;
+    (at, clock, store)
+}
+
+async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backend) {
+    let (_at, clock, store) = with_limits(
+        backend,
+        "short",
+        QueueLimits {
+            ttl: Some(Duration::from_secs(30)),
+            ..QueueLimits::default()
+        },
+    )
+    .await;
     let early = enqueue(&store, "short").await;
     let other = enqueue(&store, "long").await;
     clock.advance(Duration::from_secs(20));
@@ -972,23 +985,15 @@ async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backen
 }
 
 async fn an_enqueue_over_a_types_max_queued_is_refused_whole(backend: Backend) {
-    let at = TestLocation::new(backend).await;
-    let clock = ManualClock::new(T0);
-    let mut p = policies();
-    p.limits.insert(
-        "capped".into(),
+    let (_at, _clock, store) = with_limits(
+        backend,
+        "capped",
         QueueLimits {
             max_queued: Some(2),
             ..QueueLimits::default()
         },
-    );
-    let store = at
-        .open_with(OpenOptions {
-            clock: std::sync::Arc::new(clock.clone()),
-            policies: p,
-            ..OpenOptions::default()
-        })
-        .await;
+    )
+    .await;
     let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
     store
         .enqueue_batch(vec![m("capped"), m("capped").with_key("k")])
@@ -1018,23 +1023,15 @@ async fn an_enqueue_over_a_types_max_queued_is_refused_whole(backend: Backend) {
 }
 
 async fn an_ack_whose_events_do_not_fit_is_a_retryable_failure(backend: Backend) {
-    let at = TestLocation::new(backend).await;
-    let clock = ManualClock::new(T0);
-    let mut p = policies();
-    p.limits.insert(
-        "capped".into(),
+    let (_at, clock, store) = with_limits(
+        backend,
+        "capped",
         QueueLimits {
             max_queued: Some(1),
             ..QueueLimits::default()
         },
-    );
-    let store = at
-        .open_with(OpenOptions {
-            clock: std::sync::Arc::new(clock.clone()),
-            policies: p,
-            ..OpenOptions::default()
-        })
-        .await;
+    )
+    .await;
     let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
     store.enqueue(m("capped")).await.expect("fills the queue");
     let source = enqueue(&store, "src").await;

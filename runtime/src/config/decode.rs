@@ -223,25 +223,18 @@ fn decode_event_types(
     };
     for (event_type, value) in types {
         let path = format!("retry.event_types.{}", quote_key(&event_type));
-        if let Err(e) = validate_event_type(&event_type) {
-            problem(problems, path, format!("not an event type: {e}"));
-            continue;
-        }
-        let Value::Table(fields) = value else {
-            problem(
-                problems,
-                path,
-                "expected a table with any of max_attempts, backoff_base, backoff_cap".into(),
-            );
+        let Some(entries) = type_table(
+            &path,
+            &event_type,
+            Entry {
+                value,
+                source: entry.source.clone(),
+            },
+            "max_attempts, backoff_base, backoff_cap",
+            problems,
+        ) else {
             continue;
         };
-        let entries = fields
-            .into_iter()
-            .map(|(k, value)| {
-                let source = entry.source.clone();
-                (k, Entry { value, source })
-            })
-            .collect();
         let mut s = Section::new_nested(path, entries, decoder, problems);
         let policy = RetryOverride {
             max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
@@ -254,6 +247,39 @@ fn decode_event_types(
     out
 }
 
+/// The keys of one event type's table at `path`, each with the table's
+/// source; `None` (with the problem recorded) when the name is not an event
+/// type or the value not a table of `keys`.
+fn type_table(
+    path: &str,
+    event_type: &str,
+    entry: Entry,
+    keys: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<BTreeMap<String, Entry>> {
+    let message = match (validate_event_type(event_type), entry.value) {
+        (Err(e), _) => format!("not an event type: {e}"),
+        (Ok(()), Value::Table(fields)) => {
+            return Some(
+                fields
+                    .into_iter()
+                    .map(|(k, value)| {
+                        let source = entry.source.clone();
+                        (k, Entry { value, source })
+                    })
+                    .collect(),
+            );
+        }
+        (Ok(()), _) => format!("expected a table with any of {keys}"),
+    };
+    problems.push(Problem {
+        key: path.to_owned(),
+        source: entry.source,
+        message,
+    });
+    None
+}
+
 /// `[event_types."<type>"]` tables: each an [`EventTypeConfig`].
 fn decode_type_sections(
     entries: BTreeMap<String, Entry>,
@@ -263,30 +289,15 @@ fn decode_type_sections(
     let mut out = BTreeMap::new();
     for (event_type, entry) in entries {
         let path = format!("event_types.{}", quote_key(&event_type));
-        if let Err(e) = validate_event_type(&event_type) {
-            problems.push(Problem {
-                key: path,
-                source: entry.source,
-                message: format!("not an event type: {e}"),
-            });
-            continue;
-        }
-        let Value::Table(fields) = entry.value else {
-            problems.push(Problem {
-                key: path,
-                source: entry.source,
-                message: "expected a table with any of max_attempts, backoff_base, backoff_cap, ttl, concurrency, max_queued"
-                    .into(),
-            });
+        let Some(entries) = type_table(
+            &path,
+            &event_type,
+            entry,
+            "max_attempts, backoff_base, backoff_cap, ttl, concurrency, max_queued",
+            problems,
+        ) else {
             continue;
         };
-        let entries = fields
-            .into_iter()
-            .map(|(k, value)| {
-                let source = entry.source.clone();
-                (k, Entry { value, source })
-            })
-            .collect();
         let mut s = Section::new_nested(path, entries, decoder, problems);
         let policy = EventTypeConfig {
             max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),

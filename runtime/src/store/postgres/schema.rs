@@ -200,6 +200,9 @@ $$;
 CREATE TRIGGER messages_retain_key AFTER DELETE ON mailroom.messages
     FOR EACH ROW WHEN (OLD.key IS NOT NULL) EXECUTE FUNCTION mailroom.retain_key();
 
+-- Version 1's function with the remembered-key lookup added: its body names
+-- its arguments as `enqueue.<name>`, so it cannot be wrapped under a new name,
+-- and migrations never edit a released one.
 CREATE OR REPLACE FUNCTION mailroom.enqueue(
     event_type     text,
     payload        jsonb,
