@@ -304,6 +304,7 @@ impl Host {
             delivery_timeout: config.plugins.timeout,
             metrics: metrics.clone(),
             max_emit_bytes: config.plugins.max_emit_bytes,
+            type_slots: crate::dispatcher::TypeSlots::from_policies(&config.policies()),
         };
         let dispatcher = tokio::spawn(dispatcher.run());
         // The dispatcher runs while the folder is scanned: a plugin serves as

@@ -97,13 +97,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The retry policy of every event type: a default and per-type overrides.
+/// Limits on one event type's queue beyond its retry policy; `None` is no
+/// limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// A message not handled within this time of its enqueue is
+    /// dead-lettered, never delivered.
+    pub ttl: Option<Duration>,
+    /// The most deliveries of this type at once, per host.
+    pub concurrency: Option<usize>,
+    /// The most messages of this type queued at once: an enqueue that
+    /// would exceed it is refused whole.
+    pub max_queued: Option<u64>,
+}
+
+/// The retry policy of every event type: a default and per-type overrides,
+/// and the per-type queue limits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policies {
     /// Applies to every event type without an override.
     pub default: RetryPolicy,
     /// Per event type.
     pub by_event_type: HashMap<String, RetryPolicy>,
+    /// Queue limits per event type (none for a type not named).
+    pub limits: HashMap<String, QueueLimits>,
 }
 
 impl Policies {
@@ -111,6 +128,38 @@ impl Policies {
     pub fn for_event_type(&self, event_type: &str) -> &RetryPolicy {
         self.by_event_type.get(event_type).unwrap_or(&self.default)
     }
+
+    /// The queue limits of `event_type`.
+    pub fn limits(&self, event_type: &str) -> QueueLimits {
+        self.limits.get(event_type).copied().unwrap_or_default()
+    }
+
+    /// The event types with a ttl, and their ttl.
+    pub fn ttls(&self) -> impl Iterator<Item = (&str, Duration)> {
+        self.limits
+            .iter()
+            .filter_map(|(t, l)| l.ttl.map(|ttl| (t.as_str(), ttl)))
+    }
+}
+
+/// Whether a message enqueued at `created_at` has outlived `ttl` at `now`:
+/// then it must be dead-lettered, never delivered.
+pub fn is_expired(created_at: Millis, now: Millis, ttl: Option<Duration>) -> bool {
+    ttl.is_some_and(|ttl| now.saturating_sub(created_at) >= duration_ms(ttl))
+}
+
+/// The enqueue time at or before which a message with `ttl` has expired
+/// at `now`.
+pub fn expired_if_created_by(now: Millis, ttl: Duration) -> Millis {
+    now.saturating_sub(duration_ms(ttl))
+}
+
+/// The last error of a message that expired with `ttl`.
+pub fn expiry_reason(ttl: Duration) -> String {
+    format!(
+        "expired after {}: not handled within its event type's ttl",
+        humantime::format_duration(ttl)
+    )
 }
 
 /// Why an attempt did not succeed.
@@ -132,6 +181,11 @@ pub enum Failure {
     },
     /// The lease ran out (or its owner died) before the attempt finished.
     LeaseExpired,
+    /// The message outlived its event type's ttl before it was delivered.
+    Expired {
+        /// The ttl.
+        ttl: Duration,
+    },
 }
 
 /// What the mailbox does to a claimed message after a failure.
@@ -170,6 +224,11 @@ pub fn after_failure(
         Failure::Fatal { reason } => {
             return Transition::Dead {
                 last_error: truncate_error(&format!("fatal: {reason}")),
+            };
+        }
+        Failure::Expired { ttl } => {
+            return Transition::Dead {
+                last_error: expiry_reason(*ttl),
             };
         }
         Failure::Retry { reason, after } => (reason.clone(), *after),
@@ -395,4 +454,28 @@ mod tests {
         assert_eq!(policies.for_event_type("slow").max_attempts, 5);
         assert_eq!(policies.for_event_type("other").max_attempts, 10);
     }
+
+    #[test]
+    fn a_message_expires_at_its_ttl_and_not_before() {
+        let ttl = Some(Duration::from_secs(30));
+        assert!(!is_expired(NOW, NOW + 29_999, ttl));
+        assert!(is_expired(NOW, NOW + 30_000, ttl));
+        assert!(!is_expired(NOW, NOW + 1_000_000_000, None), "no ttl, no expiry");
+        assert_eq!(expired_if_created_by(NOW + 30_000, Duration::from_secs(30)), NOW);
+        assert!(!is_expired(NOW, NOW - 5, ttl), "a clock behind the enqueue");
+    }
+
+    #[test]
+    fn an_expired_message_is_dead_at_once_whatever_its_attempts() {
+        let failure = Failure::Expired {
+            ttl: Duration::from_secs(90),
+        };
+        assert_eq!(
+            after_failure(&failure, 1, 5, &policy(), NOW, 0.0),
+            Transition::Dead {
+                last_error: "expired after 1m 30s: not handled within its event type's ttl".into()
+            }
+        );
+    }
+
 }

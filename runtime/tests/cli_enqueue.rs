@@ -301,3 +301,20 @@ fn a_missing_directory_is_an_error_not_created() {
         .unavailable(&["nowhere", "does not exist"]);
     assert!(!w.path().join("nowhere").exists());
 }
+
+/// An enqueue over an event type's `max_queued` exits 6 and stores nothing.
+#[test]
+fn an_enqueue_into_a_full_queue_exits_6() {
+    let w = Workdir::new();
+    w.write(
+        "mailroom.toml",
+        "[event_types.capped]\nmax_queued = 1\n",
+    );
+    w.run(&["enqueue", "capped", "{}"]).ok();
+    let refused = w.run(&["enqueue", "capped", "{}"]);
+    refused.fails(6, &["queue of event type capped is full", "max_queued"]);
+    let json = w.run(&["enqueue", "capped", "{}", "--json"]);
+    assert_eq!(json.code, 6);
+    assert!(json.stdout.contains("\"over_capacity\""), "{json:?}");
+    assert_eq!(w.mailbox().stats().expect("stats").totals.queued, 1);
+}

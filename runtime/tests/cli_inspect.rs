@@ -274,10 +274,13 @@ fn redrive_and_purge() {
     );
 
     w.run(&["dlq", "purge"])
-        .fails(2, &["<ID|--event-type <TYPE>|--all>"]);
+        .fails(2, &["<ID|--event-type <TYPE>|--error-contains <TEXT>|"]);
     w.run(&["dlq", "purge", "--all", "--event-type", "x"])
         .fails(2, &["cannot be used with"]);
-    let purged = w.run(&["dlq", "purge", "--all"]);
+    w.run(&["dlq", "purge", "--all"])
+        .bad_input(&["deletes every dead letter for good", "--yes"]);
+    assert_eq!(w.mailbox().stats().expect("stats").totals.dead, 1, "nothing purged");
+    let purged = w.run(&["dlq", "purge", "--all", "--yes"]);
     assert_eq!(purged.ok().trim(), "purged 1 dead letter");
     assert!(w.mailbox().message(dead[1]).is_err(), "purged for good");
     let none = w
@@ -364,7 +367,7 @@ fn read_commands_never_create_a_store() {
         &["dlq", "list"],
         &["dlq", "show", "0190a4f2-0000-7000-8000-000000000000"],
         &["dlq", "redrive", "--all"],
-        &["dlq", "purge", "--all"],
+        &["dlq", "purge", "--all", "--yes"],
         &["plugins"],
     ] {
         w.run(args).unavailable(&[
@@ -398,4 +401,79 @@ fn read_commands_never_create_a_store() {
         0,
         "nothing created"
     );
+}
+
+/// Redrive and purge by conditions (all must hold), with times given as
+/// RFC 3339 or as a time ago; a gradual redrive moves the same set.
+#[test]
+fn filtered_redrive_and_purge() {
+    let w = Workdir::new();
+    let dead = fixture(&w);
+    // dead[0], dead[1]: order.created, "bad order"; dead[2]: email.send.
+    let none = w
+        .run(&["dlq", "redrive", "--error-contains", "bad order", "--died-after", "2099-01-01T00:00:00Z", "--json"])
+        .json();
+    assert_eq!(none, json!({"action": "redrive", "count": 0}));
+    let listed = w
+        .run(&["dlq", "list", "--json", "--error-contains", "no such mailbox", "--died-before", "0s"])
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["id"], dead[2].to_string());
+    w.run(&["dlq", "redrive", "--died-after", "yesterday"])
+        .fails(2, &["neither a time", "2h"]);
+    w.run(&["dlq", "redrive", "--all", "--rate", "fast"])
+        .fails(2, &["is not a rate", "50/s"]);
+    w.run(&["dlq", "redrive", "--all", "--rate", "0/s"])
+        .fails(2, &["above zero"]);
+
+    let moved = w
+        .run(&["dlq", "redrive", "--event-type", "order.created", "--error-contains", "bad order", "--died-after", "1h", "--rate", "20/s"])
+        .ok()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        moved,
+        "redrove 2 dead letters of event type order.created whose last error contains \"bad order\" (queued again, due now, attempts reset)"
+    );
+    let mb = w.mailbox();
+    for id in &dead[..2] {
+        assert_eq!(mb.message(*id).expect("stored").state, MessageState::Queued);
+    }
+    assert_eq!(mb.message(dead[2]).expect("stored").state, MessageState::Dead);
+    let purged = w
+        .run(&["dlq", "purge", "--error-contains", "mailbox", "--json"])
+        .json();
+    assert_eq!(purged, json!({"action": "purge", "count": 1}));
+    assert_eq!(w.mailbox().stats().expect("stats").totals.dead, 0);
+}
+
+/// A gradual redrive keeps to its rate: it can only be slower than asked
+/// (a busy machine), never faster, so the lower bound on its duration is
+/// asserted and the observed rate printed (as a benchmark would).
+#[test]
+fn a_gradual_redrive_keeps_to_its_rate() {
+    let w = Workdir::new();
+    let mut mb = w.mailbox();
+    for _ in 0..40 {
+        enqueue(&mut mb, "order.created", b"{}");
+    }
+    kill_all(&mut mb, "order.created", "downstream was down");
+    drop(mb);
+    let started = std::time::Instant::now();
+    let run = w
+        .run(&["dlq", "redrive", "--all", "--rate", "20/s", "--json"])
+        .json();
+    let took = started.elapsed();
+    assert_eq!(run, json!({"action": "redrive", "count": 40}));
+    // 20 steps of 2, 100 ms apart; the first goes at once.
+    assert!(
+        took >= Duration::from_millis(1900),
+        "40 at 20/s took only {took:?}"
+    );
+    let observed = 40.0 / took.as_secs_f64();
+    println!(
+        "gradual redrive: asked 20/s, observed {observed:.1}/s over {took:?} ({:+.0}%)",
+        (observed / 20.0 - 1.0) * 100.0
+    );
+    assert_eq!(w.mailbox().stats().expect("stats").totals.queued, 40);
 }

@@ -165,3 +165,41 @@ async fn a_message_whose_last_lease_ran_out_counts_as_dead_lettered() {
     assert_eq!(host.metrics().dead_lettered_total("stuck"), 1);
     host.shutdown().await;
 }
+
+/// `[event_types."T"] concurrency` caps the deliveries of a type at once:
+/// four deliveries that each sleep 400 ms, one at a time, take at least
+/// 1.6 s although the host has eight slots. (A lower bound on time: a busy
+/// machine only makes it longer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_runs_at_most_its_concurrency_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.dispatcher.concurrency = 8;
+    config.event_types.insert(
+        "behaviour".into(),
+        mailroom::config::EventTypeConfig {
+            concurrency: Some(1),
+            ..Default::default()
+        },
+    );
+    std::fs::create_dir_all(&config.plugins.dir).expect("mkdir");
+    artifacts::deploy(artifacts::BEHAVIOUR, &config.plugins.dir, "behaviour.wasm")
+        .expect("deploy");
+    let host = Host::start(&config).await.expect("start");
+    let sleep = br#"{"action": "sleep", "ms": 400}"#;
+    let started = Instant::now();
+    host.enqueue(
+        (0..4)
+            .map(|_| NewMessage::new("behaviour", sleep.to_vec()))
+            .collect(),
+    )
+    .await
+    .expect("enqueue");
+    eventually("all four handled", || stats(dir.path()).totals.total() == 0).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1600),
+        "4 × 400 ms one at a time took only {took:?}"
+    );
+    host.shutdown().await;
+}

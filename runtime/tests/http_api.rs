@@ -25,6 +25,15 @@ const MAX_PAYLOAD: usize = 4096;
 
 /// A host with `plugins` deployed, serving HTTP on a free loopback port.
 async fn start(token: Option<&str>, plugins: &[(&str, &str)]) -> (tempfile::TempDir, Host) {
+    start_with(token, plugins, |_| {}).await
+}
+
+/// As [`start`], with `tweak` applied to the configuration.
+async fn start_with(
+    token: Option<&str>,
+    plugins: &[(&str, &str)],
+    tweak: impl FnOnce(&mut Config),
+) -> (tempfile::TempDir, Host) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
@@ -39,6 +48,7 @@ async fn start(token: Option<&str>, plugins: &[(&str, &str)]) -> (tempfile::Temp
     config.dispatcher.poll_interval = Duration::from_millis(20);
     config.http.listen = Some("127.0.0.1:0".parse().expect("addr"));
     config.http.token = token.map(str::to_owned);
+    tweak(&mut config);
     let host = Host::start(&config).await.expect("host starts");
     (dir, host)
 }
@@ -596,6 +606,26 @@ async fn dead_letters_are_listed_shown_redriven_and_purged() {
         assert_eq!(bad.error()["field"], field, "{query}");
     }
     assert_eq!(api.stats().await["dead"], 2);
+
+    // Purged by conditions: all must hold; everything needs `all` alone.
+    let purge_many = |body: Value| {
+        let api = &api;
+        async move { api.post_json("/v1/dead-letters/purge", &body).await }
+    };
+    let none = purge_many(json!({"event_type": "behaviour", "error_contains": "no such thing"})).await;
+    assert_eq!(none.json(), json!({"purged": 0}));
+    let later = purge_many(json!({"died_after": i64::MAX})).await;
+    assert_eq!(later.json(), json!({"purged": 0}));
+    let both = purge_many(json!({"all": true, "event_type": "behaviour"})).await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+    assert_eq!(both.error()["field"], "all");
+    let neither = purge_many(json!({})).await;
+    assert_eq!(neither.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.stats().await["dead"], 2, "a refused purge deletes nothing");
+    let matching = purge_many(json!({"event_type": "behaviour", "error_contains": "cannot"})).await;
+    assert_eq!(matching.status, StatusCode::OK);
+    assert_eq!(matching.json(), json!({"purged": 2}));
+    assert_eq!(api.stats().await["dead"], 0);
     host.shutdown().await;
 }
 
@@ -833,6 +863,7 @@ async fn health_readiness_and_the_openapi_document() {
         ("/v1/event-types/{event_type}/messages", "delete"),
         ("/v1/event-types/{event_type}/pause", "post"),
         ("/v1/event-types/{event_type}/resume", "post"),
+        ("/v1/dead-letters/purge", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),
@@ -851,5 +882,47 @@ async fn health_readiness_and_the_openapi_document() {
     let not_ready = api.get("/readyz").await;
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(not_ready.error()["code"], "not_ready");
+    host.shutdown().await;
+}
+
+/// A full queue refuses an enqueue whole with 429 and `Retry-After`; other
+/// types, and the same type once there is room, are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_and_stores_nothing() {
+    let (_dir, host) = start_with(None, &[], |config| {
+        config.event_types.insert(
+            "capped".into(),
+            mailroom::config::EventTypeConfig {
+                max_queued: Some(2),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let api = Api::for_host(&host, None);
+    let one = json!({"event_type": "capped", "payload": {}});
+    api.enqueue(&json!([one, one])).await;
+    let refused = api
+        .post_json("/v1/events", &json!([{"event_type": "free", "payload": {}}, one]))
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error()["code"], "over_capacity");
+    assert!(
+        refused.error()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("capped") && m.contains("max_queued")),
+        "{:?}",
+        refused.error()
+    );
+    assert_eq!(
+        refused.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let stats = api.stats().await;
+    assert_eq!(stats["queued"], 2, "the batch was refused whole: {stats}");
+    let free = api
+        .post_json("/v1/events", &json!({"event_type": "free", "payload": {}}))
+        .await;
+    assert_eq!(free.status, StatusCode::ACCEPTED);
     host.shutdown().await;
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 
 use mailroom::message::{MessageId, NewMessage, Priority};
-use mailroom::state_machine::{Failure, MessageState};
+use mailroom::state_machine::{Failure, MessageState, QueueLimits};
 use mailroom::store::{
-    Claimed, DeadLetterFilter, Lease, Location, OpenOptions, Outcome, Selection, Settled,
+    Claimed, DeadLetterFilter, DeadLetterMatch, Lease, Location, OpenOptions, Outcome, Selection, Settled,
     Settlement, Store, StoreError,
 };
 
-use store_support::{Backend, LEASE, T0, TestLocation, claim, enqueue, fixture};
+use mailroom::clock::{Clock, ManualClock};
+use store_support::{Backend, LEASE, T0, TestLocation, claim, enqueue, fixture, policies};
 
 fn types(names: &[&str]) -> Vec<String> {
     names.iter().map(|&n| n.to_owned()).collect()
@@ -58,8 +59,13 @@ on_both_backends!(
     a_lease_expiring_at_the_last_attempt_dead_letters_the_message,
     reclaim_never_takes_a_live_hosts_unexpired_lease,
     key_dedupe_returns_the_existing_id_in_every_stored_state,
+    a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
     dead_letters_list_show_redrive_and_purge,
+    dead_letters_are_taken_in_order_of_death_by_every_condition,
+    a_message_past_its_ttl_is_dead_lettered_never_delivered,
+    an_enqueue_over_a_types_max_queued_is_refused_whole,
+    an_ack_whose_events_do_not_fit_is_a_retryable_failure,
     stats_count_by_state_type_and_priority,
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
@@ -506,12 +512,66 @@ async fn key_dedupe_returns_the_existing_id_in_every_stored_state(backend: Backe
         .expect("batch");
     assert_eq!(batch[0].id, batch[1].id);
     assert!(batch[1].duplicate);
-    // Once purged, the key is free again.
+    // Once purged, the key is still remembered (for `key_retention`).
     f.store
         .purge(Selection::One(first.id))
         .await
         .expect("purge");
-    assert!(!f.store.enqueue(keyed()).await.expect("enqueue").duplicate);
+    let after_purge = f.store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((after_purge.id, after_purge.duplicate), (first.id, true));
+    assert_eq!(total(&f.store).await, 1, "the k-2 message only; nothing new");
+}
+
+async fn a_key_is_remembered_for_its_retention_after_its_message_is_acked(backend: Backend) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let retention = Duration::from_secs(60);
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: policies(),
+            key_retention: retention,
+            ..OpenOptions::default()
+        })
+        .await;
+    let keyed = || NewMessage::new("a", b"{}".to_vec()).with_key("order-7");
+    let first = store.enqueue(keyed()).await.expect("enqueue");
+    let c = claim_one(&store, &["a"]).await;
+    store.ack(&c, vec![]).await.expect("ack");
+    assert_eq!(total(&store).await, 0);
+
+    // Before any sweep, and within the window after it: the original id,
+    // as a duplicate, and nothing stored. A batch resolves it too.
+    let again = store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 0);
+    clock.advance(retention - Duration::from_millis(1));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 0);
+    let batch = store
+        .enqueue_batch(vec![
+            NewMessage::new("a", b"{}".to_vec()).with_key("other"),
+            keyed(),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!((batch[1].id, batch[1].duplicate), (first.id, true));
+    assert!(!batch[0].duplicate);
+    assert_eq!(total(&store).await, 1, "only the other key's message");
+
+    // Once the window has passed, a sweep forgets the key: it enqueues anew.
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(store.sweep().await.expect("sweep").keys_forgotten, 1);
+    let fresh = store.enqueue(keyed()).await.expect("enqueue");
+    assert!(!fresh.duplicate);
+    assert_ne!(fresh.id, first.id);
+
+    // A second removal of the same key starts a new window.
+    let c = claim(&store, 10, &["a"]).await;
+    for claimed in &c {
+        store.ack(claimed, vec![]).await.expect("ack");
+    }
+    let later = store.enqueue(keyed()).await.expect("enqueue");
+    assert_eq!((later.id, later.duplicate), (fresh.id, true));
 }
 
 async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Backend) {
@@ -681,6 +741,296 @@ async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {
         (stats.totals.queued, stats.totals.dead),
         (2, 0),
         "a1 and the live one remain"
+    );
+}
+
+async fn dead_letters_are_taken_in_order_of_death_by_every_condition(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = &f.store;
+    // Enqueued in order e1, e2, e3, e4 but dying in order e3, e1, e4, e2,
+    // one second apart.
+    let ids: Vec<MessageId> = futures_ids(store, &["a", "a", "b", "a"]).await;
+    let mut claimed = claim(store, 4, &["a", "b"]).await;
+    claimed.sort_by_key(|c| ids.iter().position(|id| *id == c.id()));
+    let mut deaths = Vec::new();
+    for (index, reason) in [(2, "timeout calling shop"), (0, "timeout calling mail"), (3, "bad input"), (1, "timeout calling shop")] {
+        f.clock.advance(Duration::from_secs(1));
+        store.fail(&claimed[index], fatal(reason)).await.expect("fail");
+        deaths.push((ids[index], f.now()));
+    }
+    let order: Vec<MessageId> = deaths.iter().map(|(id, _)| *id).collect();
+
+    // Listed in order of death, across pages.
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .dead_letters(DeadLetterFilter {
+                limit: 1,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        listed.extend(page.items.iter().map(|d| d.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, order);
+
+    // Every condition narrows; all of them hold together.
+    let list = async |filter: DeadLetterFilter| -> Vec<MessageId> {
+        store
+            .dead_letters(filter)
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|d| d.id)
+            .collect()
+    };
+    let timeouts = list(DeadLetterFilter {
+        error_contains: Some("timeout".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(timeouts, vec![ids[2], ids[0], ids[1]]);
+    assert_eq!(
+        list(DeadLetterFilter {
+            error_contains: Some("Timeout".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<MessageId>::new(),
+        "case-sensitive"
+    );
+    let window = list(DeadLetterFilter {
+        died_after: Some(deaths[1].1),
+        died_before: Some(deaths[3].1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window, vec![ids[0], ids[3]], "after is inclusive, before is not");
+    let all_of_them = DeadLetterMatch {
+        event_type: Some("a".into()),
+        error_contains: Some("timeout".into()),
+        died_after: Some(deaths[1].1),
+        died_before: None,
+    };
+    assert_eq!(
+        store
+            .count_dead_letters(all_of_them.clone())
+            .await
+            .expect("count"),
+        2
+    );
+    assert_eq!(
+        store
+            .count_dead_letters(DeadLetterMatch::default())
+            .await
+            .expect("count"),
+        4
+    );
+
+    // A limited redrive takes the first dead first.
+    let first = Selection::Matching {
+        matching: all_of_them.clone(),
+        limit: Some(1),
+    };
+    assert_eq!(store.redrive(first).await.expect("redrive"), 1);
+    assert_eq!(
+        store.message(ids[0]).await.expect("stored").state,
+        MessageState::Queued
+    );
+    assert_eq!(
+        store.message(ids[1]).await.expect("stored").state,
+        MessageState::Dead
+    );
+    // A purge by conditions leaves those that miss one.
+    let purged = store
+        .purge(Selection::Matching {
+            matching: DeadLetterMatch {
+                error_contains: Some("timeout".into()),
+                ..DeadLetterMatch::default()
+            },
+            limit: None,
+        })
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2, "e3 and e2; e1 is queued again");
+    assert_eq!(list(DeadLetterFilter::default()).await, vec![ids[3]]);
+}
+
+/// Enqueues one message of each type, in order.
+async fn futures_ids(store: &Store, event_types: &[&str]) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for t in event_types {
+        ids.push(enqueue(store, t).await);
+    }
+    ids
+}
+
+/// A store on `backend` whose event type `event_type` has `limits`, with
+/// the manual clock it reads.
+async fn with_limits(
+    backend: Backend,
+    event_type: &str,
+    limits: QueueLimits,
+) -> (TestLocation, ManualClock, Store) {
+    let at = TestLocation::new(backend).await;
+    let clock = ManualClock::new(T0);
+    let mut p = policies();
+    p.limits.insert(event_type.into(), limits);
+    let store = at
+        .open_with(OpenOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            policies: p,
+            ..OpenOptions::default()
+        })
+        .await;
+    (at, clock, store)
+}
+
+async fn a_message_past_its_ttl_is_dead_lettered_never_delivered(backend: Backend) {
+    let (_at, clock, store) = with_limits(
+        backend,
+        "short",
+        QueueLimits {
+            ttl: Some(Duration::from_secs(30)),
+            ..QueueLimits::default()
+        },
+    )
+    .await;
+    let early = enqueue(&store, "short").await;
+    let other = enqueue(&store, "long").await;
+    clock.advance(Duration::from_secs(20));
+    let late = enqueue(&store, "short").await;
+
+    // Within its ttl a message is delivered as usual.
+    clock.advance(Duration::from_secs(9));
+    let c = claim_one(&store, &["short"]).await;
+    assert_eq!(c.id(), early);
+    store.release(vec![c.lease]).await.expect("release");
+
+    // At its ttl it is never handed out: the claim dead-letters it and
+    // hands out the next live one.
+    clock.advance(Duration::from_secs(1));
+    let c = claim(&store, 10, &["short", "long"]).await;
+    assert_eq!(c.iter().map(Claimed::id).collect::<Vec<_>>(), vec![other, late]);
+    let dead = store.message(early).await.expect("stored");
+    assert_eq!(dead.state, MessageState::Dead);
+    assert_eq!(
+        dead.summary.last_error.as_deref(),
+        Some("expired after 30s: not handled within its event type's ttl")
+    );
+    assert_eq!(dead.summary.dead_at, Some(clock.now_ms()));
+    for claimed in &c {
+        store.release(vec![claimed.lease.clone()]).await.expect("release");
+    }
+
+    // The sweep expires queued ones nobody claims; types without a ttl wait.
+    clock.advance(Duration::from_secs(19));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 0, "late has 1 s left");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 1);
+    assert_eq!(
+        store.message(late).await.expect("stored").state,
+        MessageState::Dead
+    );
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(store.sweep().await.expect("sweep").expired, 0);
+    assert_eq!(
+        store.message(other).await.expect("stored").state,
+        MessageState::Queued
+    );
+    assert!(claim(&store, 10, &["short"]).await.is_empty());
+}
+
+async fn an_enqueue_over_a_types_max_queued_is_refused_whole(backend: Backend) {
+    let (_at, _clock, store) = with_limits(
+        backend,
+        "capped",
+        QueueLimits {
+            max_queued: Some(2),
+            ..QueueLimits::default()
+        },
+    )
+    .await;
+    let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
+    store
+        .enqueue_batch(vec![m("capped"), m("capped").with_key("k")])
+        .await
+        .expect("up to the limit");
+    let err = store
+        .enqueue_batch(vec![m("free"), m("capped")])
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(&err, StoreError::OverCapacity { event_type, max_queued: 2 } if event_type == "capped"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_queued"), "{err}");
+    assert_eq!(total(&store).await, 2, "nothing of the refused batch");
+    // A duplicate stores nothing, so it is not refused.
+    assert!(store.enqueue(m("capped").with_key("k")).await.expect("dup").duplicate);
+    // Other types are not limited; a claimed message frees a place.
+    store.enqueue(m("free")).await.expect("free");
+    let c = claim_one(&store, &["capped"]).await;
+    store.enqueue(m("capped")).await.expect("room again");
+    assert!(matches!(
+        store.enqueue(m("capped")).await,
+        Err(StoreError::OverCapacity { .. })
+    ));
+    store.ack(&c, vec![]).await.expect("ack");
+}
+
+async fn an_ack_whose_events_do_not_fit_is_a_retryable_failure(backend: Backend) {
+    let (_at, clock, store) = with_limits(
+        backend,
+        "capped",
+        QueueLimits {
+            max_queued: Some(1),
+            ..QueueLimits::default()
+        },
+    )
+    .await;
+    let m = |t: &str| NewMessage::new(t, b"{}".to_vec());
+    store.enqueue(m("capped")).await.expect("fills the queue");
+    let source = enqueue(&store, "src").await;
+    let c = claim_one(&store, &["src"]).await;
+    let settled = store
+        .settle_one(&c, Settlement::Ack { follow_ups: vec![m("capped"), m("free")] }, None)
+        .await
+        .expect("settled");
+    assert!(matches!(settled, Settled::Requeued { .. }), "{settled:?}");
+    let back = store.message(source).await.expect("stored");
+    assert_eq!((back.state, back.summary.attempts), (MessageState::Queued, 1));
+    assert!(
+        back.summary
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("do not fit") && e.contains("capped")),
+        "{:?}",
+        back.summary.last_error
+    );
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.by_event_type["capped"].counts.queued, 1, "nothing emitted");
+    assert!(!stats.by_event_type.contains_key("free"), "not even the uncapped event");
+
+    // Once the queue drains, the retry's events fit.
+    let capped = claim_one(&store, &["capped"]).await;
+    store.ack(&capped, vec![]).await.expect("ack");
+    clock.advance(Duration::from_secs(60));
+    let c = claim_one(&store, &["src"]).await;
+    store
+        .ack(&c, vec![m("capped")])
+        .await
+        .expect("fits now");
+    assert_eq!(
+        store.stats().await.expect("stats").by_event_type["capped"].counts.queued,
+        1
     );
 }
 

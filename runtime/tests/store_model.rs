@@ -1,12 +1,15 @@
 //! A property test: random sequences of enqueue / claim / ack / fail /
-//! reclaim / redrive / purge / cancel / pause / resume against a real store, on both backends (an
+//! reclaim / redrive / purge / sweep / cancel / pause / resume against a real store, on both backends (an
 //! SQLite file, a PostgreSQL database), checked after every step against a
 //! small in-memory model of the contract.
 //!
 //! After each step: no message is lost or invented, every message is in the
 //! state (and has the attempts) the model says, none is held by two live
 //! leases, attempts never exceed the maximum, and `dead` is reached only by
-//! the documented edges (the model has no other way to get there).
+//! the documented edges (the model has no other way to get there). The key
+//! of an acked or purged message answers its original id until a sweep has
+//! seen it gone for the key retention. Messages of `t1` have a ttl: past
+//! it a claim or a sweep dead-letters them, and they are never handed out.
 
 mod store_support;
 
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use mailroom::clock::{Clock, ManualClock, SharedClock};
 use mailroom::message::{MessageId, NewMessage};
-use mailroom::state_machine::{Failure, MessageState, Policies, RetryPolicy};
+use mailroom::state_machine::{Failure, MessageState, Policies, QueueLimits, RetryPolicy};
 use mailroom::store::{Claimed, Durability, OpenOptions, Selection, Settled, Store, StoreError};
 use proptest::prelude::*;
 use store_support::{Backend, TestLocation};
@@ -25,6 +28,9 @@ const TYPES: [&str; 3] = ["t0", "t1", "t2"];
 const LEASE: Duration = Duration::from_secs(10);
 const BASE_MS: i64 = 1000;
 const CAP_MS: i64 = 4000;
+const KEY_RETENTION: Duration = Duration::from_secs(20);
+/// The ttl of `t1` (the other types have none).
+const TTL_MS: i64 = 8000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -60,6 +66,7 @@ enum Op {
     Purge {
         pick: Option<usize>,
     },
+    Sweep,
     /// Cancel one message by id, whatever its state (only queued ones go).
     Cancel {
         pick: usize,
@@ -90,6 +97,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..15_000u64).prop_map(|ms| Op::Advance { ms }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Redrive { pick }),
         1 => proptest::option::of(any::<usize>()).prop_map(|pick| Op::Purge { pick }),
+        1 => Just(Op::Sweep),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => (0..3usize, 1..3usize).prop_map(|(ty, batch)| Op::CancelType { ty, batch }),
         1 => (0..3usize).prop_map(|ty| Op::Pause { ty }),
@@ -115,6 +123,14 @@ struct Msg {
     max_attempts: u32,
     available_at: i64,
     lease_expires_at: i64,
+    created_at: i64,
+}
+
+impl Msg {
+    /// Whether it outlived its type's ttl at `now`.
+    fn expired(&self, now: i64) -> bool {
+        self.ty == 1 && now - self.created_at >= TTL_MS
+    }
 }
 
 struct Harness {
@@ -124,6 +140,9 @@ struct Harness {
     msgs: BTreeMap<MessageId, Msg>,
     leases: Vec<Claimed>,
     next_seq: u64,
+    /// Keys of removed messages: the message's id, and when a sweep first
+    /// saw the key (none before that).
+    retained: BTreeMap<u8, (MessageId, Option<i64>)>,
     /// The paused types.
     paused: std::collections::BTreeSet<usize>,
 }
@@ -132,7 +151,7 @@ impl Harness {
     async fn new(backend: Backend) -> Self {
         let at = TestLocation::new(backend).await;
         let clock = ManualClock::new(1_700_000_000_000);
-        let policies = Policies {
+        let mut policies = Policies {
             default: RetryPolicy {
                 max_attempts: 3,
                 backoff_base: Duration::from_millis(BASE_MS as u64),
@@ -140,11 +159,19 @@ impl Harness {
             },
             ..Policies::default()
         };
+        policies.limits.insert(
+            TYPES[1].to_owned(),
+            QueueLimits {
+                ttl: Some(Duration::from_millis(TTL_MS as u64)),
+                ..QueueLimits::default()
+            },
+        );
         let store = at
             .open_with(OpenOptions {
                 durability: Durability::Fast,
                 clock: Arc::new(clock.clone()) as SharedClock,
                 policies,
+                key_retention: KEY_RETENTION,
                 ..OpenOptions::default()
             })
             .await;
@@ -155,6 +182,7 @@ impl Harness {
             msgs: BTreeMap::new(),
             leases: Vec::new(),
             next_seq: 0,
+            retained: BTreeMap::new(),
             paused: std::collections::BTreeSet::new(),
         }
     }
@@ -190,6 +218,14 @@ impl Harness {
                     .collect();
                 Some((Selection::All, all))
             }
+        }
+    }
+
+    /// Removes a message; its key, if any, is remembered.
+    fn remove(&mut self, id: MessageId) {
+        let msg = self.msgs.remove(&id).expect("modelled");
+        if let Some(k) = msg.key {
+            self.retained.insert(k, (id, None));
         }
     }
 
@@ -245,6 +281,7 @@ impl Harness {
                         .iter()
                         .find(|(_, m)| m.key == Some(k))
                         .map(|(id, _)| *id)
+                        .or_else(|| self.retained.get(&k).map(|(id, _)| *id))
                 });
                 match existing {
                     Some(id) => assert_eq!((got.id, got.duplicate), (id, true), "key dedupe"),
@@ -260,6 +297,7 @@ impl Harness {
                             max_attempts,
                             available_at: self.now() + delay_ms as i64,
                             lease_expires_at: 0,
+                            created_at: self.now(),
                         };
                         assert!(self.msgs.insert(got.id, msg).is_none(), "fresh id");
                     }
@@ -293,8 +331,17 @@ impl Harness {
                     })
                     .collect();
                 in_turns.sort();
-                let expected: Vec<MessageId> =
+                let taken: Vec<MessageId> =
                     in_turns.into_iter().take(n).map(|(_, _, id)| id).collect();
+                // Those past their ttl are dead-lettered (one attempt spent)
+                // instead of handed out.
+                let (expired, expected): (Vec<MessageId>, Vec<MessageId>) =
+                    taken.into_iter().partition(|id| self.msgs[id].expired(now));
+                for id in expired {
+                    let msg = self.msgs.get_mut(&id).expect("modelled");
+                    msg.attempts += 1;
+                    msg.state = Model::Dead;
+                }
                 let claimed = self.store.claim(n, LEASE, &names).await.expect("claim");
                 assert_eq!(
                     claimed.iter().map(Claimed::id).collect::<Vec<_>>(),
@@ -315,7 +362,7 @@ impl Harness {
                 if let Some((id, lease)) = self.live_lease(pick) {
                     let claimed = self.leases[lease].clone();
                     self.store.ack(&claimed, vec![]).await.expect("live ack");
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 }
             }
             Op::Retry { pick } | Op::Fatal { pick } => {
@@ -418,7 +465,7 @@ impl Harness {
                     targets.len()
                 );
                 for id in targets {
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 }
             }
             Op::Cancel { pick } => {
@@ -428,7 +475,7 @@ impl Harness {
                 let done = self.store.cancel_ids(vec![id]).await.expect("cancel");
                 if self.msgs[&id].state == Model::Queued {
                     assert_eq!((done.cancelled, done.refused.len()), (1, 0), "{id}");
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 } else {
                     assert_eq!((done.cancelled, done.refused.len()), (0, 1), "{id}");
                 }
@@ -455,7 +502,7 @@ impl Harness {
                 }
                 assert_eq!(removed, queued.len(), "every queued one of the type");
                 for id in queued {
-                    self.msgs.remove(&id);
+                    self.remove(id);
                 }
             }
             Op::Pause { ty } => {
@@ -465,6 +512,25 @@ impl Harness {
             Op::Resume { ty } => {
                 let change = self.store.resume(TYPES[ty]).await.expect("resume");
                 assert_eq!(change.changed, self.paused.remove(&ty), "resume changes once");
+            }
+            Op::Sweep => {
+                let now = self.now();
+                let cutoff = now - KEY_RETENTION.as_millis() as i64;
+                for (_, stamp) in self.retained.values_mut() {
+                    stamp.get_or_insert(now);
+                }
+                let before = self.retained.len();
+                self.retained.retain(|_, (_, stamp)| stamp.is_some_and(|at| at > cutoff));
+                let mut expired = 0;
+                for m in self.msgs.values_mut() {
+                    if m.state == Model::Queued && m.expired(now) {
+                        m.state = Model::Dead;
+                        expired += 1;
+                    }
+                }
+                let swept = self.store.sweep().await.expect("sweep");
+                assert_eq!(swept.keys_forgotten, before - self.retained.len(), "keys forgotten");
+                assert_eq!(swept.expired, expired, "queued messages past their ttl");
             }
         }
     }

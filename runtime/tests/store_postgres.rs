@@ -438,3 +438,34 @@ async fn a_read_only_open_never_creates_or_migrates_the_schema() {
         .expect("query");
     assert!(versions.is_empty(), "nothing was migrated");
 }
+
+/// A keyed message deleted by any statement keeps its key remembered, for
+/// the SQL outbox function as for the Rust API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_by_any_statement_is_remembered() {
+    let url = fresh_postgres_database().await;
+    let host = open(&url).await;
+    let first = host
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    let app = client(&url).await;
+    app.execute("DELETE FROM mailroom.messages WHERE key = 'k'", &[])
+        .await
+        .expect("delete");
+    let again: uuid::Uuid = app
+        .query_one(
+            "SELECT mailroom.enqueue(event_type => 'a', payload => '{}'::jsonb, key => 'k')",
+            &[],
+        )
+        .await
+        .expect("enqueue in SQL")
+        .get(0);
+    assert_eq!(again, first.id.0);
+    let from_rust = host
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!((from_rust.id, from_rust.duplicate), (first.id, true));
+    assert_eq!(host.stats().await.expect("stats").totals.total(), 0);
+}

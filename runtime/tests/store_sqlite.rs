@@ -335,3 +335,26 @@ async fn after_damage_is_reported_nothing_more_is_written() {
     assert!(ingest.claim(1, LEASE, &["a".to_owned()]).await.unwrap_err().is_corrupt());
     assert_eq!(std::fs::read(&f.path).expect("read"), before, "nothing written");
 }
+
+/// A keyed message deleted by any statement, not only by the store's own
+/// operations (as another tool or command would), keeps its key remembered.
+#[tokio::test]
+async fn a_key_deleted_by_any_statement_is_remembered() {
+    let f = fixture().await;
+    let first = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    let raw = rusqlite::Connection::open(&f.path).expect("raw open");
+    raw.execute("DELETE FROM messages WHERE key = 'k'", [])
+        .expect("delete");
+    drop(raw);
+    let again = f
+        .store
+        .enqueue(NewMessage::new("a", b"{}".to_vec()).with_key("k"))
+        .await
+        .expect("enqueue");
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    assert_eq!(f.store.stats().await.expect("stats").totals.total(), 0);
+}

@@ -1,16 +1,16 @@
 //! `mailroom enqueue`: one event from the command line, or many as
 //! newline-delimited JSON on stdin.
 
-use std::io::{BufRead, IsTerminal as _, Read as _, Write};
+use std::io::{BufRead, Read as _, Write};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::failure::bad_input;
 use super::output::print_json;
+use super::progress::Progress;
 use crate::config::Config;
 use crate::ingest::{self, EventDefaults};
 use crate::message::{self, InvalidInput, MessageId, NewMessage, Priority};
@@ -192,7 +192,7 @@ async fn enqueue_lines(
     defaults: &EventDefaults,
     done: &mut dyn FnMut(&[Enqueued]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let progress = Progress::new();
+    let progress = Progress::counter("events enqueued");
     let mut stored = 0usize;
     let mut batch: Vec<NewMessage> = Vec::with_capacity(BATCH);
     let mut lines: Vec<usize> = Vec::with_capacity(BATCH);
@@ -254,7 +254,7 @@ async fn enqueue_lines(
             stored += count;
             batch_start = line_no + 1;
             lines.clear();
-            progress.advance(stored);
+            progress.set(stored);
             done(&enqueued)?;
         }
         if n == 0 {
@@ -328,7 +328,7 @@ fn record(
             if e.duplicate {
                 writeln!(
                     out,
-                    "{} (duplicate: a message with this key is already stored; nothing added)",
+                    "{} (duplicate: a message with this key is stored or was handled recently; nothing added)",
                     e.id
                 )
             } else {
@@ -338,38 +338,4 @@ fn record(
         }
     }
     Ok(())
-}
-
-/// A counter on stderr for large inputs, only when stderr is a terminal: it
-/// appears after the first full batch, so small inputs print nothing extra.
-struct Progress(Option<ProgressBar>);
-
-impl Progress {
-    fn new() -> Self {
-        if !std::io::stderr().is_terminal() {
-            return Self(None);
-        }
-        let bar = ProgressBar::hidden();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {pos} events enqueued ({per_sec})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        Self(Some(bar))
-    }
-
-    fn advance(&self, stored: usize) {
-        if let Some(bar) = &self.0 {
-            if bar.is_hidden() {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            bar.set_position(u64::try_from(stored).unwrap_or(u64::MAX));
-        }
-    }
-
-    fn finish(&self, stored: usize) {
-        if let Some(bar) = &self.0 {
-            bar.set_position(u64::try_from(stored).unwrap_or(u64::MAX));
-            bar.finish_and_clear();
-        }
-    }
 }

@@ -11,6 +11,7 @@
 //! | 2      | bad input: command line, configuration, event, id or file    |
 //! | 3, 4   | `mailroom plugin run`: the handler failed, retryable / fatal |
 //! | 5      | the store is unavailable: missing, unreachable, locked, refused or damaged |
+//! | 6      | refused: over capacity (an event type's `max_queued`); retry later |
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// The store could not be used: missing, unreachable, locked, refused or damaged.
 pub const EXIT_STORE_UNAVAILABLE: u8 = 5;
+/// An enqueue was refused because an event type's queue is full
+/// (`max_queued`): nothing was stored, retrying later may succeed.
+pub const EXIT_OVER_CAPACITY: u8 = 6;
 
 /// The `Exit status:` section of `mailroom --help`.
 pub const EXIT_STATUS_HELP: &str = "Exit status:\n  \
@@ -36,9 +40,10 @@ pub const EXIT_STATUS_HELP: &str = "Exit status:\n  \
     2  bad input: a command line, configuration, event, id or file that was refused\n  \
     3  mailroom plugin run: the handler failed and would be retried\n  \
     4  mailroom plugin run: the handler failed for good\n  \
-    5  the store is unavailable: missing, unreachable, locked, refused or damaged\n\n\
+    5  the store is unavailable: missing, unreachable, locked, refused or damaged\n  \
+    6  refused: over capacity (an event type's max_queued); nothing stored, retry later\n\n\
     With --json, an error is printed to standard output as \
-    {\"error\": {\"code\": \"bad_input\"|\"store_unavailable\"|\"failed\", \"message\": \"...\"}}.";
+    {\"error\": {\"code\": \"bad_input\"|\"store_unavailable\"|\"over_capacity\"|\"failed\", \"message\": \"...\"}}.";
 
 /// Input a command refused: an argument, event, id or file it cannot use.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +103,7 @@ fn store_status(error: &StoreError) -> u8 {
         | StoreError::Corrupt { .. }
         | StoreError::Sqlite { .. }
         | StoreError::Postgres { .. } => EXIT_STORE_UNAVAILABLE,
+        StoreError::OverCapacity { .. } => EXIT_OVER_CAPACITY,
         StoreError::LeaseLost { .. } => EXIT_FAILED,
     }
 }
@@ -133,6 +139,7 @@ pub fn report(error: &anyhow::Error, json: bool) -> ExitCode {
         let code = match status {
             EXIT_BAD_INPUT => "bad_input",
             EXIT_STORE_UNAVAILABLE => "store_unavailable",
+            EXIT_OVER_CAPACITY => "over_capacity",
             _ => "failed",
         };
         let body = serde_json::json!({ "error": { "code": code, "message": message } });

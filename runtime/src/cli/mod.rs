@@ -27,6 +27,7 @@ mod messages;
 mod output;
 mod plugin;
 mod plugins;
+mod progress;
 mod run;
 mod stats;
 

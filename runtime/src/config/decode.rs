@@ -12,7 +12,8 @@ use toml::Value;
 use super::error::{Problem, Source};
 use super::sources::{Entry, Layers, SECTIONS};
 use super::{
-    Config, DispatcherConfig, HttpConfig, LogConfig, PluginsConfig, RetryConfig, RetryOverride,
+    Config, DispatcherConfig, EventTypeConfig, HttpConfig, LogConfig, PluginsConfig, RetryConfig,
+    RetryOverride,
     StoreConfig,
 };
 use crate::message::validate_event_type;
@@ -60,6 +61,7 @@ pub(super) fn decode(
     let plugins_entries = section("plugins");
     let dispatcher_entries = section("dispatcher");
     let retry_entries = section("retry");
+    let event_types_entries = section("event_types");
     let log_entries = section("log");
     let http_entries = section("http");
     let plugin_entries = section("plugin");
@@ -78,6 +80,7 @@ pub(super) fn decode(
             busy_timeout: s.duration("busy_timeout", d.busy_timeout),
             max_payload_bytes: s.get("max_payload_bytes", POSITIVE_NUMBER, d.max_payload_bytes),
             max_connections: s.get("max_connections", POSITIVE_NUMBER, d.max_connections),
+            key_retention: s.duration("key_retention", d.key_retention),
         };
         s.finish();
         store
@@ -147,6 +150,7 @@ pub(super) fn decode(
                 .unwrap_or_default(),
         }
     };
+    let event_types = decode_type_sections(event_types_entries, &mut decoder, problems);
     let log = {
         let d = defaults.log;
         let mut s = Section::new("log", log_entries, &mut decoder, problems);
@@ -185,6 +189,7 @@ pub(super) fn decode(
         plugins,
         dispatcher,
         retry,
+        event_types,
         log,
         http,
         plugin,
@@ -225,30 +230,89 @@ fn decode_event_types(
     };
     for (event_type, value) in types {
         let path = format!("retry.event_types.{}", quote_key(&event_type));
-        if let Err(e) = validate_event_type(&event_type) {
-            problem(problems, path, format!("not an event type: {e}"));
-            continue;
-        }
-        let Value::Table(fields) = value else {
-            problem(
-                problems,
-                path,
-                "expected a table with any of max_attempts, backoff_base, backoff_cap".into(),
-            );
+        let Some(entries) = type_table(
+            &path,
+            &event_type,
+            Entry {
+                value,
+                source: entry.source.clone(),
+            },
+            "max_attempts, backoff_base, backoff_cap",
+            problems,
+        ) else {
             continue;
         };
-        let entries = fields
-            .into_iter()
-            .map(|(k, value)| {
-                let source = entry.source.clone();
-                (k, Entry { value, source })
-            })
-            .collect();
         let mut s = Section::new_nested(path, entries, decoder, problems);
         let policy = RetryOverride {
             max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
             backoff_base: s.optional("backoff_base", DURATION, duration),
             backoff_cap: s.optional("backoff_cap", DURATION, duration),
+        };
+        s.finish();
+        out.insert(event_type, policy);
+    }
+    out
+}
+
+/// The keys of one event type's table at `path`, each with the table's
+/// source; `None` (with the problem recorded) when the name is not an event
+/// type or the value not a table of `keys`.
+fn type_table(
+    path: &str,
+    event_type: &str,
+    entry: Entry,
+    keys: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<BTreeMap<String, Entry>> {
+    let message = match (validate_event_type(event_type), entry.value) {
+        (Err(e), _) => format!("not an event type: {e}"),
+        (Ok(()), Value::Table(fields)) => {
+            return Some(
+                fields
+                    .into_iter()
+                    .map(|(k, value)| {
+                        let source = entry.source.clone();
+                        (k, Entry { value, source })
+                    })
+                    .collect(),
+            );
+        }
+        (Ok(()), _) => format!("expected a table with any of {keys}"),
+    };
+    problems.push(Problem {
+        key: path.to_owned(),
+        source: entry.source,
+        message,
+    });
+    None
+}
+
+/// `[event_types."<type>"]` tables: each an [`EventTypeConfig`].
+fn decode_type_sections(
+    entries: BTreeMap<String, Entry>,
+    decoder: &mut Decoder,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, EventTypeConfig> {
+    let mut out = BTreeMap::new();
+    for (event_type, entry) in entries {
+        let path = format!("event_types.{}", quote_key(&event_type));
+        let Some(entries) = type_table(
+            &path,
+            &event_type,
+            entry,
+            "max_attempts, backoff_base, backoff_cap, ttl, concurrency, max_queued",
+            problems,
+        ) else {
+            continue;
+        };
+        let mut s = Section::new_nested(path, entries, decoder, problems);
+        let policy = EventTypeConfig {
+            max_attempts: s.optional("max_attempts", POSITIVE_NUMBER, parse),
+            backoff_base: s.optional("backoff_base", DURATION, duration),
+            backoff_cap: s.optional("backoff_cap", DURATION, duration),
+            ttl: s.optional("ttl", DURATION, duration),
+            concurrency: s.optional("concurrency", POSITIVE_NUMBER, parse),
+            max_queued: s.optional("max_queued", POSITIVE_NUMBER, parse),
         };
         s.finish();
         out.insert(event_type, policy);

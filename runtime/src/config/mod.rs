@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plugin::{AccessByPlugin, SandboxLimits};
 use crate::store::{self, Durability, Location, OpenOptions};
-use crate::state_machine::{Policies, RetryPolicy};
+use crate::state_machine::{Policies, QueueLimits, RetryPolicy};
 
 pub use error::{ConfigError, Problem, Source};
 pub use plugin_access::PluginEntry;
@@ -56,8 +56,8 @@ pub use plugin_access::PluginEntry;
 /// Any other variable with at least two words after the prefix looks like a
 /// config key and is reported as unknown, except `MAILROOM_TEST_*` (reserved
 /// for tests). Single-word names such as `MAILROOM_CONFIG` (the config file
-/// path) are not config keys and are left alone. `retry.event_types` and
-/// `[plugin.<name>]` have no environment form.
+/// path) are not config keys and are left alone. `retry.event_types`,
+/// `[event_types."<type>"]` and `[plugin.<name>]` have no environment form.
 pub const ENV_PREFIX: &str = "MAILROOM_";
 
 /// The config file read from the working directory when `--config` is not given.
@@ -75,6 +75,10 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     /// Retry budgets and backoff.
     pub retry: RetryConfig,
+    /// `[event_types."<type>"]`: the policies of one event type (its retry
+    /// policy, overriding `[retry]`, and its queue limits).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_types: BTreeMap<String, EventTypeConfig>,
     /// Logging.
     pub log: LogConfig,
     /// The HTTP API.
@@ -108,6 +112,11 @@ pub struct StoreConfig {
     /// The most connections one process opens to a PostgreSQL store, per
     /// role (producers, dispatcher). Default 8.
     pub max_connections: usize,
+    /// How long an idempotency key is remembered after its message is
+    /// gone (acked, cancelled or purged): an enqueue with it answers the
+    /// original id as a duplicate. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub key_retention: Duration,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +129,7 @@ impl Default for StoreConfig {
             busy_timeout: open.busy_timeout,
             max_payload_bytes: open.max_payload_bytes,
             max_connections: open.max_connections,
+            key_retention: open.key_retention,
         }
     }
 }
@@ -134,6 +144,7 @@ impl fmt::Debug for StoreConfig {
             .field("busy_timeout", &self.busy_timeout)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("max_connections", &self.max_connections)
+            .field("key_retention", &self.key_retention)
             .finish()
     }
 }
@@ -325,6 +336,36 @@ pub struct RetryOverride {
     pub backoff_cap: Option<Duration>,
 }
 
+/// `[event_types."<type>"]`: everything about one event type's queue. A
+/// field left out takes the `[retry]` value, or is no limit.
+/// `[retry.event_types."<type>"]` is the older spelling of its retry keys,
+/// still read; where both name a key, this section wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventTypeConfig {
+    /// Overrides `retry.max_attempts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Overrides `retry.backoff_base`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub backoff_base: Option<Duration>,
+    /// Overrides `retry.backoff_cap`.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub backoff_cap: Option<Duration>,
+    /// A message not handled within this time of its enqueue is
+    /// dead-lettered ("expired after …") and never delivered.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// The most deliveries of this type at once, per host (within
+    /// `dispatcher.concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// The most messages of this type queued at once: an enqueue that would
+    /// exceed it is refused whole (CLI exit 6, HTTP 429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+}
+
 /// `[log]`: how the host logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -490,15 +531,33 @@ impl Config {
             backoff_base: self.retry.backoff_base,
             backoff_cap: self.retry.backoff_cap,
         };
-        let by_event_type = self
-            .retry
-            .event_types
+        let mut overrides = self.retry.event_types.clone();
+        for (event_type, t) in &self.event_types {
+            let o = overrides.entry(event_type.clone()).or_default();
+            o.max_attempts = t.max_attempts.or(o.max_attempts);
+            o.backoff_base = t.backoff_base.or(o.backoff_base);
+            o.backoff_cap = t.backoff_cap.or(o.backoff_cap);
+        }
+        let by_event_type = overrides
             .iter()
             .map(|(event_type, o)| (event_type.clone(), o.resolve(&default)))
+            .collect();
+        let limits = self
+            .event_types
+            .iter()
+            .map(|(event_type, t)| {
+                let limits = QueueLimits {
+                    ttl: t.ttl,
+                    concurrency: t.concurrency,
+                    max_queued: t.max_queued,
+                };
+                (event_type.clone(), limits)
+            })
             .collect();
         Policies {
             default,
             by_event_type,
+            limits,
         }
     }
 
@@ -556,6 +615,7 @@ impl Config {
                 .saturating_mul(self.dispatcher.heartbeat_misses),
             max_connections: self.store.max_connections,
             policies: self.policies(),
+            key_retention: self.store.key_retention,
             ..OpenOptions::default()
         }
     }

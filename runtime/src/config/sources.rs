@@ -11,11 +11,12 @@ use super::error::{Problem, Source};
 use super::{ENV_PREFIX, Overrides};
 
 /// The sections of the config file, in the order they are documented.
-pub(super) const SECTIONS: [&str; 7] = [
+pub(super) const SECTIONS: [&str; 8] = [
     "store",
     "plugins",
     "dispatcher",
     "retry",
+    "event_types",
     "log",
     "http",
     "plugin",

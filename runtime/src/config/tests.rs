@@ -243,7 +243,7 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(
         text.contains(
-            "unknown key: [store] accepts path, url, durability, busy_timeout, max_payload_bytes, max_connections"
+            "unknown key: [store] accepts path, url, durability, busy_timeout, max_payload_bytes, max_connections, key_retention"
         ),
         "{text}"
     );
@@ -457,6 +457,7 @@ fn accessors_map_the_config_onto_the_runtime() {
     c.store.max_payload_bytes = 4096;
     c.store.durability = Durability::Fast;
     c.store.busy_timeout = Duration::from_secs(2);
+    c.store.key_retention = Duration::from_secs(90);
     c.plugins.memory_limit_mb = 16;
     c.plugins.max_output_kb = 8;
     c.plugins.timeout = Duration::from_secs(3);
@@ -480,6 +481,7 @@ fn accessors_map_the_config_onto_the_runtime() {
     assert!(!open.create);
     assert_eq!(open.durability, Durability::Fast);
     assert_eq!(open.busy_timeout, Duration::from_secs(2));
+    assert_eq!(open.key_retention, Duration::from_secs(90));
     assert_eq!(open.max_payload_bytes, 4096);
     assert!(c.open_options(true).create);
 }
@@ -625,4 +627,65 @@ fn a_bad_store_url_is_a_problem_that_hides_its_password() {
     let text = err.to_string();
     assert!(!text.contains("hidden-pw"), "{text}");
     assert!(text.contains("postgres://"), "says what is allowed: {text}");
+}
+
+/// `[event_types."T"]` holds a type's retry keys and its ttl; the older
+/// `[retry.event_types."T"]` is still read, this section winning per key.
+#[test]
+fn event_type_sections_hold_retry_keys_and_queue_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        r#"
+        [retry]
+        max_attempts = 4
+        [retry.event_types."order.created"]
+        max_attempts = 7
+        backoff_base = "2s"
+        [event_types."order.created"]
+        max_attempts = 3
+        ttl = "15m"
+        [event_types.email]
+        backoff_cap = "1m"
+        "#,
+    );
+    let c = load(Some(&file), &[], &Overrides::default()).expect("valid");
+    let p = c.policies();
+    let order = p.for_event_type("order.created");
+    assert_eq!(
+        (order.max_attempts, order.backoff_base),
+        (3, Duration::from_secs(2)),
+        "the new section wins; the old one fills in"
+    );
+    assert_eq!(p.limits("order.created").ttl, Some(Duration::from_secs(900)));
+    assert_eq!(p.for_event_type("email").backoff_cap, Duration::from_secs(60));
+    assert_eq!(p.limits("email").ttl, None);
+    assert_eq!(p.limits("other"), crate::state_machine::QueueLimits::default());
+
+    let bad = write(
+        &dir,
+        r#"
+        [event_types."bad type"]
+        ttl = "1m"
+        [event_types.a]
+        ttl = "0s"
+        [event_types.b]
+        tll = "1m"
+        [event_types.c]
+        ttl = "soon"
+        "#,
+    );
+    let err = load(Some(&bad), &[], &Overrides::default()).expect_err("refused");
+    let text = err.to_string();
+    for expected in [
+        "event_types.\"bad type\"",
+        "not an event type",
+        "event_types.a.ttl",
+        "every message would expire at once",
+        "event_types.b.tll",
+        "unknown key",
+        "event_types.c.ttl",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
 }

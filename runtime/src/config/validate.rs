@@ -167,6 +167,7 @@ pub(super) fn validate(config: &Config, decoder: &Decoder, problems: &mut Vec<Pr
     );
 
     retry(&c.retry, &mut check);
+    event_types(c, &mut check);
 
     if let Some(why) = log_filter_problem(&c.log.level) {
         check.problem("log.level", why);
@@ -213,6 +214,45 @@ fn retry(r: &RetryConfig, check: &mut Checker<'_>) {
                 &path,
                 o.backoff_base.unwrap_or(r.backoff_base),
                 o.backoff_cap.unwrap_or(r.backoff_cap),
+                check,
+            );
+        }
+    }
+}
+
+fn event_types(c: &Config, check: &mut Checker<'_>) {
+    for (event_type, t) in &c.event_types {
+        let path = format!("event_types.{}", quote_key(event_type));
+        check.that(
+            t.max_attempts != Some(0),
+            &format!("{path}.max_attempts"),
+            || "is 0: allow at least 1 attempt".into(),
+        );
+        check.that(
+            t.ttl != Some(std::time::Duration::ZERO),
+            &format!("{path}.ttl"),
+            || "is 0: every message would expire at once; leave ttl out for no limit".into(),
+        );
+        check.that(
+            t.concurrency != Some(0),
+            &format!("{path}.concurrency"),
+            || "is 0: no message of this type would ever run; allow at least 1".into(),
+        );
+        check.that(
+            t.max_queued != Some(0),
+            &format!("{path}.max_queued"),
+            || "is 0: every enqueue would be refused; allow at least 1".into(),
+        );
+        if t.backoff_base.is_some() || t.backoff_cap.is_some() {
+            let old = c.retry.event_types.get(event_type);
+            backoff_order(
+                &path,
+                t.backoff_base
+                    .or(old.and_then(|o| o.backoff_base))
+                    .unwrap_or(c.retry.backoff_base),
+                t.backoff_cap
+                    .or(old.and_then(|o| o.backoff_cap))
+                    .unwrap_or(c.retry.backoff_cap),
                 check,
             );
         }

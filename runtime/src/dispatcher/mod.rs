@@ -29,6 +29,7 @@
 mod delivery;
 mod fair;
 mod settler;
+mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
 use settler::Settler;
+pub(crate) use slots::TypeSlots;
 
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
@@ -81,6 +83,8 @@ pub struct Dispatcher {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// `plugins.max_emit_bytes`: what one delivery's follow-ups may weigh.
     pub(crate) max_emit_bytes: usize,
+    /// Each event type's `concurrency`.
+    pub(crate) type_slots: TypeSlots,
 }
 
 /// The dispatcher's working state.
@@ -204,7 +208,14 @@ impl Dispatcher {
     /// delivery slots; or, when slots are free that no waiting message may
     /// take, as many as are free of the types neither waiting nor running.
     async fn claim(&self, run: &mut Run) {
-        let mut types = self.routes.event_types();
+        // Types at their `concurrency` (running or claimed) are not claimed.
+        let mut held = run.running_by_type.clone();
+        for c in &run.ready {
+            *held.entry(c.event_type.clone()).or_default() += 1;
+        }
+        let mut types = self
+            .type_slots
+            .claimable(&self.routes.event_types(), &held);
         if types.is_empty() || self.store.health().damage().is_some() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
@@ -283,7 +294,10 @@ impl Dispatcher {
             };
             let left = c.lease_expires_at - now;
             match self.routes.get(&c.event_type) {
-                Some(plugin) if left >= needed => {
+                Some(plugin)
+                    if left >= needed
+                        && self.type_slots.may_start(&c.event_type, &run.running_by_type) =>
+                {
                     let lease = c.lease.clone();
                     let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
@@ -292,12 +306,13 @@ impl Dispatcher {
                     run.running_types.insert(handle.id(), event_type);
                     started += 1;
                 }
-                Some(_) => {
+                Some(_) if left < needed => {
                     short = Some(short.map_or(left, |s: i64| s.min(left)));
                     release.push(c.lease);
                 }
-                // Unloaded since the claim: hand it back unspent.
-                None => release.push(c.lease),
+                // Unloaded since the claim, or over its type's concurrency (a
+                // claim of many at once may overshoot it): hand it back unspent.
+                _ => release.push(c.lease),
             }
         }
         let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
@@ -352,6 +367,15 @@ impl Dispatcher {
         let idle = run.running.is_empty();
         let reclaimed = async {
             let reclaimed = self.store.reclaim().await?;
+            // Every interval, busy or not, so remembered idempotency keys
+            // are forgotten and messages past their ttl expire on time.
+            let swept = self.store.sweep().await?;
+            if swept.expired > 0 {
+                tracing::warn!(
+                    expired = swept.expired,
+                    "dead-lettered queued messages that outlived their event type's ttl"
+                );
+            }
             if idle {
                 self.store.maintain().await?;
             }
@@ -476,6 +500,7 @@ fn follow_up_budget_kib(concurrency: usize, max_emit_bytes: usize) -> u32 {
 }
 
 impl Run {
+    /// One delivery of the task `id` no longer runs.
     fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
         let id = match &done {
             Ok((id, _)) => *id,

@@ -1,5 +1,5 @@
-//! The dead-letter queue: list (by event type, a page at a time), show one
-//! with its payload, redrive one or many, purge one.
+//! The dead-letter queue: list (by conditions, a page at a time, in order
+//! of death), show one with its payload, redrive and purge one or many.
 //!
 //! Every change goes through the producer connection and wakes the
 //! dispatcher, so a redriven message is claimed at once.
@@ -15,16 +15,21 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::store::{DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
+use crate::store::{
+    DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, StoredMessage, parse_cursor,
+};
 use crate::message::{MessageId, validate_event_type};
 
-/// Lists dead letters oldest first, a page at a time.
+/// Lists dead letters in order of death, oldest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/dead-letters",
     tag = "dead letters",
     params(
         ("event_type" = Option<String>, Query, description = "Only this event type"),
+        ("error_contains" = Option<String>, Query, description = "Only those whose last error contains this text (case-sensitive)"),
+        ("died_after" = Option<i64>, Query, description = "Only those that died at or after this time (ms since the Unix epoch)"),
+        ("died_before" = Option<i64>, Query, description = "Only those that died before this time (ms since the Unix epoch)"),
         ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
     ),
@@ -43,11 +48,26 @@ pub(crate) async fn list(
         match name.as_str() {
             "event_type" => filter.event_type = Some(super::query::event_type(value)?),
             "limit" => filter.limit = super::query::page_size(&value)?,
-            "cursor" => filter.cursor = Some(super::query::cursor(value, "dead-letter")?),
+            "error_contains" => filter.error_contains = Some(value),
+            "died_after" => filter.died_after = Some(time_param("died_after", &value)?),
+            "died_before" => filter.died_before = Some(time_param("died_before", &value)?),
+            "cursor" => {
+                if parse_cursor(&value).is_none() {
+                    return Err(ApiError::invalid(
+                        "cursor",
+                        format!(
+                            "`{value}` is not a dead-letter cursor: pass the next_cursor of a previous page"
+                        ),
+                    ));
+                }
+                filter.cursor = Some(value);
+            }
             other => {
                 return Err(ApiError::invalid(
                     other,
-                    format!("unknown parameter `{other}`: use event_type, limit, cursor"),
+                    format!(
+                        "unknown parameter `{other}`: use event_type, error_contains, died_after, died_before, limit, cursor"
+                    ),
                 ));
             }
         }
@@ -58,6 +78,16 @@ pub(crate) async fn list(
             .dead_letters(filter)
             .await?,
     ))
+}
+
+/// A time parameter: ms since the Unix epoch.
+fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::invalid(
+            name,
+            format!("`{value}` is not a time: give milliseconds since the Unix epoch"),
+        )
+    })
 }
 
 /// A dead letter with its payload.
@@ -171,37 +201,66 @@ pub(crate) async fn redrive_one(
     Ok(Json(Redriven { redriven }))
 }
 
-/// Which dead letters to redrive: exactly one of the two.
+/// Which dead letters to redrive or purge: `{"all": true}`, or one or more
+/// conditions, all of which must hold.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RedriveFilter {
-    /// Every dead letter of this event type.
+pub struct DeadLetterSelection {
+    /// Only this event type.
     #[serde(default)]
     pub event_type: Option<String>,
-    /// `true`: every dead letter.
+    /// Only those whose last error contains this text (case-sensitive).
+    #[serde(default)]
+    pub error_contains: Option<String>,
+    /// Only those that died at or after this time (ms since the Unix epoch).
+    #[serde(default)]
+    pub died_after: Option<i64>,
+    /// Only those that died before this time (ms since the Unix epoch).
+    #[serde(default)]
+    pub died_before: Option<i64>,
+    /// `true`: every dead letter (no condition may be given with it).
     #[serde(default)]
     pub all: Option<bool>,
 }
 
-/// Puts many dead letters back in the queue: those of one event type, or all.
-#[utoipa::path(
-    post,
-    path = "/v1/dead-letters/redrive",
-    tag = "dead letters",
-    request_body(content = RedriveFilter, content_type = "application/json",
-                 description = "`{\"event_type\": \"...\"}` or `{\"all\": true}`"),
-    responses(
-        (status = 200, description = "How many were redriven", body = Redriven),
-        (status = 400, description = "Neither or both of `event_type` and `all`, or a bad event type", body = ErrorBody),
-        (status = 415, description = "Not `application/json`", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-pub(crate) async fn redrive_many(
-    State(state): State<ApiState>,
-    headers: axum::http::HeaderMap,
+impl DeadLetterSelection {
+    fn into_selection(self, verb: &str) -> Result<Selection, ApiError> {
+        let matching = DeadLetterMatch {
+            event_type: self.event_type,
+            error_contains: self.error_contains,
+            died_after: self.died_after,
+            died_before: self.died_before,
+        };
+        if let Some(t) = &matching.event_type {
+            validate_event_type(t).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
+        }
+        let conditions = matching != DeadLetterMatch::default();
+        match (conditions, self.all.unwrap_or(false)) {
+            (true, false) => Ok(Selection::Matching {
+                matching,
+                limit: None,
+            }),
+            (false, true) => Ok(Selection::All),
+            (true, true) => Err(ApiError::invalid(
+                "all",
+                "give either conditions or all, not both",
+            )),
+            (false, false) => Err(ApiError::invalid(
+                "event_type",
+                format!(
+                    "say which dead letters to {verb}: {{\"event_type\": \"...\"}} (or error_contains, died_after, died_before) or {{\"all\": true}}"
+                ),
+            )),
+        }
+    }
+}
+
+/// Reads a [`DeadLetterSelection`] body.
+async fn read_selection(
+    headers: &axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Redriven>, ApiError> {
+    verb: &str,
+) -> Result<Selection, ApiError> {
     let essence = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -217,15 +276,15 @@ pub(crate) async fn redrive_many(
             "send application/json: {\"event_type\": \"...\"} or {\"all\": true}".into(),
         ));
     }
-    // A filter is a few bytes; anything much larger is a mistake.
+    // A selection is a few bytes; anything much larger is a mistake.
     let body = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::TooLarge {
             field: None,
             index: None,
-            message: "a redrive filter is at most 64 KiB".into(),
+            message: "a dead-letter selection is at most 64 KiB".into(),
         })?;
-    let filter: RedriveFilter = {
+    let selection: DeadLetterSelection = {
         let mut de = serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
@@ -244,28 +303,58 @@ pub(crate) async fn redrive_many(
             }
         })?
     };
-    let selection = match (filter.event_type, filter.all) {
-        (Some(t), None | Some(false)) => {
-            validate_event_type(&t).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
-            Selection::EventType(t)
-        }
-        (None, Some(true)) => Selection::All,
-        (Some(_), Some(true)) => {
-            return Err(ApiError::invalid(
-                "all",
-                "give either event_type or all, not both",
-            ));
-        }
-        (None, _) => {
-            return Err(ApiError::invalid(
-                "event_type",
-                "say which dead letters to redrive: {\"event_type\": \"...\"} or {\"all\": true}",
-            ));
-        }
-    };
+    selection.into_selection(verb)
+}
+
+/// Puts many dead letters back in the queue: those meeting every condition
+/// given, or all.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/redrive",
+    tag = "dead letters",
+    request_body(content = DeadLetterSelection, content_type = "application/json",
+                 description = "`{\"event_type\": \"...\", \"error_contains\": \"...\", \"died_after\": ms, \"died_before\": ms}` (any of them) or `{\"all\": true}`"),
+    responses(
+        (status = 200, description = "How many were redriven", body = Redriven),
+        (status = 400, description = "No condition and no `all`, both, or a bad value", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn redrive_many(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Redriven>, ApiError> {
+    let selection = read_selection(&headers, body, "redrive").await?;
     let redriven = state.ingest.redrive(selection).await?;
     state.wake.notify_one();
     Ok(Json(Redriven { redriven }))
+}
+
+/// Deletes many dead letters for good: those meeting every condition given,
+/// or all.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/purge",
+    tag = "dead letters",
+    request_body(content = DeadLetterSelection, content_type = "application/json",
+                 description = "`{\"event_type\": \"...\", \"error_contains\": \"...\", \"died_after\": ms, \"died_before\": ms}` (any of them) or `{\"all\": true}`"),
+    responses(
+        (status = 200, description = "How many were purged", body = Purged),
+        (status = 400, description = "No condition and no `all`, both, or a bad value", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn purge_many(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Purged>, ApiError> {
+    let selection = read_selection(&headers, body, "purge").await?;
+    let purged = state.ingest.purge(selection).await?;
+    Ok(Json(Purged { purged }))
 }
 
 /// Deletes one dead letter for good.

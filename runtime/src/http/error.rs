@@ -54,6 +54,10 @@ pub enum ApiError {
     /// 409 `wrong_state`: the message exists but is not a dead letter.
     #[error("{0}")]
     WrongState(String),
+    /// 429 `over_capacity`: an event type's queue is full (`max_queued`);
+    /// nothing was stored. Answered with `Retry-After`.
+    #[error("{0}")]
+    OverCapacity(String),
     /// 413 `too_large`: the body (or one event's payload) is over the limit.
     #[error("{message}")]
     TooLarge {
@@ -125,6 +129,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::WrongState(_) => StatusCode::CONFLICT,
+            Self::OverCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::StoreBusy | Self::Overloaded | Self::NotReady(_) => {
@@ -144,6 +149,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout(_) => "timeout",
             Self::WrongState(_) => "wrong_state",
+            Self::OverCapacity(_) => "over_capacity",
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::StoreBusy => "store_busy",
@@ -213,6 +219,7 @@ impl From<StoreError> for ApiError {
             StoreError::WrongState { id, actual, .. } => {
                 Self::WrongState(format!("message {id} is {actual}, not a dead letter"))
             }
+            e @ StoreError::OverCapacity { .. } => Self::OverCapacity(e.to_string()),
             StoreError::Invalid(source) => Self::from_invalid(&source, None),
             StoreError::InvalidInBatch { index, source } => {
                 Self::from_invalid(&source, Some(index))
@@ -248,6 +255,10 @@ impl IntoResponse for ApiError {
             }
             Self::StoreBusy | Self::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // A queue drains at its handlers' pace: come back a little later.
+            Self::OverCapacity(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }

@@ -14,7 +14,8 @@ use crate::ingest::{EventDefaults, EventObject};
 use crate::message::{MessageId, NewMessage};
 
 /// The answer to an enqueue: one id per event, in order. A duplicate key
-/// gives the id of the message already stored.
+/// gives the id of the message stored, or handled within
+/// `store.key_retention`, with it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ids {
     /// The message ids.
@@ -48,6 +49,7 @@ enum Shape {
         (status = 400, description = "Malformed JSON, or an invalid field (named, with the index in a batch)", body = ErrorBody),
         (status = 413, description = "The body is over `http.max_body_bytes`, or a payload over `store.max_payload_bytes`", body = ErrorBody),
         (status = 415, description = "Not `application/json` nor `application/x-ndjson`", body = ErrorBody),
+        (status = 429, description = "An event type's queue is full (its `max_queued`): nothing was stored; retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The store is busy", body = ErrorBody),
     ),
     security(("bearer" = [])),

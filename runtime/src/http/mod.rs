@@ -188,6 +188,7 @@ fn api() -> OpenApiRouter<ApiState> {
         .routes(routes!(dead_letters::show, dead_letters::purge_one))
         .routes(routes!(dead_letters::redrive_one))
         .routes(routes!(dead_letters::redrive_many))
+        .routes(routes!(dead_letters::purge_many))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::get_metrics))
 }

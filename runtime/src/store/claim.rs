@@ -2,6 +2,7 @@
 
 use crate::clock::Millis;
 use crate::message::{MessageId, Priority};
+use crate::state_machine::{Failure, Policies, Transition, after_failure, is_expired};
 
 /// Puts claim candidates in the order a claim takes them, across event
 /// types: highest priority first; within a priority, in turns across types
@@ -45,6 +46,36 @@ pub(crate) fn fair_order<I>(items: &mut [I], key: impl Fn(&I) -> (&str, Priority
             target.swap(i, j);
         }
     }
+}
+
+/// Splits a claim into the messages to deliver and those that outlived
+/// their event type's ttl, each with the transition that dead-letters it:
+/// an expired message is never delivered.
+pub(crate) fn split_expired(
+    claimed: Vec<Claimed>,
+    policies: &Policies,
+    now: Millis,
+) -> (Vec<Claimed>, Vec<(Lease, Transition)>) {
+    let mut live = Vec::with_capacity(claimed.len());
+    let mut expired = Vec::new();
+    for c in claimed {
+        match policies.limits(&c.event_type).ttl {
+            Some(ttl) if is_expired(c.created_at, now, Some(ttl)) => {
+                let policy = policies.for_event_type(&c.event_type);
+                let transition = after_failure(
+                    &Failure::Expired { ttl },
+                    c.attempts,
+                    c.max_attempts,
+                    policy,
+                    now,
+                    0.0,
+                );
+                expired.push((c.lease, transition));
+            }
+            _ => live.push(c),
+        }
+    }
+    (live, expired)
 }
 
 /// Proof of a claim: the message id and the token of this claim. Acks and

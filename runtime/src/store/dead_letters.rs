@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::StoreError;
 use crate::clock::Millis;
-use crate::message::{MessageId, Priority};
+use crate::message::{InvalidInput, MessageId, Priority};
 use crate::state_machine::MessageState;
 
 /// A dead-lettered message, without its payload.
@@ -39,11 +39,31 @@ pub struct DeadLetter {
     pub dead_at: Option<Millis>,
 }
 
+/// Which dead letters an operation takes: those meeting every condition
+/// given (none given: every dead letter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterMatch {
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only those whose last error contains this text (case-sensitive).
+    pub error_contains: Option<String>,
+    /// Only those that died at or after this time (ms since the Unix epoch).
+    pub died_after: Option<Millis>,
+    /// Only those that died before this time (ms since the Unix epoch).
+    pub died_before: Option<Millis>,
+}
+
 /// Which dead letters to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterFilter {
     /// Only this event type.
     pub event_type: Option<String>,
+    /// Only those whose last error contains this text (case-sensitive).
+    pub error_contains: Option<String>,
+    /// Only those that died at or after this time (ms since the Unix epoch).
+    pub died_after: Option<Millis>,
+    /// Only those that died before this time (ms since the Unix epoch).
+    pub died_before: Option<Millis>,
     /// At most this many (0 means the default of 100).
     pub limit: usize,
     /// Continue after this cursor (from [`DeadLetterPage::next_cursor`]).
@@ -51,19 +71,58 @@ pub struct DeadLetterFilter {
 }
 
 impl DeadLetterFilter {
+    /// The conditions of this listing.
+    pub(crate) fn matching(&self) -> DeadLetterMatch {
+        DeadLetterMatch {
+            event_type: self.event_type.clone(),
+            error_contains: self.error_contains.clone(),
+            died_after: self.died_after,
+            died_before: self.died_before,
+        }
+    }
+
     /// The page size asked for, within bounds.
     pub(crate) fn page_size(&self) -> usize {
         super::page::page_size(self.limit)
     }
 
-    /// The position to continue after (0: from the start).
-    pub(crate) fn after(&self) -> Result<i64, StoreError> {
-        super::page::after(self.cursor.as_deref(), "dead-letter")
+    /// The position to continue after: (time of death, insertion order);
+    /// (-1, 0) from the start.
+    pub(crate) fn after(&self) -> Result<(Millis, i64), StoreError> {
+        match &self.cursor {
+            None => Ok((-1, 0)),
+            Some(c) => parse_cursor(c).ok_or_else(|| {
+                StoreError::Invalid(InvalidInput::Id(format!(
+                    "`{c}` is not a dead-letter cursor: pass the next_cursor of a previous page"
+                )))
+            }),
+        }
     }
 }
 
-/// One page of dead letters, oldest first.
+/// A dead-letter cursor: `DEADAT-SEQ`, the last row of the previous page.
+/// `None` when `cursor` is not one.
+pub fn parse_cursor(cursor: &str) -> Option<(Millis, i64)> {
+    let (dead_at, seq) = cursor.split_once('-')?;
+    Some((dead_at.parse().ok()?, seq.parse().ok()?))
+}
+
+/// One page of dead letters, in order of death (oldest first).
 pub type DeadLetterPage = super::page::Page<DeadLetter>;
+
+/// A page of dead letters from rows read as (summary, insertion order),
+/// asked for with one row more than `limit`; the cursor is the last row's
+/// `DEADAT-SEQ`.
+pub(crate) fn dead_letter_page(rows: Vec<(DeadLetter, i64)>, limit: usize) -> DeadLetterPage {
+    let rows = rows
+        .into_iter()
+        .map(|(item, seq)| {
+            let cursor = format!("{}-{seq}", item.dead_at.unwrap_or(0));
+            (item, cursor)
+        })
+        .collect();
+    super::page::Page::from_rows(rows, limit)
+}
 
 /// Which messages a redrive or purge applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +133,32 @@ pub enum Selection {
     EventType(String),
     /// Every dead letter.
     All,
+    /// The dead letters meeting every condition, first dead first; at most
+    /// `limit` of them when given (a gradual redrive takes a few at a time).
+    Matching {
+        /// The conditions.
+        matching: DeadLetterMatch,
+        /// The most to take.
+        limit: Option<usize>,
+    },
+}
+
+impl Selection {
+    /// The conditions and limit of a selection of many.
+    pub(crate) fn as_matching(&self) -> Option<(DeadLetterMatch, Option<usize>)> {
+        match self {
+            Self::One(_) => None,
+            Self::EventType(t) => Some((
+                DeadLetterMatch {
+                    event_type: Some(t.clone()),
+                    ..DeadLetterMatch::default()
+                },
+                None,
+            )),
+            Self::All => Some((DeadLetterMatch::default(), None)),
+            Self::Matching { matching, limit } => Some((matching.clone(), *limit)),
+        }
+    }
 }
 
 /// Any stored message, payload included.

@@ -116,6 +116,17 @@ pub enum StoreError {
         /// What is wrong with it.
         source: InvalidInput,
     },
+    /// The enqueue would put more messages of one event type in the queue
+    /// than its `max_queued`; nothing of it was stored.
+    #[error(
+        "the queue of event type {event_type} is full ({max_queued} queued, its max_queued): nothing was enqueued; retry later, or raise event_types.\"{event_type}\".max_queued"
+    )]
+    OverCapacity {
+        /// The event type.
+        event_type: String,
+        /// Its capacity.
+        max_queued: u64,
+    },
     /// The lease on a claimed message is no longer held: it expired and the
     /// message was reclaimed (and maybe claimed again). Nothing was committed.
     #[error(

@@ -34,6 +34,7 @@
 //! | `queue.rs`        | messages in any state, cancels, paused event types     |
 //! | `stats.rs`        | counts and queue information, added up                 |
 //! | `registry.rs`     | hosts, and the plugins each loaded or rejected         |
+//! | `retention.rs`    | idempotency keys remembered after their message        |
 //! | `wakeup.rs`       | noticing other processes' commits                      |
 
 mod check;
@@ -50,6 +51,7 @@ pub mod postgres;
 mod queue;
 mod reclaim;
 mod registry;
+mod retention;
 mod settle;
 pub mod sqlite;
 mod stats;
@@ -63,7 +65,10 @@ use crate::state_machine::Failure;
 
 pub use check::{CheckDepth, CheckReport};
 pub use claim::{Claimed, Lease};
-pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage};
+pub use dead_letters::{
+    DeadLetter, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, StoredMessage,
+    parse_cursor,
+};
 pub use enqueue::Enqueued;
 pub use error::StoreError;
 pub use health::StoreHealth;
@@ -72,6 +77,7 @@ pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
 pub use page::Page;
 pub use reclaim::Reclaimed;
+pub use retention::{DEFAULT_KEY_RETENTION, Swept};
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
 pub use settle::{Outcome, SettleEntry, Settled, Settlement};
 pub use queue::{
@@ -314,6 +320,18 @@ impl Store {
         self.seen("check", result)
     }
 
+    /// Housekeeping the host runs every reclaim interval, busy or not:
+    /// stamps the idempotency keys of messages removed since the last
+    /// sweep, forgets those removed `key_retention` ago, and dead-letters
+    /// queued messages that outlived their event type's ttl.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
+        each!(self, b => b.sweep().await)
+    }
+
     /// Whether the store answers (for readiness checks).
     ///
     /// # Errors
@@ -331,7 +349,7 @@ impl Store {
         each!(self, b => b.commit_signal().await)
     }
 
-    /// Lists dead letters oldest first, a page at a time.
+    /// Lists dead letters in order of death, oldest first, a page at a time.
     ///
     /// # Errors
     ///
@@ -472,6 +490,15 @@ impl Store {
     pub async fn paused(&self) -> Result<Vec<PausedType>, StoreError> {
         let result = each!(self, b => b.paused().await);
         self.seen("paused", result)
+    }
+
+    /// How many dead letters meet `matching`.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn count_dead_letters(&self, matching: DeadLetterMatch) -> Result<u64, StoreError> {
+        each!(self, b => b.count_dead_letters(matching).await)
     }
 
     /// Counts the store's messages; lists the live hosts.

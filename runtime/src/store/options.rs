@@ -62,6 +62,9 @@ pub struct OpenOptions {
     /// with one shared `StoreHealth` stop writing together once the store
     /// reports damage.
     pub health: Arc<StoreHealth>,
+    /// How long an idempotency key is remembered after its message is
+    /// gone (acked, purged or cancelled).
+    pub key_retention: Duration,
 }
 
 impl Default for OpenOptions {
@@ -77,6 +80,7 @@ impl Default for OpenOptions {
             clock: Arc::new(SystemClock),
             policies: Policies::default(),
             health: Arc::default(),
+            key_retention: super::DEFAULT_KEY_RETENTION,
         }
     }
 }

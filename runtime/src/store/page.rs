@@ -31,17 +31,17 @@ impl<T> Default for Page<T> {
 
 impl<T> Page<T> {
     /// A page from rows read as (item, position), asked for with one row
-    /// more than `limit`.
-    pub(crate) fn from_rows(rows: Vec<(T, i64)>, limit: usize) -> Self {
+    /// more than `limit`; the last item's position is the next cursor.
+    pub(crate) fn from_rows<P: ToString>(rows: Vec<(T, P)>, limit: usize) -> Self {
         let more = rows.len() > limit;
         let mut page = Self::default();
-        let mut last = 0;
-        for (item, seq) in rows.into_iter().take(limit) {
+        let mut last = None;
+        for (item, position) in rows.into_iter().take(limit) {
             page.items.push(item);
-            last = seq;
+            last = Some(position);
         }
         if more {
-            page.next_cursor = Some(last.to_string());
+            page.next_cursor = last.map(|p| p.to_string());
         }
         page
     }

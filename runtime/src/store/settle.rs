@@ -1,6 +1,8 @@
 //! How deliveries end, and the decision each outcome leads to. Both
 //! backends settle through [`decide`], so they apply one state machine.
 
+use std::collections::HashMap;
+
 use super::claim::Claimed;
 use crate::clock::Millis;
 use crate::message::NewMessage;
@@ -43,6 +45,56 @@ impl Settled {
             },
             Transition::Dead { .. } => Self::Dead,
         }
+    }
+}
+
+/// The places left in each capped queue (`max_queued`) while a batch of
+/// acks is settled: an ack whose emitted events do not fit becomes a
+/// retryable failure of its delivery, so backpressure reaches the producer
+/// of the chain instead of overfilling the queue.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    /// Per capped type: (queued now, max_queued).
+    queues: HashMap<String, (u64, u64)>,
+}
+
+impl Room {
+    /// Room from each capped type's count of queued messages.
+    pub(crate) fn new(counts: impl IntoIterator<Item = (String, u64, u64)>) -> Self {
+        Self {
+            queues: counts
+                .into_iter()
+                .map(|(t, queued, max)| (t, (queued, max)))
+                .collect(),
+        }
+    }
+
+    /// Takes places for `follow_ups` when they all fit; otherwise takes
+    /// none and answers the failure to record in place of the ack.
+    pub(crate) fn take(&mut self, follow_ups: &[NewMessage]) -> Result<(), Failure> {
+        let mut wanted: HashMap<&str, u64> = HashMap::new();
+        for m in follow_ups {
+            if self.queues.contains_key(&m.event_type) {
+                *wanted.entry(m.event_type.as_str()).or_default() += 1;
+            }
+        }
+        for (event_type, n) in &wanted {
+            let (queued, max) = self.queues[*event_type];
+            if queued.saturating_add(*n) > max {
+                return Err(Failure::Retry {
+                    reason: format!(
+                        "the events it emitted do not fit: the queue of event type {event_type} is full ({max} queued, its max_queued)"
+                    ),
+                    after: None,
+                });
+            }
+        }
+        for (event_type, n) in wanted {
+            if let Some((queued, _)) = self.queues.get_mut(event_type) {
+                *queued += n;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -124,4 +176,36 @@ pub(crate) fn decide(
         now,
         rand::random::<f64>(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emitted(types: &[&str]) -> Vec<NewMessage> {
+        types
+            .iter()
+            .map(|t| NewMessage::new(*t, b"{}".to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn acks_take_places_until_the_queue_is_full() {
+        let mut room = Room::new([("capped".to_owned(), 1, 3)]);
+        assert!(room.take(&emitted(&["capped", "free", "free"])).is_ok());
+        assert!(room.take(&emitted(&["capped"])).is_ok(), "the third place");
+        let Err(Failure::Retry { reason, after }) = room.take(&emitted(&["capped"])) else {
+            panic!("a full queue refuses");
+        };
+        assert!(reason.contains("capped") && reason.contains("max_queued"), "{reason}");
+        assert_eq!(after, None, "the type's backoff applies");
+        assert!(room.take(&emitted(&["free"])).is_ok(), "uncapped types always fit");
+    }
+
+    #[test]
+    fn an_ack_that_does_not_fit_takes_no_place() {
+        let mut room = Room::new([("a".to_owned(), 0, 2), ("b".to_owned(), 0, 1)]);
+        assert!(room.take(&emitted(&["a", "b", "b"])).is_err());
+        assert!(room.take(&emitted(&["a", "a", "b"])).is_ok(), "nothing was taken before");
+    }
 }

@@ -13,17 +13,36 @@ use crate::state_machine::{MessageState, Policies};
 use crate::store::dead_letters::not_dead;
 use crate::store::stats::CountRow;
 use crate::store::{
-    DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, Stats, StoreError, StoredMessage,
+    DeadLetter, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, Stats, StoreError,
+    StoredMessage,
 };
 
-/// A page of dead letters after position `$1`, of type `$2` if not NULL,
-/// at most `$3`.
-const PAGE: &str = "SELECT id, event_type, key, source, correlation_id, priority, attempts,
-        max_attempts, last_error, last_plugin_digest, octet_length(payload), created_at,
-        dead_at, seq
-   FROM mailroom.messages
-  WHERE state = 'dead' AND seq > $1 AND ($2::text IS NULL OR event_type = $2)
-  ORDER BY seq LIMIT $3";
+const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
+     max_attempts, last_error, last_plugin_digest, octet_length(payload), created_at, dead_at, seq";
+
+/// The conditions of a [`DeadLetterMatch`] as the four parameters from
+/// `$first` (event type, error text, died after, died before); a NULL
+/// parameter is no condition.
+fn matching(first: usize) -> String {
+    let (t, e, a, b) = (first, first + 1, first + 2, first + 3);
+    format!(
+        "(${t}::text IS NULL OR event_type = ${t})
+         AND (${e}::text IS NULL OR strpos(last_error, ${e}) > 0)
+         AND (${a}::bigint IS NULL OR dead_at >= ${a})
+         AND (${b}::bigint IS NULL OR dead_at < ${b})"
+    )
+}
+
+/// A page of dead letters in order of death after the position
+/// (`$1`, `$2`), meeting the conditions `$3`..`$6`, at most `$7`.
+fn page_sql() -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM mailroom.messages
+          WHERE state = 'dead' AND (dead_at, seq) > ($1, $2) AND {}
+          ORDER BY dead_at, seq LIMIT $7",
+        matching(3)
+    )
+}
 
 /// Messages of one state by event type and priority, one query per state
 /// so each reads its partial index.
@@ -81,15 +100,20 @@ impl PgStore {
         filter: DeadLetterFilter,
     ) -> Result<DeadLetterPage, StoreError> {
         let limit = filter.page_size();
-        let after = filter.after()?;
+        let (after_dead, after_seq) = filter.after()?;
+        let m = filter.matching();
         let errors = self.errors();
         let client = self.client().await?;
         let rows = client
             .query(
-                PAGE,
+                &page_sql(),
                 &[
-                    &after,
-                    &filter.event_type,
+                    &after_dead,
+                    &after_seq,
+                    &m.event_type,
+                    &m.error_contains,
+                    &m.died_after,
+                    &m.died_before,
                     &i64::try_from(limit + 1).unwrap_or(i64::MAX),
                 ],
             )
@@ -99,7 +123,7 @@ impl PgStore {
             .iter()
             .map(|row| Ok((summary(row, errors, &self.inner.policies)?, row.get(13))))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(DeadLetterPage::from_rows(rows, limit))
+        Ok(crate::store::dead_letters::dead_letter_page(rows, limit))
     }
 
     pub(crate) async fn message(&self, id: MessageId) -> Result<StoredMessage, StoreError> {
@@ -131,8 +155,9 @@ impl PgStore {
         let now = self.now();
         self.on_dead(
             &selection,
-            "UPDATE mailroom.messages SET state = 'queued', attempts = 0, available_at = $1,
+            "UPDATE mailroom.messages m SET state = 'queued', attempts = 0, available_at = $1,
                     dead_at = NULL, updated_at = $1",
+            "FROM",
             &[&now],
             true,
         )
@@ -140,45 +165,85 @@ impl PgStore {
     }
 
     pub(crate) async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
-        self.on_dead(&selection, "DELETE FROM mailroom.messages", &[], false)
+        self.on_dead(&selection, "DELETE FROM mailroom.messages m", "USING", &[], false)
             .await
     }
 
-    /// Runs `statement` (an UPDATE or DELETE without WHERE, whose own
-    /// parameters are `params`) on the dead letters `selection` names;
-    /// `wake` notifies hosts (the messages are queued again).
+    pub(crate) async fn count_dead_letters(
+        &self,
+        m: DeadLetterMatch,
+    ) -> Result<u64, StoreError> {
+        let errors = self.errors();
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM mailroom.messages WHERE state = 'dead' AND {}",
+                    matching(1)
+                ),
+                &[&m.event_type, &m.error_contains, &m.died_after, &m.died_before],
+            )
+            .await
+            .map_err(|e| errors.pg(&e))?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Runs `statement` (an UPDATE or DELETE of `mailroom.messages m`
+    /// without WHERE, whose own parameters are `params`; `join` is the word
+    /// that adds a table to it: FROM or USING) on the dead letters
+    /// `selection` names; `wake` notifies hosts (the messages are queued
+    /// again).
     async fn on_dead(
         &self,
         selection: &Selection,
         statement: &str,
+        join: &str,
         params: &[&(dyn ToSql + Sync)],
         wake: bool,
     ) -> Result<usize, StoreError> {
         let n = params.len();
         let id;
-        let event_type;
+        let conditions;
+        let limit: Option<i64>;
         let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
-        let filter = match selection {
-            Selection::One(one) => {
+        let sql = match selection.as_matching() {
+            None => {
+                let Selection::One(one) = selection else {
+                    unreachable!("only one message has no conditions")
+                };
                 id = one.0;
                 all.push(&id);
-                format!("id = ${}", n + 1)
+                format!("{statement} WHERE state = 'dead' AND id = ${}", n + 1)
             }
-            Selection::EventType(t) => {
-                event_type = t.clone();
-                all.push(&event_type);
-                format!("event_type = ${}", n + 1)
+            Some((m, most)) => {
+                conditions = m;
+                limit = most.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+                all.extend([
+                    &conditions.event_type as &(dyn ToSql + Sync),
+                    &conditions.error_contains,
+                    &conditions.died_after,
+                    &conditions.died_before,
+                    &limit,
+                ]);
+                // Picked once (materialized): a subquery with a limit
+                // under `IN` may be run again per row and pick others.
+                format!(
+                    "WITH picked AS MATERIALIZED (
+                        SELECT seq FROM mailroom.messages WHERE state = 'dead' AND {}
+                         ORDER BY dead_at, seq LIMIT ${}
+                         FOR UPDATE SKIP LOCKED)
+                     {statement} {join} picked WHERE m.seq = picked.seq AND m.state = 'dead'",
+                    matching(n + 1),
+                    n + 5
+                )
             }
-            Selection::All => "true".to_owned(),
         };
         let errors = self.errors();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
         let changed = tx
-            .execute(
-                &format!("{statement} WHERE state = 'dead' AND {filter}"),
-                &all,
-            )
+            .execute(&sql, &all)
             .await
             .map_err(|e| errors.pg(&e))?;
         if wake && changed > 0 {

@@ -14,13 +14,14 @@ use super::schema::CHANNEL;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
-use crate::store::claim::{Parent, fair_order};
-use crate::store::settle::decide;
+use crate::store::claim::{Parent, fair_order, split_expired};
+use crate::store::enqueue::capped_types;
+use crate::store::settle::{Room, decide};
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
 /// Inserts the messages given column by column, in order, skipping those
-/// whose key is stored (or carried by an earlier message of the same
-/// statement); answers the ids inserted.
+/// whose key is stored, remembered from a removed message, or carried by an
+/// earlier message of the same statement; answers the ids inserted.
 const INSERT: &str = "INSERT INTO mailroom.messages
         (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
          max_attempts, available_at, created_at, updated_at, depth)
@@ -30,12 +31,24 @@ const INSERT: &str = "INSERT INTO mailroom.messages
                   $7::int2[], $8::int4[], $9::int8[], $11::int4[]) WITH ORDINALITY
            AS m(id, event_type, payload, key, source, correlation_id, priority, max_attempts,
                 available_at, depth, n)
+     WHERE m.key IS NULL
+        OR NOT EXISTS (SELECT 1 FROM mailroom.retained_keys r WHERE r.key = m.key)
      ORDER BY n
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id";
 
-/// The stored messages holding these keys.
-const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)";
+/// Serializes the enqueues of one capped event type (`$1`) until commit.
+const CAPACITY_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('mailroom.max_queued'), hashtext($1))";
+
+/// How many messages of type `$1` are queued, counting at most `$2`.
+const QUEUED_UP_TO: &str = "SELECT count(*) FROM (SELECT 1 FROM mailroom.messages
+    WHERE state = 'queued' AND event_type = $1 LIMIT $2) q";
+
+/// The stored messages holding these keys, and the removed ones whose keys
+/// are still remembered.
+const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)
+    UNION ALL SELECT key, id FROM mailroom.retained_keys WHERE key = ANY($1)";
 
 /// The first due queued messages of each routable type (`$1`), in claim
 /// order, locked unless another claimer holds them; the first `$3` of all
@@ -340,9 +353,33 @@ impl PgStore {
             let mut client = self.client().await?;
             let errors = self.errors();
             let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+            let capped = capped_types(&messages, &self.inner.policies);
+            // One enqueuer at a time per capped type, so two hosts cannot
+            // both fit into the last free place (types in one order: no
+            // deadlock). Uncapped types take no lock.
+            for (event_type, _) in &capped {
+                tx.execute(CAPACITY_LOCK, &[event_type])
+                    .await
+                    .map_err(|e| errors.pg(&e))?;
+            }
             let rows: Vec<(&NewMessage, Option<Parent<'_>>)> =
                 messages.iter().map(|m| (m, None)).collect();
             let out = insert_all(&tx, &rows, &self.inner.policies, self.now(), errors).await?;
+            for (event_type, max_queued) in capped {
+                let limit = i64::try_from(max_queued.saturating_add(1)).unwrap_or(i64::MAX);
+                let n: i64 = tx
+                    .query_one(QUEUED_UP_TO, &[&event_type, &limit])
+                    .await
+                    .map_err(|e| errors.pg(&e))?
+                    .get(0);
+                if u64::try_from(n).unwrap_or(0) > max_queued {
+                    // Dropping `tx` rolls the inserts back.
+                    return Err(StoreError::OverCapacity {
+                        event_type,
+                        max_queued,
+                    });
+                }
+            }
             notify(&tx, errors).await?;
             tx.commit().await.map_err(|e| errors.pg(&e))?;
             Ok(out)
@@ -386,7 +423,21 @@ impl PgStore {
                 .collect::<Result<Vec<_>, _>>()?;
             // RETURNING gives no order guarantee: restore the claim order.
             fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
-            Ok(claimed.into_iter().map(|(_, c)| c).collect())
+            let claimed = claimed.into_iter().map(|(_, c)| c).collect();
+            let (live, expired) = split_expired(claimed, &self.inner.policies, now);
+            if !expired.is_empty() {
+                // A crash before this commits leaves them in flight: their
+                // lease expires and the next claim expires them again.
+                let mut rows = FailureRows::default();
+                for (lease, transition) in &expired {
+                    rows.push(lease, transition, None, now);
+                }
+                let mut client = client;
+                let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+                rows.apply(&tx, now, errors).await?;
+                tx.commit().await.map_err(|e| errors.pg(&e))?;
+            }
+            Ok(live)
         })
         .await
     }
@@ -475,8 +526,31 @@ impl PgStore {
         let now = self.now();
         let policies = &self.inner.policies;
         let errors = self.errors();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
+        // The capped queues the acks emit into: locked as an enqueue locks
+        // them, and counted, so emitted events cannot overfill them.
+        let emitted = batch.iter().flat_map(|e| match e.settlement() {
+            Settlement::Ack { follow_ups } => follow_ups.as_slice(),
+            Settlement::Fail(_) => &[],
+        });
+        let mut counts = Vec::new();
+        for (event_type, max) in capped_types(emitted, policies) {
+            tx.execute(CAPACITY_LOCK, &[&event_type])
+                .await
+                .map_err(|e| errors.pg(&e))?;
+            let limit = i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX);
+            let n: i64 = tx
+                .query_one(QUEUED_UP_TO, &[&event_type, &limit])
+                .await
+                .map_err(|e| errors.pg(&e))?
+                .get(0);
+            counts.push((event_type, u64::try_from(n).unwrap_or(0), max));
+        }
+        let mut room = Room::new(counts);
         // Decide every entry first: invalid follow-ups fail their entry
-        // alone; failures get their transition from the state machine.
+        // alone, as do acks whose events do not fit (a retryable failure);
+        // failures get their transition from the state machine.
         let mut results: Vec<Option<Result<Settled, StoreError>>> = Vec::with_capacity(batch.len());
         let mut ack_ids = Vec::new();
         let mut ack_tokens = Vec::new();
@@ -492,6 +566,20 @@ impl PgStore {
                     {
                         results.push(Some(Err(StoreError::Invalid(invalid))));
                         transitions.push(None);
+                        continue;
+                    }
+                    if let Err(failure) = room.take(follow_ups) {
+                        let transition = decide(
+                            &claimed.event_type,
+                            claimed.attempts,
+                            claimed.max_attempts,
+                            &failure,
+                            policies,
+                            now,
+                        );
+                        failures.push(&claimed.lease, &transition, entry.digest(), now);
+                        transitions.push(Some(transition));
+                        results.push(None);
                         continue;
                     }
                     ack_ids.push(claimed.lease.id.0);
@@ -513,8 +601,6 @@ impl PgStore {
             }
             results.push(None);
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| errors.pg(&e))?;
         let acked: HashSet<uuid::Uuid> = if ack_ids.is_empty() {
             HashSet::new()
         } else {
@@ -554,9 +640,11 @@ impl PgStore {
                     return result;
                 }
                 let id = entry.claimed().lease.id;
-                let held = match entry.settlement() {
-                    Settlement::Ack { .. } => acked.contains(&id.0),
-                    Settlement::Fail(_) => failed.contains(&id.0),
+                // A transition was applied as a failure (an ack whose events
+                // did not fit included); otherwise it was an ack.
+                let held = match transition {
+                    Some(_) => failed.contains(&id.0),
+                    None => acked.contains(&id.0),
                 };
                 if !held {
                     return Err(StoreError::LeaseLost { id });

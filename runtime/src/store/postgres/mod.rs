@@ -30,6 +30,7 @@
 //! | `queue.rs`        | messages in any state, cancels, paused event types     |
 //! | `hosts.rs`        | host registration, heartbeats, reclaim, plugin registry |
 //! | `listen.rs`       | the `LISTEN` connection that wakes the dispatcher      |
+//! | `retention.rs`    | the sweep: keys of removed messages, forgotten late    |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction     |
 
 mod connect;
@@ -39,6 +40,7 @@ mod listen;
 mod messages;
 pub mod outbox;
 mod queue;
+mod retention;
 mod schema;
 
 use std::sync::Arc;
@@ -73,6 +75,8 @@ struct Inner {
     policies: Policies,
     max_payload_bytes: usize,
     host_silence: Duration,
+    /// How long the key of a removed message is remembered.
+    key_retention: Duration,
     /// Whether this store's owner is recorded in `hosts`.
     registered: AtomicBool,
     busy_ns: AtomicU64,
@@ -98,6 +102,7 @@ impl PgStore {
                 policies: options.policies.clone(),
                 max_payload_bytes: options.max_payload_bytes,
                 host_silence: options.host_silence,
+                key_retention: options.key_retention,
                 registered: AtomicBool::new(false),
                 busy_ns: AtomicU64::new(0),
                 health: options.health.clone(),

@@ -166,7 +166,7 @@ END
 $$;
 "#;
 
-/// Paused event types: no host claims their messages until they are
+/// Version 2: paused event types: no host claims their messages until they are
 /// resumed (one row per type, whatever the backlog).
 const PAUSED_TYPES: &str = r#"
 CREATE TABLE mailroom.paused_event_types (
@@ -183,8 +183,104 @@ const CHAIN_DEPTH: &str = r#"
 ALTER TABLE mailroom.messages ADD COLUMN IF NOT EXISTS depth integer NOT NULL DEFAULT 0;
 "#;
 
+/// Version 4: idempotency keys that outlive their message (see
+/// `crate::store::retention`): deleting a keyed message by any path records
+/// its key and id; the sweep stamps them with the hosts' clock and forgets
+/// them `store.key_retention` later. `mailroom.enqueue` answers a
+/// remembered key's id as it does a stored one's.
+///
+/// Also: dead letters in order of death (`dlq list`, filtered redrives and
+/// purges take the first dead first), every dead letter with a time of death.
+///
+/// Self-contained: it reads only the `messages` columns of version 1.
+const RETAINED_KEYS: &str = r#"
+UPDATE mailroom.messages SET dead_at = updated_at WHERE state = 'dead' AND dead_at IS NULL;
+CREATE INDEX messages_dead_order ON mailroom.messages (dead_at, seq) WHERE state = 'dead';
+
+CREATE TABLE mailroom.retained_keys (
+    key        text PRIMARY KEY,
+    id         uuid NOT NULL,
+    -- When a sweep first saw the key (ms); NULL until then.
+    removed_at bigint
+);
+CREATE INDEX retained_keys_unstamped ON mailroom.retained_keys (key) WHERE removed_at IS NULL;
+CREATE INDEX retained_keys_age ON mailroom.retained_keys (removed_at)
+    WHERE removed_at IS NOT NULL;
+
+CREATE FUNCTION mailroom.retain_key() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO mailroom.retained_keys (key, id, removed_at) VALUES (OLD.key, OLD.id, NULL)
+        ON CONFLICT (key) DO UPDATE SET id = EXCLUDED.id, removed_at = NULL;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER messages_retain_key AFTER DELETE ON mailroom.messages
+    FOR EACH ROW WHEN (OLD.key IS NOT NULL) EXECUTE FUNCTION mailroom.retain_key();
+
+-- Version 1's function with the remembered-key lookup added: its body names
+-- its arguments as `enqueue.<name>`, so it cannot be wrapped under a new name,
+-- and migrations never edit a released one.
+CREATE OR REPLACE FUNCTION mailroom.enqueue(
+    event_type     text,
+    payload        jsonb,
+    key            text     DEFAULT NULL,
+    priority       text     DEFAULT 'normal',
+    delay          interval DEFAULT '0 seconds',
+    max_attempts   integer  DEFAULT NULL,
+    source         text     DEFAULT NULL,
+    correlation_id text     DEFAULT NULL
+) RETURNS uuid LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    new_id   uuid := mailroom.uuid_v7();
+    now_ms   bigint := mailroom.now_ms();
+    rank     smallint;
+    found_id uuid;
+BEGIN
+    IF event_type IS NULL OR event_type !~ '^[A-Za-z0-9._:-]{1,255}$' THEN
+        RAISE EXCEPTION 'invalid event type %: 1 to 255 characters of A-Z a-z 0-9 . _ : -',
+            quote_nullable(event_type) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF payload IS NULL THEN
+        RAISE EXCEPTION 'payload must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rank := CASE lower(priority) WHEN 'low' THEN 0 WHEN 'normal' THEN 1 WHEN 'high' THEN 2 END;
+    IF rank IS NULL THEN
+        RAISE EXCEPTION 'invalid priority %: low, normal or high', quote_nullable(priority)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_attempts IS NOT NULL AND max_attempts < 1 THEN
+        RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF delay < interval '0' THEN
+        RAISE EXCEPTION 'delay must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue.key IS NOT NULL THEN
+        SELECT r.id INTO found_id FROM mailroom.retained_keys r WHERE r.key = enqueue.key;
+        IF FOUND THEN
+            RETURN found_id;
+        END IF;
+    END IF;
+    INSERT INTO mailroom.messages AS m
+        (id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+         max_attempts, available_at, created_at, updated_at)
+    VALUES (new_id, enqueue.event_type, convert_to(enqueue.payload::text, 'UTF8'), enqueue.key,
+            enqueue.source, coalesce(enqueue.correlation_id, new_id::text), rank, 'queued', 0,
+            enqueue.max_attempts,
+            now_ms + (extract(epoch FROM enqueue.delay) * 1000)::bigint, now_ms, now_ms)
+    ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING;
+    IF FOUND THEN
+        PERFORM pg_notify('mailroom', '');
+        RETURN new_id;
+    END IF;
+    SELECT m.id INTO found_id FROM mailroom.messages m WHERE m.key = enqueue.key;
+    RETURN found_id;
+END
+$$;
+"#;
+
 /// Every migration, in order.
-const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES, CHAIN_DEPTH];
+const MIGRATIONS: &[&str] = &[V1, PAUSED_TYPES, CHAIN_DEPTH, RETAINED_KEYS];
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

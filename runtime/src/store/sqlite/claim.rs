@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::Mailbox;
 use super::row::get_u32;
-use crate::store::claim::{Claimed, Lease, fair_order};
+use crate::store::claim::{Claimed, Lease, fair_order, split_expired};
 use crate::store::StoreError;
 use crate::clock::{Millis, duration_ms};
 use crate::message::Priority;
@@ -61,6 +61,7 @@ impl Mailbox {
         let first_claim = !self.registered;
         let owner = self.owner.clone();
         let ctx = self.ctx.clone();
+        let policies = (!self.policies.limits.is_empty()).then(|| self.policies.clone());
         let tx = self.tx()?;
         let result = (|| {
             if first_claim {
@@ -125,7 +126,14 @@ impl Mailbox {
             // RETURNING gives no order guarantee: restore the claim order.
             fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
             let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
-            Ok::<_, rusqlite::Error>(claimed)
+            let Some(policies) = &policies else {
+                return Ok(claimed);
+            };
+            let (live, expired) = split_expired(claimed, policies, now);
+            for (lease, transition) in &expired {
+                super::settle::apply_failure(&tx, lease, transition, None, now)?;
+            }
+            Ok::<_, rusqlite::Error>(live)
         })();
         let claimed = result.map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;

@@ -1,7 +1,7 @@
 //! The dead-letter queue: list, show, redrive and purge, plus looking up any
 //! stored message by id.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, named_params};
 
 use super::Mailbox;
 use super::row::get_u32;
@@ -9,7 +9,8 @@ use crate::message::MessageId;
 use crate::state_machine::MessageState;
 use crate::store::StoreError;
 use crate::store::dead_letters::{
-    DeadLetter, DeadLetterFilter, DeadLetterPage, Selection, StoredMessage, not_dead,
+    DeadLetter, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, StoredMessage,
+    not_dead,
 };
 
 pub(super) const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
@@ -33,19 +34,40 @@ pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     })
 }
 
-/// A page of dead letters after cursor `?1`, of type `?2` if not NULL, at
-/// most `?3`.
+/// The conditions of a [`DeadLetterMatch`], as named parameters; a NULL
+/// parameter is no condition.
+const MATCHING: &str = "(:event_type IS NULL OR event_type = :event_type)
+    AND (:error_contains IS NULL OR instr(last_error, :error_contains) > 0)
+    AND (:died_after IS NULL OR dead_at >= :died_after)
+    AND (:died_before IS NULL OR dead_at < :died_before)";
+
+/// A page of dead letters in order of death after the cursor
+/// (`:after_dead`, `:after_seq`), meeting [`MATCHING`], at most `:limit`.
 pub(super) fn page_sql() -> String {
     format!(
         "SELECT {SUMMARY_COLUMNS} FROM messages
-          WHERE state = 'dead' AND seq > ?1 AND (?2 IS NULL OR event_type = ?2)
-          ORDER BY seq LIMIT ?3"
+          WHERE state = 'dead' AND (dead_at, seq) > (:after_dead, :after_seq) AND {MATCHING}
+          ORDER BY dead_at, seq LIMIT :limit"
     )
+}
+
+/// The dead letters meeting [`MATCHING`], first dead first, at most
+/// `:limit` (-1: all).
+fn selected_sql() -> String {
+    format!(
+        "SELECT seq FROM messages WHERE state = 'dead' AND {MATCHING}
+          ORDER BY dead_at, seq LIMIT :limit"
+    )
+}
+
+/// How many dead letters meet [`MATCHING`].
+fn count_sql() -> String {
+    format!("SELECT count(*) FROM messages WHERE state = 'dead' AND {MATCHING}")
 }
 
 
 impl Mailbox {
-    /// Lists dead letters oldest first, a page at a time.
+    /// Lists dead letters in order of death, oldest first, a page at a time.
     ///
     /// # Errors
     ///
@@ -53,14 +75,19 @@ impl Mailbox {
     /// cursor gives [`StoreError::Invalid`]; otherwise a store failure.
     pub fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<DeadLetterPage, StoreError> {
         let limit = filter.page_size();
-        let after = filter.after()?;
+        let (after_dead, after_seq) = filter.after()?;
+        let m = filter.matching();
         let read = || -> rusqlite::Result<Vec<(DeadLetter, i64)>> {
             let mut stmt = self.conn.prepare_cached(&page_sql())?;
-            let mut rows = stmt.query(params![
-                after,
-                filter.event_type,
-                super::row::sql_int(limit + 1)
-            ])?;
+            let mut rows = stmt.query(named_params! {
+                ":after_dead": after_dead,
+                ":after_seq": after_seq,
+                ":event_type": m.event_type,
+                ":error_contains": m.error_contains,
+                ":died_after": m.died_after,
+                ":died_before": m.died_before,
+                ":limit": super::row::sql_int(limit + 1),
+            })?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 out.push((summary(row)?, row.get::<_, i64>(13)?));
@@ -68,7 +95,7 @@ impl Mailbox {
             Ok(out)
         };
         let rows = read().map_err(|e| self.ctx.err(e))?;
-        Ok(DeadLetterPage::from_rows(rows, limit))
+        Ok(crate::store::dead_letters::dead_letter_page(rows, limit))
     }
 
     /// Looks up any stored message by id.
@@ -131,10 +158,34 @@ impl Mailbox {
         let now = self.now();
         self.on_dead(
             selection,
-            "UPDATE messages SET state = ?1, attempts = 0, available_at = ?2, dead_at = NULL,
-                    updated_at = ?2",
-            params![MessageState::Queued, now],
+            "UPDATE messages SET state = 'queued', attempts = 0, available_at = :now,
+                    dead_at = NULL, updated_at = :now",
+            Some(now),
         )
+    }
+
+    /// How many dead letters meet `matching`.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn count_dead_letters(&self, matching: &DeadLetterMatch) -> Result<u64, StoreError> {
+        let m = matching;
+        self.conn
+            .prepare_cached(&count_sql())
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    named_params! {
+                        ":event_type": m.event_type,
+                        ":error_contains": m.error_contains,
+                        ":died_after": m.died_after,
+                        ":died_before": m.died_before,
+                    },
+                    |row| row.get::<_, i64>(0),
+                )
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.ctx.err(e))
     }
 
     /// Deletes dead letters for good. Returns how many were removed.
@@ -143,34 +194,49 @@ impl Mailbox {
     ///
     /// As [`Mailbox::redrive`].
     pub fn purge(&mut self, selection: &Selection) -> Result<usize, StoreError> {
-        self.on_dead(selection, "DELETE FROM messages", params![])
+        self.on_dead(selection, "DELETE FROM messages", None)
     }
 
-    /// Runs `statement` (an UPDATE or DELETE without WHERE, whose own
-    /// parameters are `params`) on the dead letters `selection` names.
+    /// Runs `statement` (an UPDATE or DELETE without WHERE, that may name
+    /// the time as `:now`) on the dead letters `selection` names.
     fn on_dead(
         &mut self,
         selection: &Selection,
         statement: &str,
-        params: &[&dyn rusqlite::ToSql],
+        now: Option<crate::clock::Millis>,
     ) -> Result<usize, StoreError> {
-        let n = params.len();
-        let (filter, arg): (String, Option<String>) = match selection {
-            Selection::One(id) => (format!("id = ?{}", n + 1), Some(id.to_string())),
-            Selection::EventType(t) => (format!("event_type = ?{}", n + 1), Some(t.clone())),
-            Selection::All => ("1".to_owned(), None),
-        };
-        let sql = format!("{statement} WHERE state = 'dead' AND {filter}");
-        let mut all: Vec<&dyn rusqlite::ToSql> = params.to_vec();
-        if let Some(arg) = &arg {
-            all.push(arg);
-        }
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
-        let changed = tx
-            .prepare(&sql)
-            .and_then(|mut stmt| stmt.execute(all.as_slice()))
-            .map_err(|e| ctx.err(e))?;
+        let run = || -> rusqlite::Result<usize> {
+            let mut params: Vec<(&str, Box<dyn rusqlite::ToSql>)> = Vec::new();
+            if let Some(now) = now {
+                params.push((":now", Box::new(now)));
+            }
+            let sql = match selection.as_matching() {
+                None => {
+                    let Selection::One(id) = selection else {
+                        unreachable!("only one message has no conditions")
+                    };
+                    params.push((":id", Box::new(id.to_string())));
+                    format!("{statement} WHERE state = 'dead' AND id = :id")
+                }
+                Some((m, limit)) => {
+                    params.push((":event_type", Box::new(m.event_type)));
+                    params.push((":error_contains", Box::new(m.error_contains)));
+                    params.push((":died_after", Box::new(m.died_after)));
+                    params.push((":died_before", Box::new(m.died_before)));
+                    params.push((
+                        ":limit",
+                        Box::new(limit.map_or(-1, super::row::sql_int)),
+                    ));
+                    format!("{statement} WHERE seq IN ({})", selected_sql())
+                }
+            };
+            let named: Vec<(&str, &dyn rusqlite::ToSql)> =
+                params.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+            tx.prepare(&sql)?.execute(named.as_slice())
+        };
+        let changed = run().map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         if changed == 0
             && let Selection::One(id) = selection

@@ -1,4 +1,5 @@
-//! Enqueueing: validated inserts, single or batched, with key dedupe.
+//! Enqueueing: validated inserts, single or batched, with key dedupe
+//! against stored messages and the keys of removed ones still retained.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -7,6 +8,7 @@ use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{MessageState, Policies};
 use crate::store::claim::Parent;
+use crate::store::enqueue::capped_types;
 use crate::store::{Enqueued, StoreError};
 
 impl Mailbox {
@@ -52,9 +54,42 @@ impl Mailbox {
             .map(|m| insert(&tx, m, &policies, now, None))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ctx.err(e))?;
+        // Counted after the inserts, in the same transaction: exact, since
+        // SQLite has one writer at a time. Over it, `tx` drops: rollback.
+        for (event_type, max_queued) in capped_types(&messages, &policies) {
+            if queued_beyond(&tx, &event_type, max_queued).map_err(|e| ctx.err(e))? {
+                return Err(StoreError::OverCapacity {
+                    event_type,
+                    max_queued,
+                });
+            }
+        }
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(out)
     }
+}
+
+/// Whether more than `max_queued` messages of `event_type` are queued;
+/// reads at most `max_queued + 1` entries of its queue index.
+pub(crate) fn queued_beyond(
+    tx: &Connection,
+    event_type: &str,
+    max_queued: u64,
+) -> rusqlite::Result<bool> {
+    Ok(queued_up_to(tx, event_type, max_queued.saturating_add(1))? > max_queued)
+}
+
+/// How many messages of `event_type` are queued, counting at most `limit`.
+pub(crate) fn queued_up_to(tx: &Connection, event_type: &str, limit: u64) -> rusqlite::Result<u64> {
+    let n: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM messages
+              WHERE state = 'queued' AND event_type = ?1 LIMIT ?2)",
+        )?
+        .query_row(params![event_type, super::row::sql_int(limit)], |row| {
+            row.get(0)
+        })?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Inserts one validated message inside `tx`. `parent` is the message whose
@@ -67,6 +102,18 @@ pub(crate) fn insert(
     now: Millis,
     parent: Option<Parent<'_>>,
 ) -> rusqlite::Result<Enqueued> {
+    if let Some(key) = &message.key {
+        let retained = tx
+            .prepare_cached("SELECT id FROM retained_keys WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = retained {
+            return Ok(Enqueued {
+                id,
+                duplicate: true,
+            });
+        }
+    }
     let id = MessageId::new();
     let correlation_id = message
         .correlation_id

@@ -26,6 +26,7 @@
 //! | `queue.rs`        | messages in any state, cancels, paused event types  |
 //! | `stats.rs`        | counts by state, type and priority                  |
 //! | `registry.rs`     | hosts, and the plugins each has loaded or rejected  |
+//! | `retention.rs`    | the sweep: keys of removed messages, forgotten late |
 //! | `row.rs`          | typed values to and from columns                    |
 //! | `shared.rs`       | one connection shared by async tasks                |
 //! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
@@ -41,6 +42,7 @@ pub mod outbox;
 mod queue;
 mod reclaim;
 mod registry;
+mod retention;
 mod row;
 mod schema;
 mod settle;
@@ -76,6 +78,8 @@ pub struct Mailbox {
     max_payload_bytes: usize,
     /// How long a host may stay silent before it is taken for dead.
     host_silence: std::time::Duration,
+    /// How long the key of a removed message is remembered.
+    key_retention: std::time::Duration,
     /// Whether this mailbox has recorded its owner in `hosts` (done at its
     /// first claim or registry write, so producers never appear there).
     registered: bool,
@@ -111,6 +115,7 @@ impl Mailbox {
             policies: options.policies.clone(),
             max_payload_bytes: options.max_payload_bytes,
             host_silence: options.host_silence,
+            key_retention: options.key_retention,
             registered: false,
         })
     }

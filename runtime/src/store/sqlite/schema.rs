@@ -137,7 +137,7 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
-/// Paused event types: no host claims their messages until they are
+/// Version 3: paused event types: no host claims their messages until they are
 /// resumed. A table rather than a flag on messages, so a pause costs one
 /// row whatever the backlog, and applies to messages enqueued later too.
 const PAUSED_TYPES: &str = r#"
@@ -202,11 +202,46 @@ CREATE INDEX IF NOT EXISTS messages_leases
 CREATE INDEX IF NOT EXISTS messages_dead ON messages (seq) WHERE state = 'dead';
 "#;
 
+/// Version 5: idempotency keys that outlive their message. When a keyed message is
+/// deleted, by whatever path (an ack, a purge, a cancel, or a statement an
+/// operator typed), the trigger remembers its key and id, so an enqueue
+/// with that key answers the original id as a duplicate. `removed_at` is
+/// stamped from the runtime's clock by the next sweep (a trigger cannot
+/// read that clock); the sweep forgets keys `store.key_retention` after
+/// their stamp, so a key is remembered at least that long.
+///
+/// Also: dead letters in order of death (`dlq list`, filtered redrives and
+/// purges take the first dead first), every dead letter with a time of death.
+///
+/// Self-contained: it reads only the `messages` columns of version 1.
+const RETAINED_KEYS: &str = r#"
+UPDATE messages SET dead_at = updated_at WHERE state = 'dead' AND dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS messages_dead_order ON messages (dead_at, seq) WHERE state = 'dead';
+
+CREATE TABLE IF NOT EXISTS retained_keys (
+    key        TEXT PRIMARY KEY,
+    id         TEXT NOT NULL,
+    -- When a sweep first saw the key (ms); NULL until then.
+    removed_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS retained_keys_unstamped
+    ON retained_keys (key) WHERE removed_at IS NULL;
+CREATE INDEX IF NOT EXISTS retained_keys_age
+    ON retained_keys (removed_at) WHERE removed_at IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS messages_retain_key
+    AFTER DELETE ON messages WHEN OLD.key IS NOT NULL
+BEGIN
+    INSERT INTO retained_keys (key, id, removed_at) VALUES (OLD.key, OLD.id, NULL)
+        ON CONFLICT (key) DO UPDATE SET id = excluded.id, removed_at = NULL;
+END;
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
     M::up(PAUSED_TYPES),
     M::up(CHAIN_DEPTH),
+    M::up(RETAINED_KEYS),
 ];
 
 /// Every migration, in order.

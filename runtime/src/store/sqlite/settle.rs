@@ -9,7 +9,8 @@ use crate::clock::Millis;
 use crate::message::NewMessage;
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
 use crate::store::claim::{Claimed, Lease, Parent};
-use crate::store::settle::{Outcome, SettleEntry, Settled, Settlement, decide};
+use crate::store::enqueue::capped_types;
+use crate::store::settle::{Outcome, Room, SettleEntry, Settled, Settlement, decide};
 use crate::store::StoreError;
 
 impl Mailbox {
@@ -81,6 +82,7 @@ impl Mailbox {
         let max_payload = self.max_payload_bytes;
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
+        let mut room = room_for(&tx, batch, &policies).map_err(|e| ctx.err(e))?;
         let mut results = Vec::with_capacity(batch.len());
         for entry in batch {
             let (claimed, settlement, digest) =
@@ -93,6 +95,17 @@ impl Mailbox {
                 results.push(Err(StoreError::Invalid(invalid)));
                 continue;
             }
+            let over_capacity;
+            let settlement = match settlement {
+                Settlement::Ack { follow_ups } => match room.take(follow_ups) {
+                    Ok(()) => settlement,
+                    Err(failure) => {
+                        over_capacity = Settlement::Fail(failure);
+                        &over_capacity
+                    }
+                },
+                Settlement::Fail(_) => settlement,
+            };
             // A store failure returns early: the whole batch rolls back when
             // `tx` drops.
             let settled = settle_in(&tx, claimed, settlement, digest, &policies, now)
@@ -102,6 +115,24 @@ impl Mailbox {
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(results)
     }
+}
+
+/// The places left in the capped queues the batch's acks emit into.
+fn room_for<E: SettleEntry>(
+    tx: &Connection,
+    batch: &[E],
+    policies: &Policies,
+) -> rusqlite::Result<Room> {
+    let emitted = batch.iter().flat_map(|e| match e.settlement() {
+        Settlement::Ack { follow_ups } => follow_ups.as_slice(),
+        Settlement::Fail(_) => &[],
+    });
+    let mut counts = Vec::new();
+    for (event_type, max) in capped_types(emitted, policies) {
+        let queued = super::enqueue::queued_up_to(tx, &event_type, max.saturating_add(1))?;
+        counts.push((event_type, queued, max));
+    }
+    Ok(Room::new(counts))
 }
 
 /// Applies one settlement; `Ok(None)` when the lease is no longer held.

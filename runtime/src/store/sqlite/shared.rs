@@ -14,9 +14,10 @@ use crate::message::{MessageId, NewMessage};
 use crate::store::check::{CheckDepth, CheckReport};
 use crate::store::registry::Loaded;
 use crate::store::{
-    Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterPage, Enqueued, Lease,
-    MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry, Reclaimed,
-    Selection, SettleEntry, Settled, Stats, StoreError, StoreHealth, StoredMessage,
+    Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Enqueued,
+    Lease, MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry,
+    Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoreHealth, StoredMessage,
+    Swept,
 };
 
 /// A [`Mailbox`] usable from async code. Cloning shares the connection.
@@ -164,6 +165,10 @@ impl SqliteStore {
         self.call(move |mb| mb.check(depth)).await
     }
 
+    pub(crate) async fn sweep(&self) -> Result<Swept, StoreError> {
+        self.call(Mailbox::sweep).await
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.call(|mb| mb.data_version().map(|_| ())).await
     }
@@ -195,6 +200,13 @@ impl SqliteStore {
 
     pub(crate) async fn purge(&self, selection: Selection) -> Result<usize, StoreError> {
         self.call(move |mb| mb.purge(&selection)).await
+    }
+
+    pub(crate) async fn count_dead_letters(
+        &self,
+        matching: DeadLetterMatch,
+    ) -> Result<u64, StoreError> {
+        self.call(move |mb| mb.count_dead_letters(&matching)).await
     }
 
     pub(crate) async fn stats(&self) -> Result<Stats, StoreError> {
