@@ -28,6 +28,7 @@ on_both_backends!(
     a_paused_type_is_claimed_by_no_host_until_resumed,
     a_pause_outlasts_the_store_being_closed_and_opened_again,
     stats_show_each_types_queue_paused_oldest_due_and_handlers,
+    stats_show_each_types_configured_limits,
 );
 
 async fn messages_are_listed_in_any_state_by_type_and_state_a_page_at_a_time(backend: Backend) {
@@ -303,4 +304,43 @@ async fn stats_show_each_types_queue_paused_oldest_due_and_handlers(backend: Bac
     let json = serde_json::to_value(&stats).expect("json");
     assert_eq!(json["by_event_type"]["idle"]["paused"], serde_json::json!(true));
     assert_eq!(json["by_event_type"]["a"]["queued"], serde_json::json!(2));
+}
+
+async fn stats_show_each_types_configured_limits(backend: Backend) {
+    let f = fixture(backend).await;
+    let mut policies = store_support::policies();
+    policies.limits.insert(
+        "a".into(),
+        mailroom::state_machine::QueueLimits {
+            ttl: Some(std::time::Duration::from_secs(3600)),
+            concurrency: Some(2),
+            max_queued: Some(10),
+        },
+    );
+    policies.limits.insert(
+        "quiet".into(),
+        mailroom::state_machine::QueueLimits {
+            max_queued: Some(5),
+            ..Default::default()
+        },
+    );
+    let store = f.at.open(&f.clock, &policies).await;
+    enqueue(&store, "a").await;
+    enqueue(&store, "b").await;
+    let stats = store.stats().await.expect("stats");
+    let a = &stats.by_event_type["a"];
+    assert_eq!(
+        (a.max_queued, a.ttl_ms, a.concurrency),
+        (Some(10), Some(3_600_000), Some(2))
+    );
+    let b = &stats.by_event_type["b"];
+    assert_eq!((b.max_queued, b.ttl_ms, b.concurrency), (None, None, None));
+    assert_eq!(
+        stats.by_event_type["quiet"].max_queued,
+        Some(5),
+        "a type with limits is listed without messages"
+    );
+    let json = serde_json::to_value(&stats).expect("json");
+    assert_eq!(json["by_event_type"]["a"]["max_queued"], serde_json::json!(10));
+    assert!(json["by_event_type"]["b"].get("max_queued").is_none(), "{json}");
 }

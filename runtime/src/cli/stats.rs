@@ -15,7 +15,8 @@ use crate::store::{EventTypeStats, HostRecord, StateCounts, Stats};
 pub struct StatsArgs {
     /// Print JSON: {"queued", "inflight", "dead", "by_event_type": {TYPE: {"queued",
     /// "inflight", "dead", "paused", "oldest_due_age_ms", "handlers": [{"host",
-    /// "plugin", "version"}]}}, "by_priority", "due", "waiting_for_handler",
+    /// "plugin", "version"}], "max_queued", "ttl_ms", "concurrency" (when
+    /// configured)}}, "by_priority", "due", "waiting_for_handler",
     /// "oldest_due_age_ms", "hosts": [{"host", "hostname", "pid", "started_at",
     /// "heartbeat_at"}]}
     #[arg(long)]
@@ -38,7 +39,10 @@ fn human(out: &mut impl Write, stats: &Stats, config: &Config) -> std::io::Resul
     if !stats.by_event_type.is_empty() {
         writeln!(out)?;
         let mut by_type = table(
-            &["EVENT TYPE", "QUEUED", "INFLIGHT", "DEAD", "OLDEST DUE", "STATE", "HANDLER"],
+            &[
+                "EVENT TYPE", "QUEUED", "INFLIGHT", "DEAD", "OLDEST DUE", "STATE", "HANDLER",
+                "LIMITS",
+            ],
             &[1, 2, 3, 4],
         );
         for (event_type, queue) in &stats.by_event_type {
@@ -117,7 +121,29 @@ fn type_row(event_type: &str, queue: &EventTypeStats) -> Vec<String> {
             .join(", "),
     };
     cells.push(handler);
+    cells.push(limits(queue));
     cells
+}
+
+/// A type's configured limits: capacity and its use, time to live,
+/// deliveries at once per host.
+fn limits(queue: &EventTypeStats) -> String {
+    let mut parts = Vec::new();
+    if let Some(max) = queue.max_queued {
+        let used = if max == 0 {
+            100
+        } else {
+            queue.counts.queued.saturating_mul(100) / max
+        };
+        parts.push(format!("max {max} queued ({used}% used)"));
+    }
+    if let Some(ttl) = queue.ttl_ms {
+        parts.push(format!("ttl {}", humantime::format_duration(std::time::Duration::from_millis(ttl))));
+    }
+    if let Some(n) = queue.concurrency {
+        parts.push(format!("{n} at once"));
+    }
+    parts.join(", ")
 }
 
 fn row(label: &str, counts: &StateCounts) -> Vec<String> {

@@ -110,6 +110,12 @@ pub(crate) struct EventTypeStats {
     oldest_due_age_ms: Option<i64>,
     /// The plugin serving it on each running host.
     handlers: Vec<Handler>,
+    /// Its capacity (`max_queued`), when configured.
+    max_queued: Option<u64>,
+    /// Its messages' time to live in ms, when configured.
+    ttl_ms: Option<u64>,
+    /// The most deliveries at once per host, when configured.
+    concurrency: Option<usize>,
 }
 
 /// The plugin serving an event type on one host.
@@ -494,6 +500,9 @@ mod tests {
                 plugin: "p".into(),
                 version: "1".into(),
             }],
+            max_queued: Some(1),
+            ttl_ms: Some(1),
+            concurrency: Some(1),
             ..store::EventTypeStats::default()
         };
         assert_eq!(properties::<EventTypeStats>(), keys(&queue));

@@ -13,7 +13,7 @@ use super::queue::PausedType;
 use super::registry::{HostRecord, PluginRegistry};
 use crate::clock::Millis;
 use crate::message::Priority;
-use crate::state_machine::MessageState;
+use crate::state_machine::{MessageState, Policies};
 
 /// Message counts per state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -53,6 +53,15 @@ pub struct EventTypeStats {
     pub oldest_due_age_ms: Option<Millis>,
     /// The plugin serving it on each running host.
     pub handlers: Vec<Handler>,
+    /// Its capacity (`max_queued`): enqueues beyond it are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u64>,
+    /// Its messages' time to live (`ttl`), in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// The most deliveries at once per host (`concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
 }
 
 /// The plugin serving an event type on one host.
@@ -161,6 +170,20 @@ impl Stats {
             }
         }
         self.hosts = registry.hosts.clone();
+        self
+    }
+
+    /// Adds each type's configured limits (`max_queued`, `ttl`,
+    /// `concurrency`), listing the types that have limits but no messages.
+    pub(crate) fn with_limits(mut self, policies: &Policies) -> Self {
+        for (event_type, limits) in &policies.limits {
+            let queue = self.by_event_type.entry(event_type.clone()).or_default();
+            queue.max_queued = limits.max_queued;
+            queue.ttl_ms = limits
+                .ttl
+                .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            queue.concurrency = limits.concurrency;
+        }
         self
     }
 }

@@ -296,6 +296,7 @@ impl PgStore {
             oldest,
             now,
         )
-        .with_queues(by_type, &paused, &registry, now))
+        .with_queues(by_type, &paused, &registry, now)
+        .with_limits(&self.inner.policies))
     }
 }

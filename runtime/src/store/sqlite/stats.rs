@@ -86,6 +86,7 @@ impl Mailbox {
             oldest_due,
             now,
         )
-        .with_queues(by_type, &paused, &registry, now))
+        .with_queues(by_type, &paused, &registry, now)
+        .with_limits(&self.policies))
     }
 }
