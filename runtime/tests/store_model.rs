@@ -561,7 +561,9 @@ impl Harness {
                 Model::Dead => c.2 += 1,
             }
         }
-        for ty in &self.paused {
+        // Paused types, and types with limits (t1's ttl), are listed even
+        // without messages.
+        for ty in self.paused.iter().chain([&1]) {
             by_type.entry(TYPES[*ty].to_owned()).or_default();
         }
         for (event_type, queue) in &stats.by_event_type {
@@ -570,6 +572,8 @@ impl Harness {
                 .position(|t| t == event_type)
                 .is_some_and(|ty| self.paused.contains(&ty));
             assert_eq!(queue.paused, paused, "{event_type} paused");
+            let ttl = (event_type == TYPES[1]).then_some(TTL_MS as u64);
+            assert_eq!(queue.ttl_ms, ttl, "{event_type} ttl");
         }
         let reported: std::collections::BTreeMap<String, (u64, u64, u64)> = stats
             .by_event_type

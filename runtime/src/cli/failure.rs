@@ -12,6 +12,7 @@
 //! | 3, 4   | `mailroom plugin run`: the handler failed, retryable / fatal |
 //! | 5      | the store is unavailable: missing, unreachable, locked, refused or damaged |
 //! | 6      | refused: over capacity (an event type's `max_queued`); retry later |
+//! | 130    | `mailroom run`: stopped at once by a second SIGINT or SIGTERM |
 
 use std::process::ExitCode;
 
@@ -41,7 +42,8 @@ pub const EXIT_STATUS_HELP: &str = "Exit status:\n  \
     3  mailroom plugin run: the handler failed and would be retried\n  \
     4  mailroom plugin run: the handler failed for good\n  \
     5  the store is unavailable: missing, unreachable, locked, refused or damaged\n  \
-    6  refused: over capacity (an event type's max_queued); nothing stored, retry later\n\n\
+    6  refused: over capacity (an event type's max_queued); nothing stored, retry later\n  \
+    130  mailroom run: stopped at once by a second SIGINT or SIGTERM (leases left are reclaimed later)\n\n\
     With --json, an error is printed to standard output as \
     {\"error\": {\"code\": \"bad_input\"|\"store_unavailable\"|\"over_capacity\"|\"failed\", \"message\": \"...\"}}.";
 
