@@ -130,11 +130,12 @@ fn type_row(event_type: &str, queue: &EventTypeStats) -> Vec<String> {
 fn limits(queue: &EventTypeStats) -> String {
     let mut parts = Vec::new();
     if let Some(max) = queue.max_queued {
-        let used = if max == 0 {
-            100
-        } else {
-            queue.counts.queued.saturating_mul(100) / max
-        };
+        let used = queue
+            .counts
+            .queued
+            .saturating_mul(100)
+            .checked_div(max)
+            .unwrap_or(100);
         parts.push(format!("max {max} queued ({used}% used)"));
     }
     if let Some(ttl) = queue.ttl_ms {
