@@ -6,7 +6,7 @@
 //!
 //! Nothing here is timed: each wait polls an outcome under the harness's
 //! generous bound, and the fairness test's "during the attack" is a
-//! handler that sleeps for 30 s, far beyond what serving one order takes.
+//! handler that sleeps for 10 minutes, far beyond what serving one order takes.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -167,8 +167,8 @@ fn a_self_emitting_loop_ends_at_the_chain_depth_as_dead_letters() {
 fn slow_handlers_never_hold_every_slot_while_another_type_waits() {
     let settings = Settings {
         concurrency: 4,
-        plugin_timeout: "40s",
-        lease: "90s",
+        plugin_timeout: "15m",
+        lease: "20m",
         ..Settings::default()
     };
     let host = TestHost::with_settings(&settings);
@@ -176,9 +176,10 @@ fn slow_handlers_never_hold_every_slot_while_another_type_waits() {
     host.deploy(ORDER_VALIDATOR, "order-validator.wasm");
     host.start();
 
-    // Sixteen deliveries that each hold a slot for 30 s.
+    // Sixteen deliveries that each hold a slot for 10 minutes: far longer
+    // than the wait below, so none can finish while the test runs.
     let slow: Vec<Value> = (0..16)
-        .map(|_| event("hostile.slow", json!({ "ms": 30_000 })))
+        .map(|_| event("hostile.slow", json!({ "ms": 600_000 })))
         .collect();
     host.enqueue(&slow);
     let pid = host.pid();
