@@ -6,6 +6,7 @@ use std::io::{IsTerminal as _, Write};
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::failure::bad_input;
+use super::progress::Progress;
 use super::output::{self, print_json, print_table, table};
 use crate::config::Config;
 use crate::message::{self, MessageId};
@@ -175,18 +176,11 @@ async fn cancel(config: &Config, args: CancelArgs) -> anyhow::Result<()> {
             .by_event_type
             .get(event_type)
             .map_or(0, |q| q.counts.queued);
-        let progress = Progress::new(queued);
-        let mut done = Cancelled::default();
-        loop {
-            let n = store.cancel_queued(event_type, CANCEL_BATCH).await?;
-            done.cancelled += n;
-            progress.set(done.cancelled);
-            if n == 0 {
-                break;
-            }
-        }
-        progress.finish();
-        done.inflight_left = Some(store.inflight_of(event_type).await?);
+        let progress = Progress::bar(queued, "cancelled");
+        let done = store
+            .cancel_all_queued(event_type, CANCEL_BATCH, |n| progress.set(n))
+            .await?;
+        progress.finish(done.cancelled);
         done
     } else {
         let ids = args
@@ -246,38 +240,6 @@ fn human_cancel(
         }
     }
     Ok(())
-}
-
-/// A progress bar for a bulk cancel (count, rate, time left) when stderr is
-/// a terminal; nothing otherwise (the final line says how many).
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(total: u64) -> Self {
-        if !std::io::stderr().is_terminal() {
-            return Self(None);
-        }
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} cancelled ({per_sec}, {eta} left)",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Self(Some(bar))
-    }
-
-    fn set(&self, done: usize) {
-        if let Some(bar) = &self.0 {
-            bar.set_position(u64::try_from(done).unwrap_or(u64::MAX));
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 fn parse_id(id: &str) -> anyhow::Result<MessageId> {

@@ -147,18 +147,10 @@ pub(crate) async fn cancel_queued(
     Path(event_type): Path<String>,
 ) -> Result<Json<Cancelled>, ApiError> {
     validate_event_type(&event_type).map_err(|e| ApiError::invalid("event_type", e.to_string()))?;
-    let mut done = Cancelled::default();
-    loop {
-        let n = state
-            .ingest
-            .cancel_queued(&event_type, CANCEL_BATCH)
-            .await?;
-        done.cancelled += n;
-        if n == 0 {
-            break;
-        }
-    }
-    done.inflight_left = Some(state.ingest.inflight_of(&event_type).await?);
+    let done = state
+        .ingest
+        .cancel_all_queued(&event_type, CANCEL_BATCH, |_| {})
+        .await?;
     Ok(Json(done))
 }
 

@@ -456,6 +456,33 @@ impl Store {
         self.seen("inflight_of", result)
     }
 
+    /// Removes every queued message of `event_type`, `batch` at a time
+    /// (each batch a short transaction of its own, see
+    /// [`Store::cancel_queued`]), calling `progress` with the running total
+    /// after each; then counts those in flight, which are left to finish.
+    ///
+    /// # Errors
+    ///
+    /// A store failure; batches already committed stay removed.
+    pub async fn cancel_all_queued(
+        &self,
+        event_type: &str,
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Cancelled, StoreError> {
+        let mut done = Cancelled::default();
+        loop {
+            let n = self.cancel_queued(event_type, batch).await?;
+            done.cancelled += n;
+            progress(done.cancelled);
+            if n == 0 {
+                break;
+            }
+        }
+        done.inflight_left = Some(self.inflight_of(event_type).await?);
+        Ok(done)
+    }
+
     /// Pauses `event_type` for every host on this store: none claims its
     /// messages (enqueues are still accepted) until it is resumed. Lasts
     /// across restarts.
