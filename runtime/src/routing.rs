@@ -161,6 +161,11 @@ impl Routes {
         self.read().by_event_type.keys().cloned().collect()
     }
 
+    /// How many event types are routed.
+    pub fn event_type_count(&self) -> usize {
+        self.read().by_event_type.len()
+    }
+
     /// Every loaded plugin, by path.
     pub fn plugins(&self) -> Vec<Plugin> {
         self.read().by_path.values().cloned().collect()

@@ -41,7 +41,14 @@ pub(crate) fn pick<'a>(
     }
     let shared_free = busy < slots.concurrency.saturating_sub(slots.reserved);
     let mut best: Option<(usize, usize)> = None;
+    let mut previous: Option<&str> = None;
     for (index, event_type) in waiting.into_iter().enumerate() {
+        // A message of the type just looked at can do no better than it
+        // did (the first of a type wins): with one busy type, the whole
+        // batch is skipped without a look-up each.
+        if previous.replace(event_type) == Some(event_type) {
+            continue;
+        }
         let running = running.get(event_type).copied().unwrap_or(0);
         if !shared_free && running > 0 {
             continue;
@@ -77,6 +84,16 @@ mod tests {
         assert_eq!(pick(["a", "b", "a"], &running, 2, SLOTS), Some(1));
         assert_eq!(pick(["a", "a"], &running, 2, SLOTS), Some(0));
         assert_eq!(pick(["a", "b"], &HashMap::new(), 0, SLOTS), Some(0));
+    }
+
+    #[test]
+    fn a_run_of_one_type_is_judged_by_its_first_message() {
+        let running = counts(&[("a", 1)]);
+        assert_eq!(pick(["a", "a", "a", "b", "b"], &running, 1, SLOTS), Some(3));
+        assert_eq!(pick(["a", "a", "a"], &running, 1, SLOTS), Some(0));
+        // Not consecutive: each run is looked at, the first wins a tie.
+        assert_eq!(pick(["a", "b", "a", "b"], &counts(&[("a", 1), ("b", 1)]), 2, SLOTS), Some(0));
+        assert_eq!(pick(["a", "a", "c"], &counts(&[("a", 1)]), 3, SLOTS), Some(2));
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! event types that have a handler, run the handlers concurrently (bounded),
 //! and commit their outcomes in groups.
 //!
+//! Claims run beside the loop: the next batch is claimed while half of the
+//! last one still waits, and deliveries go on while it is made (on
+//! PostgreSQL on another pooled connection than the commits). While a
+//! backlog lasts, the watch on other processes' commits is set aside.
+//!
 //! It wakes at once when this process enqueues (a [`Notify`]); when another
 //! process commits (the store's [`CommitSignal`]: the WAL file's
 //! notifications on SQLite, `LISTEN` on PostgreSQL), with a slow poll as the
@@ -87,6 +92,9 @@ pub struct Dispatcher {
     pub(crate) type_slots: TypeSlots,
 }
 
+/// What a claim took, and (when it ran dry) when the next message falls due.
+type Claim = (Vec<Claimed>, Option<i64>);
+
 /// The dispatcher's working state.
 struct Run {
     /// Claimed, waiting for a free delivery slot. Claiming a whole batch at
@@ -106,6 +114,11 @@ struct Run {
     finished: Vec<Finished>,
     /// Claim before sleeping again.
     want_claim: bool,
+    /// The claim being made, and its limit.
+    claiming: Option<(tokio::task::JoinHandle<Result<Claim, StoreError>>, usize)>,
+    /// The last claim took a whole batch: more is waiting, and this
+    /// dispatcher will look again after each of its commits.
+    backlog: bool,
     next_due: Option<i64>,
     next_reclaim: Instant,
     /// No claim before this (backing off after failed claims, or claims
@@ -145,6 +158,8 @@ impl Dispatcher {
             starved: false,
             finished: Vec::new(),
             want_claim: true,
+            claiming: None,
+            backlog: false,
             next_due: None,
             next_reclaim: Instant::now(),
             claim_after: None,
@@ -159,11 +174,23 @@ impl Dispatcher {
             if run.next_reclaim <= Instant::now() {
                 self.reclaim(&mut run).await;
             }
-            if run.want_claim && run.claim_after.is_none_or(|at| at <= Instant::now()) {
+            if run.want_claim
+                && run.claiming.is_none()
+                && run.claim_after.is_none_or(|at| at <= Instant::now())
+            {
                 run.claim_after = None;
-                self.claim(&mut run).await;
+                self.claim(&mut run);
             }
             self.start(&mut run).await;
+            // Other processes' commits matter only once idle (or starved);
+            // through a backlog, the watch on them is set aside.
+            let attending = ((run.running.is_empty() && run.ready.is_empty()) || run.starved)
+                && run.claim_after.is_none();
+            if attending {
+                self.commits.attend(true);
+            } else if run.backlog {
+                self.commits.attend(false);
+            }
             let deadline = self.next_wake(&run);
             tokio::select! {
                 biased;
@@ -174,14 +201,24 @@ impl Dispatcher {
                         run.collect(done);
                     }
                 }
+                answer = async {
+                    match run.claiming.as_mut() {
+                        Some((claiming, _)) => claiming.await,
+                        None => std::future::pending().await,
+                    }
+                }, if run.claiming.is_some() => {
+                    let limit = run.claiming.take().map_or(0, |(_, limit)| limit);
+                    match answer {
+                        Ok(answer) => self.claimed(&mut run, answer, limit),
+                        Err(join) => std::panic::resume_unwind(join.into_panic()),
+                    }
+                }
                 // Backing off, wake-ups wait (a notification is kept): they
                 // could only repeat the failure.
                 () = self.wake.notified(), if run.claim_after.is_none() => run.want_claim = true,
                 // Busy, it claims after every commit anyway; other
                 // processes' commits are looked for once it is idle.
-                () = self.commits.changed(),
-                    if ((run.running.is_empty() && run.ready.is_empty()) || run.starved)
-                        && run.claim_after.is_none() => {
+                () = self.commits.changed(), if attending => {
                     run.want_claim = true;
                 }
                 () = sleep_until(deadline) => self.on_tick(&mut run).await,
@@ -204,10 +241,16 @@ impl Dispatcher {
         self.drain(run, settler, settled).await;
     }
 
-    /// Claims a batch when fewer messages are waiting than there are
-    /// delivery slots; or, when slots are free that no waiting message may
-    /// take, as many as are free of the types neither waiting nor running.
-    async fn claim(&self, run: &mut Run) {
+    /// Starts a claim of a batch when fewer than half a batch of messages
+    /// are waiting ([`Dispatcher::refill`]); or, when slots are free that no
+    /// waiting message may take, of as many as are free, of the types
+    /// neither waiting nor running.
+    fn claim(&self, run: &mut Run) {
+        // Enough is waiting: the common case, asked after every commit, so
+        // it is answered before anything is counted.
+        if run.ready.len() >= self.refill() && !run.starved {
+            return;
+        }
         // Types at their `concurrency` (running or claimed) are not claimed.
         let mut held = run.running_by_type.clone();
         for c in &run.ready {
@@ -222,10 +265,7 @@ impl Dispatcher {
             return;
         }
         let mut limit = self.settings.batch_size;
-        if run.ready.len() >= self.settings.concurrency {
-            if !run.starved {
-                return;
-            }
+        if run.starved && run.ready.len() >= self.settings.concurrency {
             types.retain(|t| {
                 !run.running_by_type.contains_key(t) && !run.ready.iter().any(|c| &c.event_type == t)
             });
@@ -235,19 +275,33 @@ impl Dispatcher {
             }
             limit = self.settings.concurrency.saturating_sub(run.running.len()).max(1);
         }
-        let lease = self.settings.lease;
-        let claimed = async {
-            let claimed = self.store.claim(limit, lease, &types).await?;
+        // The claim runs beside the loop, which goes on starting and
+        // collecting deliveries meanwhile; its answer comes back through
+        // `Run::claiming` (see [`Dispatcher::claimed`]).
+        let (store, lease) = (self.store.clone(), self.settings.lease);
+        let claiming = tokio::spawn(async move {
+            let claimed = store.claim(limit, lease, &types).await?;
             // Only asked when the queue ran dry: when to look again.
             let next_due = if claimed.len() < limit {
-                self.store.next_due_at(&types).await?
+                store.next_due_at(&types).await?
             } else {
                 None
             };
             Ok::<_, StoreError>((claimed, next_due))
-        }
-        .await;
-        let (claimed, next_due) = match claimed {
+        });
+        run.want_claim = false;
+        run.claiming = Some((claiming, limit));
+    }
+
+    /// Below this many claimed messages waiting, the next batch is claimed:
+    /// half a batch ahead, so deliveries do not stop while it is made.
+    fn refill(&self) -> usize {
+        (self.settings.batch_size / 2).max(self.settings.concurrency)
+    }
+
+    /// The answer to a claim of up to `limit` messages.
+    fn claimed(&self, run: &mut Run, answer: Result<Claim, StoreError>, limit: usize) {
+        let (claimed, next_due) = match answer {
             Ok(c) => {
                 run.claim_retry.succeeded();
                 c
@@ -259,8 +313,12 @@ impl Dispatcher {
                 return;
             }
         };
-        // A full batch means more may be waiting.
-        run.want_claim = claimed.len() == limit;
+        // A full batch means more may be waiting; so does a wake-up that
+        // came while the claim was made (it may have read the store before
+        // what woke us was committed).
+        let full = claimed.len() == limit;
+        run.want_claim |= full;
+        run.backlog = full && limit == self.settings.batch_size;
         run.next_due = next_due;
         run.ready.extend(claimed);
     }
@@ -277,7 +335,7 @@ impl Dispatcher {
         // With one routable type there is nobody to keep slots for.
         let slots = fair::Slots {
             concurrency: self.settings.concurrency,
-            reserved: if self.routes.event_types().len() > 1 {
+            reserved: if self.routes.event_type_count() > 1 {
                 self.settings.reserved_slots()
             } else {
                 0
@@ -418,10 +476,21 @@ impl Dispatcher {
         settler: tokio::sync::mpsc::Sender<Finished>,
         settled: tokio::task::JoinHandle<()>,
     ) {
+        // A claim still being made is waited for, and handed back with the
+        // rest, within one bound.
+        let bound = Instant::now() + SHUTDOWN_STORE_BOUND;
+        if let Some((claiming, _)) = run.claiming.take() {
+            let abort = claiming.abort_handle();
+            match tokio::time::timeout_at(bound, claiming).await {
+                Ok(Ok(Ok((claimed, _)))) => run.ready.extend(claimed),
+                Ok(_) => {}
+                // Its messages return when their lease expires.
+                Err(_) => abort.abort(),
+            }
+        }
         let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
         if !waiting.is_empty() {
-            self.release_within(waiting, Instant::now() + SHUTDOWN_STORE_BOUND)
-                .await;
+            self.release_within(waiting, bound).await;
         }
         if !run.running.is_empty() {
             tracing::info!(

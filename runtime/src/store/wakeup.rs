@@ -37,7 +37,7 @@ enum Inner {
     Sqlite {
         store: SqliteStore,
         written: Arc<Notify>,
-        _watch: Option<CommitWatch>,
+        watch: Option<CommitWatch>,
         version: Option<i64>,
         /// When to look again, and the wait that led there.
         recheck: Option<(Instant, Duration)>,
@@ -55,7 +55,7 @@ impl CommitSignal {
             inner: Inner::Sqlite {
                 store,
                 written,
-                _watch: watch,
+                watch,
                 version: None,
                 recheck: None,
             },
@@ -65,6 +65,27 @@ impl CommitSignal {
     pub(crate) fn postgres(listener: Listener) -> Self {
         Self {
             inner: Inner::Postgres { listener },
+        }
+    }
+
+    /// Whether the dispatcher is listening. A busy dispatcher looks again
+    /// after each of its own commits anyway, so it need not be told of
+    /// others': on SQLite the file watch is then set aside (armed, every
+    /// page the dispatcher writes would raise a file event too). Attending
+    /// again, it looks at once for what was committed meanwhile.
+    pub fn attend(&mut self, attend: bool) {
+        if let Inner::Sqlite {
+            watch: Some(watch),
+            recheck,
+            ..
+        } = &mut self.inner
+        {
+            if !attend {
+                watch.disarm();
+            } else if watch.arm() {
+                // One look now (a zero wait is not repeated).
+                *recheck = Some((Instant::now(), Duration::ZERO));
+            }
         }
     }
 
@@ -97,6 +118,7 @@ impl CommitSignal {
                 let wait = match (*recheck, by_write) {
                     _ if changed => None,
                     (_, true) => Some(FIRST_RECHECK),
+                    (Some((_, waited)), false) if waited.is_zero() => None,
                     (Some((_, waited)), false) => {
                         Some(waited * 2).filter(|next| *next <= LAST_RECHECK)
                     }
