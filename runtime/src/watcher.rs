@@ -3,10 +3,9 @@
 //!
 //! Events are debounced: a file is reported once it has stopped changing for
 //! the debounce period (within twice that), so a plugin copied in slowly is
-//! read whole. Hidden
-//! files and temporary names (`name.wasm.tmp`, `name.wasm~`, editor swap
-//! files) are never reported: deploy by writing `name.wasm.tmp` and renaming
-//! it into place.
+//! read whole. Hidden files and temporary names (`name.wasm.tmp`,
+//! `name.wasm~`, editor swap files) are never reported: deploy by writing
+//! `name.wasm.tmp` and renaming it into place.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

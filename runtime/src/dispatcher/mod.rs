@@ -93,7 +93,7 @@ pub struct Dispatcher {
 }
 
 /// What a claim took, and (when it ran dry) when the next message falls due.
-type Claim = (Vec<Claimed>, Option<i64>);
+type Claim = (Vec<Claimed>, Option<crate::clock::Millis>);
 
 /// The dispatcher's working state.
 struct Run {
@@ -281,9 +281,14 @@ impl Dispatcher {
         let (store, lease) = (self.store.clone(), self.settings.lease);
         let claiming = tokio::spawn(async move {
             let claimed = store.claim(limit, lease, &types).await?;
-            // Only asked when the queue ran dry: when to look again.
+            // Only asked when the queue ran dry: when to look again. The
+            // claim is committed: should this look fail, its messages are
+            // still delivered, and the poll stands in for the due time.
             let next_due = if claimed.len() < limit {
-                store.next_due_at(&types).await?
+                store.next_due_at(&types).await.unwrap_or_else(|e| {
+                    tracing::warn!("could not read when the next message falls due: {e}");
+                    None
+                })
             } else {
                 None
             };

@@ -41,16 +41,19 @@ impl CommitWatch {
         if self.armed {
             return false;
         }
-        match self.watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                self.armed = true;
-                true
-            }
+        match self.watch() {
+            Ok(()) => true,
             Err(e) => {
                 tracing::debug!(dir = %self.dir.display(), "cannot watch the store's folder again: {e}");
                 false
             }
         }
+    }
+
+    fn watch(&mut self) -> notify::Result<()> {
+        self.watcher.watch(&self.dir, RecursiveMode::NonRecursive)?;
+        self.armed = true;
+        Ok(())
     }
 
     /// Stops watching until [`CommitWatch::arm`].
@@ -106,11 +109,7 @@ pub(crate) fn watch_commits(store: &Path, changed: Arc<Notify>) -> Option<Commit
             dir,
             armed: false,
         };
-        watch
-            .watcher
-            .watch(&watch.dir, RecursiveMode::NonRecursive)
-            .map_err(|e| e.to_string())?;
-        watch.armed = true;
+        watch.watch().map_err(|e| e.to_string())?;
         Ok(watch)
     };
     match set_up() {
