@@ -286,6 +286,7 @@ impl Run {
         let n = self.messages;
         let rt = &self.runtime;
         let mut busy = Vec::new();
+        let mut per_message = Vec::new();
         for (label, plugin, reuse) in [
             ("no emit, fresh instance each", &workload::NO_EMIT, 1),
             ("no emit, instance reuse 64", &workload::NO_EMIT, 64),
@@ -299,10 +300,15 @@ impl Run {
             )?;
             report::throughput(label, n, drained.took, ceiling.process);
             busy.push(format!("{:.0}%", 100.0 * drained.store_busy));
+            per_message.push(format!("{:.1}", drained.store_per_message.as_secs_f64() * 1e6));
         }
         report::figure(
             "store connection busy (the lines above)",
             format!("{} of the run", busy.join(" / ")),
+        );
+        report::figure(
+            "  per message",
+            format!("{} µs", per_message.join(" / ")),
         );
         let produced = self.repeated(
             "e2e-producer",
@@ -406,7 +412,11 @@ impl Run {
             report::throughput(label, n, drained.took, ceiling.process);
             report::figure(
                 "  store connections busy",
-                format!("{:.0}% of the run", 100.0 * drained.store_busy),
+                format!(
+                    "{:.0}% of the run, {:.1} µs per message",
+                    100.0 * drained.store_busy,
+                    drained.store_per_message.as_secs_f64() * 1e6
+                ),
             );
         }
         Ok(())

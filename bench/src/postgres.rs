@@ -290,12 +290,17 @@ pub async fn end_to_end(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let busy: Duration = running.iter().map(|h| h.store().busy()).sum();
-    let store_busy = (busy - busy_before).as_secs_f64()
-        / (draining.elapsed().as_secs_f64() * hosts as f64).max(1e-9);
+    let busy = running.iter().map(|h| h.store().busy()).sum::<Duration>() - busy_before;
+    let store_busy =
+        busy.as_secs_f64() / (draining.elapsed().as_secs_f64() * hosts as f64).max(1e-9);
+    let store_per_message = busy / u32::try_from(messages.max(1)).unwrap_or(u32::MAX);
     let took = started.elapsed();
     for host in running {
         host.shutdown().await;
     }
-    Ok(Drained { took, store_busy })
+    Ok(Drained {
+        took,
+        store_busy,
+        store_per_message,
+    })
 }

@@ -38,6 +38,7 @@ mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -102,6 +103,8 @@ struct Run {
     /// large, which is where the throughput comes from.
     ready: VecDeque<Claimed>,
     running: JoinSet<Finished>,
+    /// How many are in `running`, for the settler.
+    running_count: Arc<AtomicUsize>,
     /// The lease of each running delivery, to release it if it is cut short.
     leases: HashMap<TaskId, Lease>,
     /// The event type of each running delivery, and how many run per type.
@@ -136,12 +139,17 @@ impl Dispatcher {
     pub async fn run(mut self) {
         // Commits run in their own task, so deliveries keep starting while
         // a group of outcomes is being committed (and the next group grows).
+        let running = Arc::new(AtomicUsize::new(0));
         let (settler, settled) = Settler {
             store: self.store.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             // After each commit: follow-ups may be claimable.
             committed: self.wake.clone(),
+            running: running.clone(),
+            // Half a batch: groups of a whole one made commits with
+            // follow-ups slower (docs/BENCHMARKS.md).
+            group: (self.settings.batch_size / 2).max(1),
         }
         .spawn(self.settings.batch_size * 4);
         // Follow-ups waiting to be committed hold KiB of this budget: as
@@ -152,6 +160,7 @@ impl Dispatcher {
         let mut run = Run {
             ready: VecDeque::new(),
             running: JoinSet::new(),
+            running_count: running,
             leases: HashMap::new(),
             running_types: HashMap::new(),
             running_by_type: HashMap::new(),
@@ -364,6 +373,7 @@ impl Dispatcher {
                     let lease = c.lease.clone();
                     let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
+                    run.running_count.fetch_add(1, Ordering::Relaxed);
                     run.leases.insert(handle.id(), lease);
                     *run.running_by_type.entry(event_type.clone()).or_default() += 1;
                     run.running_types.insert(handle.id(), event_type);
@@ -580,6 +590,7 @@ impl Run {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
         };
+        self.running_count.fetch_sub(1, Ordering::Relaxed);
         if let Some(event_type) = self.running_types.remove(&id)
             && let Some(count) = self.running_by_type.get_mut(&event_type)
         {

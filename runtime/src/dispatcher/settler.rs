@@ -1,8 +1,17 @@
 //! Committing finished deliveries: everything that finished since the last
 //! commit goes into one transaction (group commit), in a task of its own so
 //! the dispatcher never waits for a commit before starting deliveries.
+//!
+//! While deliveries are still running, a group waits up to [`LINGER`] for
+//! their outcomes to join it, until it holds half a batch: much of a
+//! transaction's cost is per commit (the pages it writes), so a group of 32
+//! costs far less per message than the groups of a few that form when every
+//! commit starts as soon as the last one ends. An idle host, or one whose
+//! last delivery just finished, commits at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -21,7 +30,16 @@ pub(crate) struct Settler {
     pub(crate) metrics: Arc<Metrics>,
     /// Notified after every commit.
     pub(crate) committed: Arc<Notify>,
+    /// Deliveries running: their outcomes are worth waiting for.
+    pub(crate) running: Arc<AtomicUsize>,
+    /// The group a commit waits to fill while deliveries run.
+    pub(crate) group: usize,
 }
+
+/// How long a group waits for running deliveries' outcomes: far below the
+/// latency a message may take, far above the time between outcomes under
+/// load.
+pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 impl Settler {
     /// Starts the task. At most `backlog` outcomes wait uncommitted before
@@ -36,7 +54,28 @@ impl Settler {
         let mut batch = Vec::new();
         let mut retry = Retry::store("committing delivery outcomes");
         while rx.recv_many(&mut batch, max_batch).await > 0 {
+            self.linger(&mut rx, &mut batch, max_batch).await;
             self.commit(&mut retry, std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Lets `batch` grow toward a group while deliveries are running, for
+    /// at most [`LINGER`].
+    async fn linger(
+        &self,
+        rx: &mut mpsc::Receiver<Finished>,
+        batch: &mut Vec<Finished>,
+        max_batch: usize,
+    ) {
+        let until = tokio::time::Instant::now() + LINGER;
+        let group = self.group.min(max_batch);
+        while batch.len() < group && self.running.load(Ordering::Relaxed) > 0 {
+            let room = max_batch - batch.len();
+            match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
+                Ok(received) if received > 0 => {}
+                // Every sender dropped, or the wait is over.
+                _ => return,
+            }
         }
     }
 
