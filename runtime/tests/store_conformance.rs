@@ -70,6 +70,7 @@ on_both_backends!(
     a_missing_store_is_not_created_when_asked_not_to,
     release_returns_claims_without_spending_their_attempt,
     next_due_at_is_the_earliest_queued_routable_message,
+    next_due_at_follows_backoff_release_and_redrive,
     follow_ups_are_one_deeper_than_the_message_that_emitted_them,
     a_claim_takes_turns_across_event_types_within_a_priority,
 );
@@ -1146,6 +1147,55 @@ async fn next_due_at_is_the_earliest_queued_routable_message(backend: Backend) {
     assert_eq!(next_due(&["a"]).await, Some(T0 + 4000));
     assert_eq!(next_due(&["a", "b"]).await, Some(T0));
     assert_eq!(next_due(&["c"]).await, None);
+}
+
+/// Whichever way a message came back to the queue, the dispatcher is told
+/// when to wake for it: at its backoff's end, or at once (a due time at or
+/// before now) when it is due already.
+async fn next_due_at_follows_backoff_release_and_redrive(backend: Backend) {
+    let f = fixture(backend).await;
+    let next_due = async || f.store.next_due_at(&types(&["a"])).await.expect("query");
+    let due_now = async || next_due().await.is_some_and(|t| t <= f.now());
+
+    enqueue(&f.store, "a").await;
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(next_due().await, None, "nothing queued while it is in flight");
+    let Settled::Requeued { available_at } = f.store.fail(&c, retry("boom")).await.expect("fail")
+    else {
+        panic!("expected a requeue")
+    };
+    assert!(available_at > f.now());
+    assert_eq!(next_due().await, Some(available_at), "wake at the backoff's end");
+    f.clock.advance(Duration::from_secs(60));
+    assert!(due_now().await, "due once its backoff is over");
+
+    // Claimed and handed back unspent: due again at once.
+    let c = claim_one(&f.store, &["a"]).await;
+    f.store.release(vec![c.lease.clone()]).await.expect("release");
+    assert!(due_now().await, "a released message is due at once");
+
+    // A message due now behind a delayed one of higher priority.
+    let c = claim_one(&f.store, &["a"]).await;
+    f.store.ack(&c, Vec::new()).await.expect("ack");
+    f.store
+        .enqueue(
+            NewMessage::new("a", b"{}".to_vec())
+                .with_priority(Priority::High)
+                .with_delay(Duration::from_secs(30)),
+        )
+        .await
+        .expect("enqueue");
+    assert_eq!(next_due().await, Some(f.now() + 30_000));
+    let plain = enqueue(&f.store, "a").await;
+    assert!(due_now().await, "the plain message is due now");
+
+    // Dead, then redriven: due at once.
+    let c = claim_one(&f.store, &["a"]).await;
+    assert_eq!(c.id(), plain);
+    assert_eq!(f.store.fail(&c, fatal("no")).await.expect("fail"), Settled::Dead);
+    assert_eq!(next_due().await, Some(f.now() + 30_000), "the dead letter waits for nobody");
+    assert_eq!(f.store.redrive(Selection::One(plain)).await.expect("redrive"), 1);
+    assert!(due_now().await, "a redriven message is due at once");
 }
 
 async fn follow_ups_are_one_deeper_than_the_message_that_emitted_them(backend: Backend) {

@@ -184,7 +184,9 @@ impl Store {
         self.seen("claim", result)
     }
 
-    /// When the next queued message of one of `event_types` becomes due.
+    /// When the next queued message of one of `event_types` (paused types
+    /// left out) becomes due, if any is queued. When one is due already, a
+    /// time at or before now, not necessarily the earliest.
     ///
     /// # Errors
     ///

@@ -29,11 +29,26 @@ pub(super) const TAKE: &str = "UPDATE messages
     RETURNING id, event_type, payload, key, source, correlation_id, priority,
               attempts, max_attempts, created_at, seq, depth";
 
-/// The next due time among queued messages of given types, paused ones
-/// left out.
-pub(super) const NEXT_DUE: &str = "SELECT min(available_at) FROM messages
-    WHERE state = 'queued' AND event_type IN (SELECT value FROM json_each(?1))
-      AND event_type NOT IN (SELECT event_type FROM paused_event_types)";
+/// The next due time among queued messages of the types in `?1` (a JSON
+/// array), paused ones left out; `?2` is now. Messages not due when written
+/// are in `messages_delayed`, whose first entry per type is the earliest of
+/// them. Any other queued message was due when written, so it is due now:
+/// the first due one in claim order stands for them all (every due time at
+/// or before now means the same, claim at once).
+pub(super) const NEXT_DUE: &str = "WITH types(event_type) AS (
+        SELECT value FROM json_each(?1)
+         WHERE value NOT IN (SELECT event_type FROM paused_event_types))
+    SELECT min(due) FROM (
+        SELECT (SELECT min(available_at) FROM messages INDEXED BY messages_delayed
+                 WHERE state = 'queued' AND available_at > created_at
+                   AND event_type = types.event_type) AS due
+          FROM types
+        UNION ALL
+        SELECT (SELECT available_at FROM messages INDEXED BY messages_queue
+                 WHERE state = 'queued' AND event_type = types.event_type
+                   AND available_at <= ?2
+                 ORDER BY priority DESC, seq LIMIT 1)
+          FROM types)";
 
 impl Mailbox {
     /// Claims up to `limit` due messages whose event type is in
@@ -183,7 +198,9 @@ impl Mailbox {
     }
 
     /// When the next queued message of one of `event_types` becomes due, if
-    /// any is queued: lets an idle dispatcher sleep exactly until then.
+    /// any is queued: lets an idle dispatcher sleep exactly until then. A
+    /// time at or before now when one is due already (not necessarily the
+    /// earliest such time).
     ///
     /// # Errors
     ///
@@ -195,9 +212,10 @@ impl Mailbox {
         let types =
             serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
                 .unwrap_or_else(|_| "[]".to_owned());
+        let now = self.now();
         self.conn
             .prepare_cached(NEXT_DUE)
-            .and_then(|mut stmt| stmt.query_row([types], |row| row.get(0)))
+            .and_then(|mut stmt| stmt.query_row(params![types, now], |row| row.get(0)))
             .map_err(|e| self.ctx.err(e))
     }
 }

@@ -236,12 +236,32 @@ BEGIN
 END;
 "#;
 
+/// Version 6: one index write fewer per message. The due-time index held
+/// every queued message, so each enqueue and each claim wrote it; it now
+/// holds only the messages that were not due when they were written
+/// (`messages_delayed`: enqueued with a delay, backed off, redriven), the
+/// only ones a dispatcher must wake for later. The claim index carries the
+/// due time instead, so a claim checks it without reading the row, and the
+/// counts of due messages read that index alone.
+///
+/// Indexes only: safe to repeat (a second process migrating the same file
+/// builds the same indexes again).
+const DELAYED_INDEX: &str = r#"
+DROP INDEX IF EXISTS messages_due;
+DROP INDEX IF EXISTS messages_queue;
+CREATE INDEX messages_queue
+    ON messages (event_type, priority DESC, seq, available_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS messages_delayed
+    ON messages (event_type, available_at) WHERE state = 'queued' AND available_at > created_at;
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
     M::up(PAUSED_TYPES),
     M::up(CHAIN_DEPTH),
     M::up(RETAINED_KEYS),
+    M::up(DELAYED_INDEX),
 ];
 
 /// Every migration, in order.
@@ -355,6 +375,43 @@ mod tests {
         assert_eq!(follow[0].depth, 1);
     }
 
+    /// Version 6 swaps indexes only: a version-5 store keeps its messages,
+    /// and running version 6 again (a second process migrating the same
+    /// file) leaves the same indexes. A message due when written is due at
+    /// once; a delayed one is found by its due time.
+    #[test]
+    fn version_5_stores_migrate_to_the_delayed_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mb = migrated_from(5, &dir.path().join("m.db"));
+        mb.conn
+            .execute_batch(DELAYED_INDEX)
+            .expect("version 6 is safe to repeat");
+        let indexes: Vec<String> = mb
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                  WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name",
+            )
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        assert!(indexes.contains(&"messages_delayed".to_owned()), "{indexes:?}");
+        assert!(!indexes.contains(&"messages_due".to_owned()), "{indexes:?}");
+        assert_eq!(mb.next_due_at(&["a"]).expect("next due"), Some(0));
+        let delayed = crate::message::NewMessage::new("b", b"{}".to_vec())
+            .with_delay(std::time::Duration::from_secs(5));
+        mb.enqueue(delayed).expect("enqueue");
+        let due = mb.next_due_at(&["b"]).expect("next due").expect("queued");
+        assert!(due > mb.now(), "not due yet: {due}");
+        let claimed = mb
+            .claim(10, std::time::Duration::from_secs(60), &["a", "b"])
+            .expect("claim");
+        assert_eq!(
+            claimed.len(),
+            1,
+            "the old message is claimable, the delayed one waits"
+        );
+    }
+
     /// What SQLite plans for `sql`: one line per step.
     fn plan(mb: &Mailbox, sql: &str) -> Vec<String> {
         let mut stmt = mb
@@ -382,10 +439,15 @@ mod tests {
             (
                 "claim",
                 super::super::claim::CANDIDATES,
-                "messages_queue (event_type=?",
+                "COVERING INDEX messages_queue (event_type=?",
             ),
             ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
-            ("next due", super::super::claim::NEXT_DUE, "messages_due"),
+            ("next due: delayed", super::super::claim::NEXT_DUE, "messages_delayed"),
+            (
+                "next due: due now",
+                super::super::claim::NEXT_DUE,
+                "COVERING INDEX messages_queue (event_type=?",
+            ),
             ("reclaim", super::super::reclaim::STUCK, "messages_leases"),
             ("dead letters", page.as_str(), "messages_dead"),
             (
@@ -406,7 +468,12 @@ mod tests {
             (
                 "stats: due",
                 super::super::stats::DUE,
-                "COVERING INDEX messages_due",
+                "COVERING INDEX messages_queue",
+            ),
+            (
+                "stats: oldest due by type",
+                super::super::stats::OLDEST_DUE_BY_TYPE,
+                "COVERING INDEX messages_queue",
             ),
         ] {
             let steps = plan(&mb, sql);

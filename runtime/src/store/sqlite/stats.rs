@@ -31,14 +31,15 @@ pub(super) const COUNTS: [(MessageState, &str); 3] = [
     ),
 ];
 
-/// The earliest due time of each type's messages due at `?1`.
+/// The earliest due time of each type's messages due at `?1` (the claim
+/// index carries each queued message's due time).
 pub(super) const OLDEST_DUE_BY_TYPE: &str =
-    "SELECT event_type, min(available_at) FROM messages INDEXED BY messages_due
+    "SELECT event_type, min(available_at) FROM messages INDEXED BY messages_queue
     WHERE state = 'queued' AND available_at <= ?1 GROUP BY event_type";
 
 /// Queued messages due at `?1`, and the earliest due time among them.
 pub(super) const DUE: &str =
-    "SELECT count(*), min(available_at) FROM messages INDEXED BY messages_due
+    "SELECT count(*), min(available_at) FROM messages INDEXED BY messages_queue
     WHERE state = 'queued' AND available_at <= ?1";
 
 impl Mailbox {
