@@ -25,12 +25,13 @@
 //! | `mailroom_queue_oldest_due_age_seconds` | gauge | |
 //! | `mailroom_queue_paused` | gauge (1 paused, 0 not) | `event_type` |
 //! | `mailroom_queue_type_oldest_due_age_seconds` | gauge | `event_type` |
-//!
-//! Outcomes are also counted per minute ([`crate::throughput`]) for the web
-//! console's charts.
+//! | `mailroom_commit_outcomes` | histogram | |
 //! | `mailroom_outbound_requests_total` | counter | `plugin`, `origin`, `status` (`2xx` … `5xx`, `error`) |
 //! | `mailroom_outbound_request_duration_seconds` | histogram | `plugin`, `origin` |
 //! | `mailroom_outbound_refused_total` | counter | `plugin`, `origin` |
+//!
+//! Outcomes are also counted per minute ([`crate::throughput`]) for the web
+//! console's charts.
 //!
 //! An `origin` label is the request's scheme, host and port, never its path
 //! or query. A plugin choosing origins to refuse could grow the label set
@@ -107,6 +108,7 @@ pub struct Metrics {
     dead_lettered: ByEventType,
     uncommitted: ByEventType,
     handler_duration: Family<PluginLabel, Histogram>,
+    commit_outcomes: Histogram,
     plugin_loads: Family<PluginLabel, Counter>,
     plugin_rejections: Counter,
     queue_depth: Family<StateLabel, Gauge>,
@@ -178,6 +180,13 @@ impl Metrics {
             "mailroom_handler_duration_seconds",
             "Wall-clock time of one delivery to a plugin",
             handler_duration.clone(),
+        );
+        // 1 to 512: a commit holds up to four batches' outcomes.
+        let commit_outcomes = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "mailroom_commit_outcomes",
+            "Delivery outcomes committed together in one store transaction (group commit)",
+            commit_outcomes.clone(),
         );
         let plugin_loads = Family::<PluginLabel, Counter>::default();
         registry.register(
@@ -268,6 +277,7 @@ impl Metrics {
             dead_lettered,
             uncommitted,
             handler_duration,
+            commit_outcomes,
             plugin_loads,
             plugin_rejections,
             queue_depth,
@@ -391,6 +401,11 @@ impl Metrics {
             }
             Err(_) => inc(&self.uncommitted, event_type),
         }
+    }
+
+    /// Counts one commit of `outcomes` delivery outcomes.
+    pub fn committed(&self, outcomes: usize) {
+        self.commit_outcomes.observe(outcomes as f64);
     }
 
     /// Messages of `event_type` acked (committed) since the host started.
@@ -624,6 +639,7 @@ mod tests {
             },
             &Ok(Settled::Acked),
         );
+        m.committed(1);
         m.plugin_loaded("p");
         m.plugin_rejected();
         let stats = Stats {
@@ -641,6 +657,8 @@ mod tests {
             "mailroom_plugin_loads_total{plugin=\"p\"} 1",
             "mailroom_plugin_rejections_total 1",
             "mailroom_handler_duration_seconds_count{plugin=\"p\"} 1",
+            "mailroom_commit_outcomes_count 1",
+            "mailroom_commit_outcomes_sum 1.0",
             "mailroom_queue_depth{state=\"queued\"} 0",
             "mailroom_queue_oldest_due_age_seconds 1.5",
         ] {

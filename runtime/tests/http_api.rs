@@ -326,6 +326,10 @@ async fn posted_events_are_handled_and_counted() {
         get("mailroom_events_enqueued_total{event_type=audit.recorded}"),
         1.0
     );
+    // Every outcome above (10 acks, 1 dead letter) was committed in some
+    // group.
+    assert_eq!(get("mailroom_commit_outcomes_sum{}"), 11.0);
+    assert!((1.0..=11.0).contains(&get("mailroom_commit_outcomes_count{}")));
     assert_eq!(get("mailroom_queue_depth{state=queued}"), 6.0);
     assert_eq!(get("mailroom_queue_depth{state=dead}"), 1.0);
     assert_eq!(get("mailroom_queue_waiting_for_handler{}"), 6.0);

@@ -97,6 +97,7 @@ impl Settler {
             match result {
                 Ok(results) => {
                     retry.succeeded();
+                    self.metrics.committed(batch.len());
                     let now = self.clock.now_ms();
                     for (finished, result) in batch.iter().zip(results) {
                         self.metrics.delivered(
