@@ -1,6 +1,7 @@
 //! Mailroom's mailbox API with the native handler: no wasm, no dispatcher.
 //! Batched enqueues, then claim batches acked in one transaction each: the
-//! same work as the ceiling, through Mailroom's API and schema.
+//! same work as the ceiling, through Mailroom's API and schema. Or, as the
+//! host does on SQLite, each batch's last ack transaction claims the next.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ pub struct AckShape {
     pub group: usize,
     /// Whether each ack commits a follow-up message, as the order-validator's do.
     pub follow_up: bool,
+    /// Whether the next batch is claimed in the transaction of the last
+    /// group of acks (`settle_and_claim`), as the host does on SQLite.
+    pub claim_in_commit: bool,
 }
 
 /// Runs the mailbox over `messages` messages in `dir`, acking as `shape` says.
@@ -56,11 +60,9 @@ pub fn run(
         },
     };
     let started = Instant::now();
-    loop {
-        let claimed = worker.claim(claim_batch, Duration::from_secs(60), &[EVENT_TYPE])?;
-        if claimed.is_empty() {
-            break;
-        }
+    let lease = Duration::from_secs(60);
+    let mut claimed = worker.claim(claim_batch, lease, &[EVENT_TYPE])?;
+    while !claimed.is_empty() {
         let settlements: Vec<_> = claimed
             .iter()
             .map(|c| {
@@ -68,11 +70,25 @@ pub fn run(
                 (c, &ack, None)
             })
             .collect();
-        for group in settlements.chunks(shape.group.max(1)) {
-            for result in worker.settle(group)? {
+        let groups: Vec<_> = settlements.chunks(shape.group.max(1)).collect();
+        let mut next = None;
+        for (i, group) in groups.iter().enumerate() {
+            let results = if shape.claim_in_commit && i + 1 == groups.len() {
+                let (results, more) =
+                    worker.settle_and_claim(group, claim_batch, lease, &[EVENT_TYPE])?;
+                next = Some(more);
+                results
+            } else {
+                worker.settle(group)?
+            };
+            for result in results {
                 result?;
             }
         }
+        claimed = match next {
+            Some(more) => more,
+            None => worker.claim(claim_batch, lease, &[EVENT_TYPE])?,
+        };
     }
     Ok(Phases {
         enqueue,

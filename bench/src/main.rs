@@ -78,10 +78,10 @@ enum Child {
 /// Messages per claim and per settle transaction: the dispatcher's default batch.
 const CLAIM_BATCH: usize = 64;
 /// Outcomes per settle transaction in the end-to-end run on 2 cores
-/// (`mailroom_commit_outcomes`: 35–44 on average): the settler waits up to
-/// 1 ms for half a batch while deliveries run, and whatever finished during
-/// its previous commit joins too.
-const HOST_SETTLE_GROUP: usize = 38;
+/// (`mailroom_commit_outcomes`: about 32 on average): the settler waits up
+/// to 1 ms for half a batch while deliveries run, less when a claim is
+/// waiting to join the commit.
+const HOST_SETTLE_GROUP: usize = 32;
 /// Messages per enqueue transaction.
 const ENQUEUE_BATCH: usize = 1000;
 
@@ -257,6 +257,7 @@ impl Run {
         let like_ceiling = mailbox_only::AckShape {
             group: CLAIM_BATCH,
             follow_up: false,
+            claim_in_commit: false,
         };
         let phases = self.repeated_phases("mailbox", shaped(like_ceiling))?;
         self.phases(
@@ -264,11 +265,24 @@ impl Run {
             phases,
             ceiling,
         );
+        // As the host claims on SQLite: in the transaction of the last acks.
+        let claim_in_commit = mailbox_only::AckShape {
+            claim_in_commit: true,
+            ..like_ceiling
+        };
+        let phases = self.repeated_phases("mailbox-claim-in-commit", shaped(claim_in_commit))?;
+        report::throughput(
+            "  same, each claim in the last acks' transaction",
+            self.messages,
+            phases.process,
+            ceiling.process,
+        );
         // The store's share of the end-to-end run, without wasm or dispatcher:
-        // acks as the host commits them there.
+        // acks and claims as the host commits them there.
         let like_host = mailbox_only::AckShape {
             group: HOST_SETTLE_GROUP,
             follow_up: true,
+            claim_in_commit: true,
         };
         let phases = self.repeated_phases("mailbox-host-shape", shaped(like_host))?;
         report::throughput(

@@ -61,6 +61,7 @@ on_both_backends!(
     key_dedupe_returns_the_existing_id_in_every_stored_state,
     a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
+    settle_and_claim_settles_then_claims_what_is_due_follow_ups_included,
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
     a_message_past_its_ttl_is_dead_lettered_never_delivered,
@@ -616,6 +617,56 @@ async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Bac
     );
     assert_eq!(stats.by_event_type["a"].counts.queued, 1);
     assert_eq!(stats.by_event_type["a"].counts.dead, 1);
+}
+
+async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(backend: Backend) {
+    let f = fixture(backend).await;
+    for _ in 0..3 {
+        enqueue(&f.store, "a").await;
+    }
+    let claimed = claim(&f.store, 2, &["a"]).await;
+    let stale = Claimed {
+        lease: Lease {
+            id: claimed[1].id(),
+            token: "not-the-token".into(),
+        },
+        ..claimed[1].clone()
+    };
+    let batch = vec![
+        Outcome::new(
+            claimed[0].clone(),
+            Settlement::Ack {
+                follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+            },
+        ),
+        Outcome::new(stale, Settlement::Ack { follow_ups: Vec::new() }),
+    ];
+    let (returned, result) = f
+        .store
+        .settle_and_claim(batch.clone(), 10, LEASE, types(&["a", "f"]))
+        .await;
+    assert_eq!(returned, batch, "the batch is handed back");
+    let (results, next) = result.expect("commits");
+    assert!(matches!(results[0], Ok(Settled::Acked)));
+    assert!(matches!(results[1], Err(StoreError::LeaseLost { .. })));
+    // The third message, and the follow-up the ack just committed: the
+    // claim sees what the settle wrote. The stolen one stays in flight.
+    let mut next_types: Vec<&str> = next.iter().map(|c| c.event_type.as_str()).collect();
+    next_types.sort_unstable();
+    assert_eq!(next_types, ["a", "f"]);
+    assert!(next.iter().all(|c| c.attempts == 1 && c.lease_expires_at == f.now() + LEASE.as_millis() as i64));
+    assert!(!next.iter().any(|c| c.id() == claimed[0].id() || c.id() == claimed[1].id()));
+    let stats = f.store.stats().await.expect("stats");
+    assert_eq!(stats.by_event_type["a"].counts.inflight, 2, "the stolen one and the third");
+    assert_eq!(stats.by_event_type["f"].counts.inflight, 1);
+    assert_eq!(total(&f.store).await, 3, "the acked one is gone");
+
+    // With nothing due, it settles and claims nothing.
+    let batch = vec![Outcome::new(next[0].clone(), Settlement::Fail(retry("later")))];
+    let (_, result) = f.store.settle_and_claim(batch, 10, LEASE, types(&["a", "f"])).await;
+    let (results, none) = result.expect("commits");
+    assert!(matches!(results[0], Ok(Settled::Requeued { .. })));
+    assert!(none.is_empty(), "a backed-off message is not due: {none:?}");
 }
 
 async fn dead_letters_list_show_redrive_and_purge(backend: Backend) {

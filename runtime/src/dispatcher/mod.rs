@@ -2,9 +2,10 @@
 //! event types that have a handler, run the handlers concurrently (bounded),
 //! and commit their outcomes in groups.
 //!
-//! Claims run beside the loop: the next batch is claimed while half of the
-//! last one still waits, and deliveries go on while it is made (on
-//! PostgreSQL on another pooled connection than the commits). While a
+//! Claims run beside the loop: the next batch is claimed while a whole one
+//! still waits, and deliveries go on while it is made. On SQLite a claim
+//! rides with the next commit, in its transaction (see `settler`); on
+//! PostgreSQL it runs on another pooled connection than the commits. While a
 //! backlog lasts, the watch on other processes' commits is set aside.
 //!
 //! It wakes at once when this process enqueues (a [`Notify`]); when another
@@ -41,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::{Instant, sleep_until};
 
@@ -51,7 +52,7 @@ use crate::config::DispatcherConfig;
 use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
-use settler::Settler;
+use settler::{ClaimOrder, Settler, SettlerInbox};
 pub(crate) use slots::TypeSlots;
 
 /// A delivery starts only if its lease outlasts the plugin time limit by this much.
@@ -117,8 +118,11 @@ struct Run {
     finished: Vec<Finished>,
     /// Claim before sleeping again.
     want_claim: bool,
-    /// The claim being made, and its limit.
-    claiming: Option<(tokio::task::JoinHandle<Result<Claim, StoreError>>, usize)>,
+    /// The claim being made: its answer to come, and its limit.
+    claiming: Option<(oneshot::Receiver<Result<Claim, StoreError>>, usize)>,
+    /// Where claims go to ride with the next commit, when the store says
+    /// they should ([`Store::claims_join_commits`]).
+    claim_orders: Option<mpsc::Sender<ClaimOrder>>,
     /// The last claim took a whole batch: more is waiting, and this
     /// dispatcher will look again after each of its commits.
     backlog: bool,
@@ -140,7 +144,7 @@ impl Dispatcher {
         // Commits run in their own task, so deliveries keep starting while
         // a group of outcomes is being committed (and the next group grows).
         let running = Arc::new(AtomicUsize::new(0));
-        let (settler, settled) = Settler {
+        let (inbox, settled) = Settler {
             store: self.store.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
@@ -168,6 +172,10 @@ impl Dispatcher {
             finished: Vec::new(),
             want_claim: true,
             claiming: None,
+            claim_orders: self
+                .store
+                .claims_join_commits()
+                .then(|| inbox.claims.clone()),
             backlog: false,
             next_due: None,
             next_reclaim: Instant::now(),
@@ -219,7 +227,10 @@ impl Dispatcher {
                     let limit = run.claiming.take().map_or(0, |(_, limit)| limit);
                     match answer {
                         Ok(answer) => self.claimed(&mut run, answer, limit),
-                        Err(join) => std::panic::resume_unwind(join.into_panic()),
+                        // Only a panic in the task making it drops a claim
+                        // unanswered; whatever it claimed returns when its
+                        // lease expires.
+                        Err(_) => run.claim_failed(&"the claim was never answered"),
                     }
                 }
                 // Backing off, wake-ups wait (a notification is kept): they
@@ -240,18 +251,18 @@ impl Dispatcher {
                 if kib > 0 {
                     finished.held = pending.clone().acquire_many_owned(kib).await.ok();
                 }
-                if settler.send(finished).await.is_err() {
+                if inbox.outcomes.send(finished).await.is_err() {
                     tracing::error!(
                         "the settler stopped; outcomes will be redelivered after their lease"
                     );
                 }
             }
         }
-        self.drain(run, settler, settled).await;
+        self.drain(run, inbox, settled).await;
     }
 
-    /// Starts a claim of a batch when fewer than half a batch of messages
-    /// are waiting ([`Dispatcher::refill`]); or, when slots are free that no
+    /// Starts a claim of a batch when fewer than a batch of messages are
+    /// waiting ([`Dispatcher::refill`]); or, when slots are free that no
     /// waiting message may take, of as many as are free, of the types
     /// neither waiting nor running.
     fn claim(&self, run: &mut Run) {
@@ -287,30 +298,46 @@ impl Dispatcher {
         // The claim runs beside the loop, which goes on starting and
         // collecting deliveries meanwhile; its answer comes back through
         // `Run::claiming` (see [`Dispatcher::claimed`]).
-        let (store, lease) = (self.store.clone(), self.settings.lease);
-        let claiming = tokio::spawn(async move {
-            let claimed = store.claim(limit, lease, &types).await?;
-            // Only asked when the queue ran dry: when to look again. The
-            // claim is committed: should this look fail, its messages are
-            // still delivered, and the poll stands in for the due time.
-            let next_due = if claimed.len() < limit {
-                store.next_due_at(&types).await.unwrap_or_else(|e| {
-                    tracing::warn!("could not read when the next message falls due: {e}");
-                    None
-                })
-            } else {
-                None
-            };
-            Ok::<_, StoreError>((claimed, next_due))
-        });
+        let (answer, claiming) = oneshot::channel();
+        let lease = self.settings.lease;
+        match &run.claim_orders {
+            Some(orders) => {
+                let order = ClaimOrder {
+                    limit,
+                    lease,
+                    event_types: types,
+                    answer,
+                };
+                // At most one claim is out at a time, so the order always
+                // fits; a settler that stopped answers nothing, and the
+                // claim fails.
+                let _ = orders.try_send(order);
+            }
+            None => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let claimed = match store.claim(limit, lease, &types).await {
+                        Ok(claimed) => claimed,
+                        Err(e) => {
+                            let _ = answer.send(Err(e));
+                            return;
+                        }
+                    };
+                    let next_due = next_due_after(&store, &claimed, limit, &types).await;
+                    let _ = answer.send(Ok((claimed, next_due)));
+                });
+            }
+        }
         run.want_claim = false;
         run.claiming = Some((claiming, limit));
     }
 
     /// Below this many claimed messages waiting, the next batch is claimed:
-    /// half a batch ahead, so deliveries do not stop while it is made.
+    /// a batch ahead, so deliveries do not stop while it is made (half a
+    /// batch ran dry on 2 cores while the claim waited behind a commit:
+    /// docs/BENCHMARKS.md).
     fn refill(&self) -> usize {
-        (self.settings.batch_size / 2).max(self.settings.concurrency)
+        self.settings.batch_size.max(self.settings.concurrency)
     }
 
     /// The answer to a claim of up to `limit` messages.
@@ -321,9 +348,7 @@ impl Dispatcher {
                 c
             }
             Err(e) => {
-                let delay = run.claim_retry.failed(&e);
-                run.want_claim = true;
-                run.claim_after = Some(Instant::now() + delay);
+                run.claim_failed(&e);
                 return;
             }
         };
@@ -488,20 +513,17 @@ impl Dispatcher {
     async fn drain(
         &self,
         mut run: Run,
-        settler: tokio::sync::mpsc::Sender<Finished>,
+        settler: SettlerInbox,
         settled: tokio::task::JoinHandle<()>,
     ) {
         // A claim still being made is waited for, and handed back with the
         // rest, within one bound.
         let bound = Instant::now() + SHUTDOWN_STORE_BOUND;
-        if let Some((claiming, _)) = run.claiming.take() {
-            let abort = claiming.abort_handle();
-            match tokio::time::timeout_at(bound, claiming).await {
-                Ok(Ok(Ok((claimed, _)))) => run.ready.extend(claimed),
-                Ok(_) => {}
-                // Its messages return when their lease expires.
-                Err(_) => abort.abort(),
-            }
+        if let Some((claiming, _)) = run.claiming.take()
+            // Not in time: its messages return when their lease expires.
+            && let Ok(Ok(Ok((claimed, _)))) = tokio::time::timeout_at(bound, claiming).await
+        {
+            run.ready.extend(claimed);
         }
         let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
         if !waiting.is_empty() {
@@ -534,10 +556,11 @@ impl Dispatcher {
         let settler_abort = settled.abort_handle();
         let committed = tokio::time::timeout_at(bound, async {
             for finished in run.finished.drain(..) {
-                let _ = settler.send(finished).await;
+                let _ = settler.outcomes.send(finished).await;
             }
-            // Closing the channel lets the settler commit what it holds and stop.
+            // Closing the channels lets the settler commit what it holds and stop.
             drop(settler);
+            drop(run.claim_orders.take());
             if let Err(e) = settled.await {
                 tracing::error!("the settler stopped abnormally: {e}");
             }
@@ -575,6 +598,25 @@ impl Dispatcher {
     }
 }
 
+/// When the next message of `event_types` falls due, asked only when a claim
+/// of up to `limit` came back short (the queue ran dry): when to look again.
+/// The claim is committed: should this look fail, its messages are still
+/// delivered, and the poll stands in for the due time.
+async fn next_due_after(
+    store: &Store,
+    claimed: &[Claimed],
+    limit: usize,
+    event_types: &[String],
+) -> Option<crate::clock::Millis> {
+    if claimed.len() >= limit {
+        return None;
+    }
+    store.next_due_at(event_types).await.unwrap_or_else(|e| {
+        tracing::warn!("could not read when the next message falls due: {e}");
+        None
+    })
+}
+
 /// The follow-up budget in KiB: `concurrency` deliveries' worth, within
 /// what a semaphore counts.
 fn follow_up_budget_kib(concurrency: usize, max_emit_bytes: usize) -> u32 {
@@ -584,6 +626,13 @@ fn follow_up_budget_kib(concurrency: usize, max_emit_bytes: usize) -> u32 {
 }
 
 impl Run {
+    /// A claim failed: the next one backs off.
+    fn claim_failed(&mut self, error: &dyn std::fmt::Display) {
+        let delay = self.claim_retry.failed(error);
+        self.want_claim = true;
+        self.claim_after = Some(Instant::now() + delay);
+    }
+
     /// One delivery of the task `id` no longer runs.
     fn collect(&mut self, done: Result<(TaskId, Finished), tokio::task::JoinError>) {
         let id = match &done {

@@ -8,18 +8,24 @@
 //! costs far less per message than the groups of a few that form when every
 //! commit starts as soon as the last one ends. An idle host, or one whose
 //! last delivery just finished, commits at once.
+//!
+//! Where the store says claims join commits (SQLite), the dispatcher hands
+//! its claims here too ([`ClaimOrder`]): the next commit claims in the same
+//! transaction, at once rather than after a linger, and with nothing to
+//! commit the claim is made alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Retry;
 use super::delivery::Finished;
+use super::Claim;
 use crate::clock::SharedClock;
-use crate::store::{Settled, Settlement, Store, StoreError};
+use crate::store::{Claimed, Settled, Settlement, Store, StoreError};
 use crate::metrics::Metrics;
 use crate::state_machine::Failure;
 
@@ -36,6 +42,23 @@ pub(crate) struct Settler {
     pub(crate) group: usize,
 }
 
+/// A claim for the settler to make with its next commit.
+pub(crate) struct ClaimOrder {
+    pub(crate) limit: usize,
+    pub(crate) lease: Duration,
+    pub(crate) event_types: Vec<String>,
+    /// Where the claim's answer goes.
+    pub(crate) answer: oneshot::Sender<Result<Claim, StoreError>>,
+}
+
+/// The settler's inputs.
+pub(crate) struct SettlerInbox {
+    /// Finished deliveries to commit.
+    pub(crate) outcomes: mpsc::Sender<Finished>,
+    /// Claims to make with the next commit: one at a time.
+    pub(crate) claims: mpsc::Sender<ClaimOrder>,
+}
+
 /// How long a group waits for running deliveries' outcomes: far below the
 /// latency a message may take, far above the time between outcomes under
 /// load.
@@ -43,59 +66,116 @@ pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 impl Settler {
     /// Starts the task. At most `backlog` outcomes wait uncommitted before
-    /// senders are held back. The task ends when every sender is dropped and
-    /// what it received is committed.
-    pub(crate) fn spawn(self, backlog: usize) -> (mpsc::Sender<Finished>, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(backlog.max(1));
-        (tx, tokio::spawn(self.run(rx, backlog.max(1))))
+    /// senders are held back. The task ends when every sender of outcomes
+    /// is dropped and what it received is committed.
+    pub(crate) fn spawn(self, backlog: usize) -> (SettlerInbox, JoinHandle<()>) {
+        let (outcomes, rx) = mpsc::channel(backlog.max(1));
+        let (claims, orders) = mpsc::channel(1);
+        let task = tokio::spawn(self.run(rx, orders, backlog.max(1)));
+        (SettlerInbox { outcomes, claims }, task)
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Finished>, max_batch: usize) {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Finished>,
+        mut orders: mpsc::Receiver<ClaimOrder>,
+        max_batch: usize,
+    ) {
         let mut batch = Vec::new();
         let mut retry = Retry::store("committing delivery outcomes");
-        while rx.recv_many(&mut batch, max_batch).await > 0 {
-            self.linger(&mut rx, &mut batch, max_batch).await;
-            self.commit(&mut retry, std::mem::take(&mut batch)).await;
+        loop {
+            let order = tokio::select! {
+                biased;
+                Some(order) = orders.recv() => {
+                    // Whatever finished meanwhile joins the claim, without
+                    // waiting for more.
+                    while batch.len() < max_batch
+                        && let Ok(finished) = rx.try_recv()
+                    {
+                        batch.push(finished);
+                    }
+                    Some(order)
+                }
+                received = rx.recv_many(&mut batch, max_batch) => {
+                    if received == 0 {
+                        // Every sender dropped, and all is committed.
+                        return;
+                    }
+                    self.linger(&mut rx, &mut orders, &mut batch, max_batch).await
+                }
+            };
+            self.commit(&mut retry, std::mem::take(&mut batch), order).await;
         }
     }
 
     /// Lets `batch` grow toward a group while deliveries are running, for
-    /// at most [`LINGER`].
+    /// at most [`LINGER`], and not past the arrival of a claim order (the
+    /// dispatcher is running short of claimed messages), which it returns.
     async fn linger(
         &self,
         rx: &mut mpsc::Receiver<Finished>,
+        orders: &mut mpsc::Receiver<ClaimOrder>,
         batch: &mut Vec<Finished>,
         max_batch: usize,
-    ) {
+    ) -> Option<ClaimOrder> {
         let until = tokio::time::Instant::now() + LINGER;
         let group = self.group.min(max_batch);
         while batch.len() < group && self.running.load(Ordering::Relaxed) > 0 {
             let room = max_batch - batch.len();
-            match tokio::time::timeout_at(until, rx.recv_many(batch, room)).await {
-                Ok(received) if received > 0 => {}
-                // Every sender dropped, or the wait is over.
-                _ => return,
+            tokio::select! {
+                biased;
+                Some(order) = orders.recv() => return Some(order),
+                received = tokio::time::timeout_at(until, rx.recv_many(batch, room)) => {
+                    match received {
+                        Ok(received) if received > 0 => {}
+                        // Every sender dropped, or the wait is over.
+                        _ => break,
+                    }
+                }
             }
         }
+        // An order that came as the group filled joins it.
+        orders.try_recv().ok()
     }
 
-    /// Commits `batch` in one transaction, retrying (backing off) while the
-    /// store fails: the leases stay held meanwhile, until they expire. A
-    /// store that reported damage gets nothing more: the outcomes are
-    /// dropped, and the messages are delivered again once it is restored.
-    async fn commit(&self, retry: &mut Retry, mut batch: Vec<Finished>) {
+    /// Commits `batch` in one transaction, with `order`'s claim when there
+    /// is one, retrying (backing off) while the store fails: the leases stay
+    /// held meanwhile, until they expire, and the claim waits. A store that
+    /// reported damage gets nothing more: the outcomes are dropped, and the
+    /// messages are delivered again once it is restored.
+    async fn commit(&self, retry: &mut Retry, mut batch: Vec<Finished>, order: Option<ClaimOrder>) {
+        if batch.is_empty() {
+            if let Some(order) = order {
+                self.claim_alone(order).await;
+            }
+            return;
+        }
         loop {
             if self.store.health().damage().is_some() {
                 tracing::warn!(
                     outcomes = batch.len(),
                     "outcomes not committed: the store is damaged; their messages are delivered again once it is restored"
                 );
+                if let Some(order) = order {
+                    // Refused by the store, which says why.
+                    self.claim_alone(order).await;
+                }
                 return;
             }
-            let (returned, result) = self.store.settle(batch).await;
+            let (returned, result) = match &order {
+                Some(o) => {
+                    self.store
+                        .settle_and_claim(batch, o.limit, o.lease, o.event_types.clone())
+                        .await
+                }
+                None => {
+                    let (batch, result) = self.store.settle(batch).await;
+                    (batch, result.map(|results| (results, Vec::new())))
+                }
+            };
             batch = returned;
             match result {
-                Ok(results) => {
+                Ok((results, claimed)) => {
                     retry.succeeded();
                     self.metrics.committed(batch.len());
                     let now = self.clock.now_ms();
@@ -109,12 +189,38 @@ impl Settler {
                         );
                         log_outcome(finished, &result, now);
                     }
+                    if let Some(order) = order {
+                        self.answer(order, claimed).await;
+                    }
                     self.committed.notify_one();
                     return;
                 }
                 Err(e) => tokio::time::sleep(retry.failed(&e)).await,
             }
         }
+    }
+
+    /// Makes `order`'s claim in a transaction of its own.
+    async fn claim_alone(&self, order: ClaimOrder) {
+        match self
+            .store
+            .claim(order.limit, order.lease, &order.event_types)
+            .await
+        {
+            Ok(claimed) => self.answer(order, claimed).await,
+            Err(e) => {
+                let _ = order.answer.send(Err(e));
+            }
+        }
+    }
+
+    /// Answers `order` with what it claimed, and when the next message falls
+    /// due if the queue ran dry.
+    async fn answer(&self, order: ClaimOrder, claimed: Vec<Claimed>) {
+        let next_due = super::next_due_after(&self.store, &claimed, order.limit, &order.event_types).await;
+        // The dispatcher stopped waiting (shutting down): the claimed
+        // messages return when their lease expires.
+        let _ = order.answer.send(Ok((claimed, next_due)));
     }
 }
 

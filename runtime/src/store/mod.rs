@@ -79,7 +79,7 @@ pub use page::Page;
 pub use reclaim::Reclaimed;
 pub use retention::{DEFAULT_KEY_RETENTION, Swept};
 pub use registry::{HostRecord, PluginRecord, PluginRegistry, PluginStatus};
-pub use settle::{Outcome, SettleEntry, Settled, Settlement};
+pub use settle::{Outcome, SettleEntry, Settled, SettledAndClaimed, Settlement};
 pub use queue::{
     CancelRefusal, Cancelled, LeaseHolder, MessageFilter, MessagePage,
     MessageSummary, PauseChange, PausedType,
@@ -228,6 +228,51 @@ impl Store {
         let (batch, result) = each!(self, b => b.settle(batch).await);
         self.health().record("settle", &result);
         (batch, result)
+    }
+
+    /// Settles `batch` as [`Store::settle`] does, then claims up to `limit`
+    /// messages of `event_types` as [`Store::claim`] does. On SQLite both
+    /// happen in one transaction: one commit instead of two, and the pages
+    /// both write (the head of the queue and its indexes) written once. On
+    /// PostgreSQL the claim follows the commit. The outer result is a store
+    /// failure that rolled back the whole batch, and claimed nothing.
+    pub async fn settle_and_claim<E>(
+        &self,
+        batch: Vec<E>,
+        limit: usize,
+        lease: Duration,
+        event_types: Vec<String>,
+    ) -> (Vec<E>, Result<SettledAndClaimed, StoreError>)
+    where
+        E: SettleEntry + Send + Sync + 'static,
+    {
+        if let Err(e) = self.writable() {
+            return (batch, Err(e));
+        }
+        let (batch, result) = match self {
+            Store::Sqlite(b) => b.settle_and_claim(batch, limit, lease, event_types).await,
+            Store::Postgres(b) => {
+                let (batch, settled) = b.settle(batch).await;
+                let result = match settled {
+                    Ok(settled) => b
+                        .claim(limit, lease, event_types)
+                        .await
+                        .map(|claimed| (settled, claimed)),
+                    Err(e) => Err(e),
+                };
+                (batch, result)
+            }
+        };
+        self.health().record("settle", &result);
+        (batch, result)
+    }
+
+    /// Whether the dispatcher should make its claims with its commits
+    /// ([`Store::settle_and_claim`]): on SQLite, whose one connection runs
+    /// a claim and a commit one after the other anyway. On PostgreSQL a
+    /// claim runs beside a commit, on another pooled connection.
+    pub fn claims_join_commits(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
     }
 
     /// Acks one claimed message, enqueueing `follow_ups` with it.

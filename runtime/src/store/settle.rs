@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::claim::Claimed;
+use super::StoreError;
 use crate::clock::Millis;
 use crate::message::NewMessage;
 use crate::state_machine::{self, Failure, Policies, Transition};
@@ -47,6 +48,10 @@ impl Settled {
         }
     }
 }
+
+/// One result per settled entry (a lost lease or an invalid follow-up in
+/// its slot), and the messages claimed after them in the same step.
+pub type SettledAndClaimed = (Vec<Result<Settled, StoreError>>, Vec<Claimed>);
 
 /// The places left in each capped queue (`max_queued`) while a batch of
 /// acks is settled: an ack whose emitted events do not fit becomes a

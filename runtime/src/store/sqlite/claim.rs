@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::Mailbox;
 use super::row::get_u32;
 use crate::store::claim::{Claimed, Lease, fair_order, split_expired};
 use crate::store::StoreError;
 use crate::clock::{Millis, duration_ms};
+use crate::state_machine::Policies;
+use crate::store::owner::LeaseOwner;
 use crate::message::Priority;
 use crate::state_machine::MessageState;
 
@@ -71,90 +73,120 @@ impl Mailbox {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let expires = now.saturating_add(duration_ms(lease));
-        let token = uuid::Uuid::now_v7().to_string();
-        let first_claim = !self.registered;
-        let owner = self.owner.clone();
         let ctx = self.ctx.clone();
-        let policies = (!self.policies.limits.is_empty()).then(|| self.policies.clone());
+        let claimer = self.claimer();
         let tx = self.tx()?;
-        let result = (|| {
-            if first_claim {
-                super::registry::register_owner(&tx, &owner, now)?;
-            }
-            // The claim order across types: each type's first `limit`
-            // candidates, merged in turns (`fair_order`).
-            let mut candidates: Vec<(&str, Priority, i64)> = Vec::new();
-            let mut select = tx.prepare_cached(CANDIDATES)?;
-            let mut types: std::collections::BTreeSet<&str> =
-                event_types.iter().map(AsRef::as_ref).collect();
-            // Paused types are not claimed, by any host.
-            let paused = tx
-                .prepare_cached("SELECT event_type FROM paused_event_types")?
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            for event_type in &paused {
-                types.remove(event_type.as_str());
-            }
-            for event_type in types {
-                let rows = select.query_map(
-                    params![event_type, now, super::row::sql_int(limit)],
-                    |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
-                )?;
-                for row in rows {
-                    let (priority, seq) = row?;
-                    candidates.push((event_type, priority, seq));
-                }
-            }
-            fair_order(&mut candidates, |c| *c);
-            candidates.truncate(limit);
-            if candidates.is_empty() {
-                return Ok(Vec::new());
-            }
-            let seqs =
-                serde_json::to_string(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>())
-                    .unwrap_or_else(|_| "[]".to_owned());
-            let mut take = tx.prepare_cached(TAKE)?;
-            let rows = take.query_map(params![seqs, owner.id, token, expires, now], |row| {
-                Ok((
-                    row.get::<_, i64>(10)?,
-                    Claimed {
-                        lease: Lease {
-                            id: row.get(0)?,
-                            token: token.clone(),
-                        },
-                        event_type: row.get(1)?,
-                        payload: row.get(2)?,
-                        key: row.get(3)?,
-                        source: row.get(4)?,
-                        correlation_id: row.get(5)?,
-                        priority: row.get(6)?,
-                        attempts: get_u32(row, 7)?,
-                        max_attempts: get_u32(row, 8)?,
-                        created_at: row.get(9)?,
-                        lease_expires_at: expires,
-                        depth: get_u32(row, 11)?,
-                    },
-                ))
-            })?;
-            let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            // RETURNING gives no order guarantee: restore the claim order.
-            fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
-            let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
-            let Some(policies) = &policies else {
-                return Ok(claimed);
-            };
-            let (live, expired) = split_expired(claimed, policies, now);
-            for (lease, transition) in &expired {
-                super::settle::apply_failure(&tx, lease, transition, None, now)?;
-            }
-            Ok::<_, rusqlite::Error>(live)
-        })();
-        let claimed = result.map_err(|e| ctx.err(e))?;
+        let claimed = claim_in(&tx, &claimer, now, limit, lease, event_types).map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         self.registered = true;
         Ok(claimed)
     }
+
+    /// Who claims, and under which policies: what [`claim_in`] needs of
+    /// this mailbox.
+    pub(super) fn claimer(&self) -> Claimer {
+        Claimer {
+            owner: self.owner.clone(),
+            first_claim: !self.registered,
+            policies: (!self.policies.limits.is_empty()).then(|| self.policies.clone()),
+        }
+    }
+}
+
+/// The claiming mailbox's side of a claim.
+pub(super) struct Claimer {
+    owner: LeaseOwner,
+    /// Its owner is not yet recorded in `hosts`.
+    first_claim: bool,
+    /// Set when some event type has a ttl: expired messages are
+    /// dead-lettered instead of handed out.
+    policies: Option<Policies>,
+}
+
+/// Claims inside `tx` (see [`Mailbox::claim`]); the caller commits.
+pub(super) fn claim_in<S: AsRef<str>>(
+    tx: &Connection,
+    claimer: &Claimer,
+    now: Millis,
+    limit: usize,
+    lease: Duration,
+    event_types: &[S],
+) -> rusqlite::Result<Vec<Claimed>> {
+    if limit == 0 || event_types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expires = now.saturating_add(duration_ms(lease));
+    let token = uuid::Uuid::now_v7().to_string();
+    let owner = &claimer.owner;
+    if claimer.first_claim {
+        super::registry::register_owner(tx, owner, now)?;
+    }
+    // The claim order across types: each type's first `limit`
+    // candidates, merged in turns (`fair_order`).
+    let mut candidates: Vec<(&str, Priority, i64)> = Vec::new();
+    let mut select = tx.prepare_cached(CANDIDATES)?;
+    let mut types: std::collections::BTreeSet<&str> =
+        event_types.iter().map(AsRef::as_ref).collect();
+    // Paused types are not claimed, by any host.
+    let paused = tx
+        .prepare_cached("SELECT event_type FROM paused_event_types")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    for event_type in &paused {
+        types.remove(event_type.as_str());
+    }
+    for event_type in types {
+        let rows = select.query_map(
+            params![event_type, now, super::row::sql_int(limit)],
+            |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
+        )?;
+        for row in rows {
+            let (priority, seq) = row?;
+            candidates.push((event_type, priority, seq));
+        }
+    }
+    fair_order(&mut candidates, |c| *c);
+    candidates.truncate(limit);
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seqs = serde_json::to_string(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned());
+    let mut take = tx.prepare_cached(TAKE)?;
+    let rows = take.query_map(params![seqs, owner.id, token, expires, now], |row| {
+        Ok((
+            row.get::<_, i64>(10)?,
+            Claimed {
+                lease: Lease {
+                    id: row.get(0)?,
+                    token: token.clone(),
+                },
+                event_type: row.get(1)?,
+                payload: row.get(2)?,
+                key: row.get(3)?,
+                source: row.get(4)?,
+                correlation_id: row.get(5)?,
+                priority: row.get(6)?,
+                attempts: get_u32(row, 7)?,
+                max_attempts: get_u32(row, 8)?,
+                created_at: row.get(9)?,
+                lease_expires_at: expires,
+                depth: get_u32(row, 11)?,
+            },
+        ))
+    })?;
+    let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING gives no order guarantee: restore the claim order.
+    fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
+    let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
+    let Some(policies) = &claimer.policies else {
+        return Ok(claimed);
+    };
+    let (live, expired) = split_expired(claimed, policies, now);
+    for (lease, transition) in &expired {
+        super::settle::apply_failure(tx, lease, transition, None, now)?;
+    }
+    Ok(live)
 }
 
 impl Mailbox {

@@ -1,16 +1,20 @@
 //! Settling claimed messages: acks (with the events the handler emitted) and
-//! failures, one at a time or many in one transaction (group commit).
+//! failures, one at a time or many in one transaction (group commit), which
+//! may claim the next batch too.
 
 use rusqlite::{Connection, params};
 
 use super::Mailbox;
+use super::claim::claim_in;
 use super::enqueue::insert;
 use crate::clock::Millis;
 use crate::message::NewMessage;
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
 use crate::store::claim::{Claimed, Lease, Parent};
 use crate::store::enqueue::capped_types;
-use crate::store::settle::{Outcome, Room, SettleEntry, Settled, Settlement, decide};
+use crate::store::settle::{
+    Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, decide,
+};
 use crate::store::StoreError;
 
 impl Mailbox {
@@ -65,11 +69,6 @@ impl Mailbox {
     /// on its own: a lost lease or an invalid follow-up changes nothing for
     /// that entry and is reported in its slot.
     ///
-    /// No savepoint per entry is needed: an entry is checked (follow-ups
-    /// validated, then the lease-guarded DELETE or UPDATE) before it writes
-    /// anything else, and any later failure is a store failure that rolls
-    /// back the whole batch.
-    ///
     /// # Errors
     ///
     /// The outer error is a store failure that rolled back the whole batch.
@@ -78,43 +77,97 @@ impl Mailbox {
         batch: &[E],
     ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         let now = self.now();
-        let policies = self.policies.clone();
-        let max_payload = self.max_payload_bytes;
         let ctx = self.ctx.clone();
+        let rules = self.settle_rules();
         let tx = self.tx()?;
-        let mut room = room_for(&tx, batch, &policies).map_err(|e| ctx.err(e))?;
-        let mut results = Vec::with_capacity(batch.len());
-        for entry in batch {
-            let (claimed, settlement, digest) =
-                (entry.claimed(), entry.settlement(), entry.digest());
-            if let Settlement::Ack { follow_ups } = settlement
-                && let Some(invalid) = follow_ups
-                    .iter()
-                    .find_map(|m| m.validate(max_payload).err())
-            {
-                results.push(Err(StoreError::Invalid(invalid)));
-                continue;
-            }
-            let over_capacity;
-            let settlement = match settlement {
-                Settlement::Ack { follow_ups } => match room.take(follow_ups) {
-                    Ok(()) => settlement,
-                    Err(failure) => {
-                        over_capacity = Settlement::Fail(failure);
-                        &over_capacity
-                    }
-                },
-                Settlement::Fail(_) => settlement,
-            };
-            // A store failure returns early: the whole batch rolls back when
-            // `tx` drops.
-            let settled = settle_in(&tx, claimed, settlement, digest, &policies, now)
-                .map_err(|e| ctx.err(e))?;
-            results.push(settled.ok_or(StoreError::LeaseLost { id: claimed.id() }));
-        }
+        let results = settle_all(&tx, batch, &rules, now).map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         Ok(results)
     }
+
+    /// Settles `batch` as [`Mailbox::settle`] does, then claims as
+    /// [`Mailbox::claim`] does, in the same transaction: one commit where
+    /// there would be two, and the pages both write (the head of the queue
+    /// and its indexes) written once.
+    ///
+    /// # Errors
+    ///
+    /// A store failure that rolled back both.
+    pub fn settle_and_claim<E: SettleEntry, S: AsRef<str>>(
+        &mut self,
+        batch: &[E],
+        limit: usize,
+        lease: std::time::Duration,
+        event_types: &[S],
+    ) -> Result<SettledAndClaimed, StoreError> {
+        let now = self.now();
+        let ctx = self.ctx.clone();
+        let rules = self.settle_rules();
+        let claimer = self.claimer();
+        let tx = self.tx()?;
+        let results = settle_all(&tx, batch, &rules, now).map_err(|e| ctx.err(e))?;
+        let claimed = claim_in(&tx, &claimer, now, limit, lease, event_types).map_err(|e| ctx.err(e))?;
+        tx.commit().map_err(|e| ctx.err(e))?;
+        // A claim of nothing records no owner.
+        self.registered |= limit > 0 && !event_types.is_empty();
+        Ok((results, claimed))
+    }
+
+    fn settle_rules(&self) -> SettleRules {
+        SettleRules {
+            policies: self.policies.clone(),
+            max_payload: self.max_payload_bytes,
+        }
+    }
+}
+
+/// What settling checks outcomes against.
+struct SettleRules {
+    policies: Policies,
+    max_payload: usize,
+}
+
+/// Settles every entry of `batch` inside `tx` (see [`Mailbox::settle`]);
+/// the caller commits. An `Err` is a store failure: the caller rolls back.
+///
+/// No savepoint per entry is needed: an entry is checked (follow-ups
+/// validated, then the lease-guarded DELETE or UPDATE) before it writes
+/// anything else, and any later failure is a store failure that rolls
+/// back the whole batch.
+fn settle_all<E: SettleEntry>(
+    tx: &Connection,
+    batch: &[E],
+    rules: &SettleRules,
+    now: Millis,
+) -> rusqlite::Result<Vec<Result<Settled, StoreError>>> {
+    let policies = &rules.policies;
+    let mut room = room_for(tx, batch, policies)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let (claimed, settlement, digest) = (entry.claimed(), entry.settlement(), entry.digest());
+        if let Settlement::Ack { follow_ups } = settlement
+            && let Some(invalid) = follow_ups
+                .iter()
+                .find_map(|m| m.validate(rules.max_payload).err())
+        {
+            results.push(Err(StoreError::Invalid(invalid)));
+            continue;
+        }
+        let over_capacity;
+        let settlement = match settlement {
+            Settlement::Ack { follow_ups } => match room.take(follow_ups) {
+                Ok(()) => settlement,
+                Err(failure) => {
+                    over_capacity = Settlement::Fail(failure);
+                    &over_capacity
+                }
+            },
+            Settlement::Fail(_) => settlement,
+        };
+        let settled = settle_in(tx, claimed, settlement, digest, policies, now)?;
+        results.push(settled.ok_or(StoreError::LeaseLost { id: claimed.id() }));
+    }
+    Ok(results)
 }
 
 /// The places left in the capped queues the batch's acks emit into.

@@ -16,7 +16,7 @@ use crate::store::registry::Loaded;
 use crate::store::{
     Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Enqueued,
     Lease, MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry,
-    Reclaimed, Selection, SettleEntry, Settled, Stats, StoreError, StoreHealth, StoredMessage,
+    Reclaimed, Selection, SettleEntry, Settled, SettledAndClaimed, Stats, StoreError, StoreHealth, StoredMessage,
     Swept,
 };
 
@@ -149,6 +149,24 @@ impl SqliteStore {
         .unwrap_or_else(|_| unreachable!("the closure never fails"))
     }
 
+    pub(crate) async fn settle_and_claim<E>(
+        &self,
+        batch: Vec<E>,
+        limit: usize,
+        lease: Duration,
+        event_types: Vec<String>,
+    ) -> (Vec<E>, Result<SettledAndClaimed, StoreError>)
+    where
+        E: SettleEntry + Send + Sync + 'static,
+    {
+        self.call(move |mb| {
+            let result = mb.settle_and_claim(&batch, limit, lease, &event_types);
+            Ok((batch, result))
+        })
+        .await
+        .unwrap_or_else(|_| unreachable!("the closure never fails"))
+    }
+
     pub(crate) async fn register_host(&self) -> Result<(), StoreError> {
         self.call(Mailbox::register_host).await
     }
@@ -275,3 +293,4 @@ impl SqliteStore {
         let _ = self.call(|mb| mb.forget_host()).await;
     }
 }
+
