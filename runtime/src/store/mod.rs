@@ -246,23 +246,21 @@ impl Store {
     where
         E: SettleEntry + Send + Sync + 'static,
     {
+        let Store::Sqlite(b) = self else {
+            let (batch, settled) = self.settle(batch).await;
+            let result = match settled {
+                Ok(settled) => self
+                    .claim(limit, lease, &event_types)
+                    .await
+                    .map(|claimed| (settled, claimed)),
+                Err(e) => Err(e),
+            };
+            return (batch, result);
+        };
         if let Err(e) = self.writable() {
             return (batch, Err(e));
         }
-        let (batch, result) = match self {
-            Store::Sqlite(b) => b.settle_and_claim(batch, limit, lease, event_types).await,
-            Store::Postgres(b) => {
-                let (batch, settled) = b.settle(batch).await;
-                let result = match settled {
-                    Ok(settled) => b
-                        .claim(limit, lease, event_types)
-                        .await
-                        .map(|claimed| (settled, claimed)),
-                    Err(e) => Err(e),
-                };
-                (batch, result)
-            }
-        };
+        let (batch, result) = b.settle_and_claim(batch, limit, lease, event_types).await;
         self.health().record("settle", &result);
         (batch, result)
     }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 use super::Mailbox;
 use super::row::get_u32;
 use crate::store::claim::{Claimed, Lease, fair_order, split_expired};
-use crate::store::StoreError;
+use crate::store::{Outcome, StoreError};
 use crate::clock::{Millis, duration_ms};
 use crate::state_machine::Policies;
 use crate::store::owner::LeaseOwner;
@@ -72,13 +72,9 @@ impl Mailbox {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.now();
-        let ctx = self.ctx.clone();
-        let claimer = self.claimer();
-        let tx = self.tx()?;
-        let claimed = claim_in(&tx, &claimer, now, limit, lease, event_types).map_err(|e| ctx.err(e))?;
-        tx.commit().map_err(|e| ctx.err(e))?;
-        self.registered = true;
+        // A claim is a settle-and-claim with nothing to settle.
+        let nothing: &[Outcome] = &[];
+        let (_, claimed) = self.settle_and_claim(nothing, limit, lease, event_types)?;
         Ok(claimed)
     }
 

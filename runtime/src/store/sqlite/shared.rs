@@ -16,8 +16,8 @@ use crate::store::registry::Loaded;
 use crate::store::{
     Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Enqueued,
     Lease, MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry,
-    Reclaimed, Selection, SettleEntry, Settled, SettledAndClaimed, Stats, StoreError, StoreHealth, StoredMessage,
-    Swept,
+    Reclaimed, Selection, SettleEntry, Settled, SettledAndClaimed, Stats, StoreError, StoreHealth,
+    StoredMessage, Swept,
 };
 
 /// A [`Mailbox`] usable from async code. Cloning shares the connection.
@@ -293,4 +293,3 @@ impl SqliteStore {
         let _ = self.call(|mb| mb.forget_host()).await;
     }
 }
-
