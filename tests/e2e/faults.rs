@@ -501,3 +501,35 @@ fn claims_handed_back_for_want_of_lease_are_explained_and_backed_off() {
     }
     host.stop();
 }
+
+#[test]
+fn slow_handlers_are_claimed_a_few_at_a_time_and_the_rest_waits_in_the_queue() {
+    // One slot and deliveries of 300 ms: a claim asks for what the slot
+    // gets through in 20 ms, at least one, so the host holds the running
+    // delivery and one claimed ahead (and, for a moment, one whose outcome
+    // is being committed), never the whole queue. The rest waits in the
+    // store, spending no lease.
+    let host = TestHost::with_settings(&Settings {
+        concurrency: 1,
+        ..Settings::default()
+    });
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+    let ids = host.enqueue(&vec![slow(300); 8]);
+    let mut most_held = 0;
+    host.wait_for("the queue to drain", || {
+        let stored = harness::store::messages(&host.db(), "behaviour");
+        let held = stored.iter().filter(|m| m.state == "inflight").count();
+        most_held = most_held.max(held);
+        stored.is_empty().then_some(())
+    });
+    assert!(
+        (1..=3).contains(&most_held),
+        "at most 3 of the 8 messages were held by the host at once, saw {most_held}"
+    );
+    for id in &ids {
+        assert!(harness::store::message(&host.db(), id).is_none(), "{id} was delivered");
+    }
+    host.stop();
+}

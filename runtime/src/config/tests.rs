@@ -47,7 +47,7 @@ fn defaults_without_any_source() {
     assert_eq!(c.plugins.max_output_kb, 64);
     assert_eq!(c.dispatcher.concurrency, default_concurrency());
     assert!(c.dispatcher.concurrency >= 1);
-    assert_eq!(c.dispatcher.batch_size, 64);
+    assert_eq!(c.dispatcher.batch_size, 256);
     assert_eq!(c.dispatcher.lease, Duration::from_secs(60));
     assert_eq!(c.dispatcher.poll_interval, Duration::from_secs(1));
     assert_eq!(c.dispatcher.reclaim_interval, Duration::from_secs(10));

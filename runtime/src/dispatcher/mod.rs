@@ -2,7 +2,9 @@
 //! event types that have a handler, run the handlers concurrently (bounded),
 //! and commit their outcomes in groups.
 //!
-//! Claims run beside the loop: the next batch is claimed while a whole one
+//! A claim asks for as many messages as the delivery slots get through in
+//! 20 ms at the pace deliveries have been taking, up to a batch (`pace`).
+//! Claims run beside the loop: the next is asked for while a whole one
 //! still waits, and deliveries go on while it is made. On SQLite a claim
 //! rides with the next commit, in its transaction (see `settler`); on
 //! PostgreSQL it runs on another pooled connection than the commits. While a
@@ -34,6 +36,7 @@
 
 mod delivery;
 mod fair;
+mod pace;
 mod settler;
 mod slots;
 
@@ -52,6 +55,7 @@ use crate::config::DispatcherConfig;
 use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
+use pace::Pace;
 use settler::{ClaimOrder, Settler, SettlerInbox};
 pub(crate) use slots::TypeSlots;
 
@@ -97,6 +101,15 @@ pub struct Dispatcher {
 /// What a claim took, and (when it ran dry) when the next message falls due.
 type Claim = (Vec<Claimed>, Option<crate::clock::Millis>);
 
+/// What a claim asked for.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    limit: usize,
+    /// Only for slots no waiting message may take (`fair`), not the next
+    /// batch.
+    top_up: bool,
+}
+
 /// The dispatcher's working state.
 struct Run {
     /// Claimed, waiting for a free delivery slot. Claiming a whole batch at
@@ -118,14 +131,16 @@ struct Run {
     finished: Vec<Finished>,
     /// Claim before sleeping again.
     want_claim: bool,
-    /// The claim being made: its answer to come, and its limit.
-    claiming: Option<(oneshot::Receiver<Result<Claim, StoreError>>, usize)>,
+    /// The claim being made: its answer to come, and what was asked.
+    claiming: Option<(oneshot::Receiver<Result<Claim, StoreError>>, Asked)>,
     /// Where claims go to ride with the next commit, when the store says
     /// they should ([`Store::claims_join_commits`]).
     claim_orders: Option<mpsc::Sender<ClaimOrder>>,
-    /// The last claim took a whole batch: more is waiting, and this
+    /// The last claim took all it asked for: more is waiting, and this
     /// dispatcher will look again after each of its commits.
     backlog: bool,
+    /// How long deliveries take: how many messages a claim asks for.
+    pace: Pace,
     next_due: Option<i64>,
     next_reclaim: Instant,
     /// No claim before this (backing off after failed claims, or claims
@@ -177,6 +192,7 @@ impl Dispatcher {
                 .claims_join_commits()
                 .then(|| inbox.claims.clone()),
             backlog: false,
+            pace: Pace::default(),
             next_due: None,
             next_reclaim: Instant::now(),
             claim_after: None,
@@ -224,13 +240,14 @@ impl Dispatcher {
                         None => std::future::pending().await,
                     }
                 }, if run.claiming.is_some() => {
-                    let limit = run.claiming.take().map_or(0, |(_, limit)| limit);
-                    match answer {
-                        Ok(answer) => self.claimed(&mut run, answer, limit),
-                        // Only a panic in the task making it drops a claim
-                        // unanswered; whatever it claimed returns when its
-                        // lease expires.
-                        Err(_) => run.claim_failed(&"the claim was never answered"),
+                    if let Some((_, asked)) = run.claiming.take() {
+                        match answer {
+                            Ok(answer) => self.claimed(&mut run, answer, asked),
+                            // Only a panic in the task making it drops a
+                            // claim unanswered; whatever it claimed returns
+                            // when its lease expires.
+                            Err(_) => run.claim_failed(&"the claim was never answered"),
+                        }
                     }
                 }
                 // Backing off, wake-ups wait (a notification is kept): they
@@ -261,14 +278,18 @@ impl Dispatcher {
         self.drain(run, inbox, settled).await;
     }
 
-    /// Starts a claim of a batch when fewer than a batch of messages are
-    /// waiting ([`Dispatcher::refill`]); or, when slots are free that no
-    /// waiting message may take, of as many as are free, of the types
-    /// neither waiting nor running.
+    /// Starts a claim of [`Dispatcher::claim_size`] messages when fewer than
+    /// that are waiting; or, when slots are free that no waiting message may
+    /// take, of as many as are free, of the types neither waiting nor
+    /// running.
     fn claim(&self, run: &mut Run) {
+        let size = self.claim_size(run);
         // Enough is waiting: the common case, asked after every commit, so
-        // it is answered before anything is counted.
-        if run.ready.len() >= self.refill() && !run.starved {
+        // it is answered before anything is counted. A claim ahead, so
+        // deliveries do not stop while it is made (half a batch ran dry on
+        // 2 cores while the claim waited behind a commit:
+        // docs/BENCHMARKS.md).
+        if run.ready.len() >= size.max(self.settings.concurrency) && !run.starved {
             return;
         }
         // Types at their `concurrency` (running or claimed) are not claimed.
@@ -284,7 +305,10 @@ impl Dispatcher {
             run.want_claim = false;
             return;
         }
-        let mut limit = self.settings.batch_size;
+        let mut asked = Asked {
+            limit: size,
+            top_up: false,
+        };
         if run.starved && run.ready.len() >= self.settings.concurrency {
             types.retain(|t| {
                 !run.running_by_type.contains_key(t) && !run.ready.iter().any(|c| &c.event_type == t)
@@ -293,8 +317,12 @@ impl Dispatcher {
                 run.want_claim = false;
                 return;
             }
-            limit = self.settings.concurrency.saturating_sub(run.running.len()).max(1);
+            asked = Asked {
+                limit: self.settings.concurrency.saturating_sub(run.running.len()).max(1),
+                top_up: true,
+            };
         }
+        let limit = asked.limit;
         // The claim runs beside the loop, which goes on starting and
         // collecting deliveries meanwhile; its answer comes back through
         // `Run::claiming` (see [`Dispatcher::claimed`]).
@@ -329,19 +357,18 @@ impl Dispatcher {
             }
         }
         run.want_claim = false;
-        run.claiming = Some((claiming, limit));
+        run.claiming = Some((claiming, asked));
     }
 
-    /// Below this many claimed messages waiting, the next batch is claimed:
-    /// a batch ahead, so deliveries do not stop while it is made (half a
-    /// batch ran dry on 2 cores while the claim waited behind a commit:
-    /// docs/BENCHMARKS.md).
-    fn refill(&self) -> usize {
-        self.settings.batch_size.max(self.settings.concurrency)
+    /// How many messages a claim asks for: a whole batch for fast handlers,
+    /// fewer for slow ones (see [`pace`]).
+    fn claim_size(&self, run: &Run) -> usize {
+        run.pace
+            .claim_size(self.settings.concurrency, self.settings.batch_size)
     }
 
-    /// The answer to a claim of up to `limit` messages.
-    fn claimed(&self, run: &mut Run, answer: Result<Claim, StoreError>, limit: usize) {
+    /// The answer to a claim.
+    fn claimed(&self, run: &mut Run, answer: Result<Claim, StoreError>, asked: Asked) {
         let (claimed, next_due) = match answer {
             Ok(c) => {
                 run.claim_retry.succeeded();
@@ -352,12 +379,12 @@ impl Dispatcher {
                 return;
             }
         };
-        // A full batch means more may be waiting; so does a wake-up that
+        // A full claim means more may be waiting; so does a wake-up that
         // came while the claim was made (it may have read the store before
         // what woke us was committed).
-        let full = claimed.len() == limit;
+        let full = claimed.len() == asked.limit;
         run.want_claim |= full;
-        run.backlog = full && limit == self.settings.batch_size;
+        run.backlog = full && !asked.top_up;
         run.next_due = next_due;
         run.ready.extend(claimed);
     }
@@ -651,6 +678,7 @@ impl Run {
         match done {
             Ok((id, finished)) => {
                 self.leases.remove(&id);
+                self.pace.observe(finished.took);
                 self.finished.push(finished);
             }
             // Aborted at shutdown: its lease stays in `leases` to be released.
