@@ -9,6 +9,10 @@
 //! about that long whatever its handler takes: its lease is not spent
 //! waiting, and a message of higher priority enqueued meanwhile is claimed
 //! within about that time instead of behind a whole batch.
+//!
+//! The pace is one for all event types: while fast and slow types are
+//! delivered together, claims are large and may hold many of the slow
+//! type's messages (the dispatcher hands back those whose lease ran short).
 
 use std::time::Duration;
 
