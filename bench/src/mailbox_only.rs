@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailroom::store::sqlite::Mailbox;
-use mailroom::store::{Durability, OpenOptions, Settlement, StoreError};
+use mailroom::store::{Durability, OpenOptions, Settlement, StoreError, TypeCaps};
 use mailroom::message::NewMessage;
 
 use crate::ceiling::Phases;
@@ -75,7 +75,7 @@ pub fn run(
         for (i, group) in groups.iter().enumerate() {
             let results = if shape.claim_in_commit && i + 1 == groups.len() {
                 let (results, more) =
-                    worker.settle_and_claim(group, claim_batch, lease, &[EVENT_TYPE])?;
+                    worker.settle_and_claim(group, claim_batch, lease, &[EVENT_TYPE], &TypeCaps::new())?;
                 next = Some(more);
                 results
             } else {

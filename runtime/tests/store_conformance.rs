@@ -12,7 +12,7 @@ use mailroom::message::{MessageId, NewMessage, Priority};
 use mailroom::state_machine::{Failure, MessageState, QueueLimits};
 use mailroom::store::{
     Claimed, DeadLetterFilter, DeadLetterMatch, Lease, Location, OpenOptions, Outcome, Selection, Settled,
-    Settlement, Store, StoreError,
+    Settlement, Store, StoreError, TypeCaps,
 };
 
 use mailroom::clock::{Clock, ManualClock};
@@ -74,6 +74,7 @@ on_both_backends!(
     next_due_at_follows_backoff_release_and_redrive,
     follow_ups_are_one_deeper_than_the_message_that_emitted_them,
     a_claim_takes_turns_across_event_types_within_a_priority,
+    a_claim_takes_at_most_each_types_cap,
 );
 
 async fn enqueue_stores_a_queued_row_with_defaults(backend: Backend) {
@@ -643,7 +644,7 @@ async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(ba
     ];
     let (returned, result) = f
         .store
-        .settle_and_claim(batch.clone(), 10, LEASE, types(&["a", "f"]))
+        .settle_and_claim(batch.clone(), 10, LEASE, types(&["a", "f"]), TypeCaps::new())
         .await;
     assert_eq!(returned, batch, "the batch is handed back");
     let (results, next) = result.expect("commits");
@@ -663,7 +664,10 @@ async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(ba
 
     // With nothing due, it settles and claims nothing.
     let batch = vec![Outcome::new(next[0].clone(), Settlement::Fail(retry("later")))];
-    let (_, result) = f.store.settle_and_claim(batch, 10, LEASE, types(&["a", "f"])).await;
+    let (_, result) = f
+        .store
+        .settle_and_claim(batch, 10, LEASE, types(&["a", "f"]), TypeCaps::new())
+        .await;
     let (results, none) = result.expect("commits");
     assert!(matches!(results[0], Ok(Settled::Requeued { .. })));
     assert!(none.is_empty(), "a backed-off message is not due: {none:?}");
@@ -1310,4 +1314,33 @@ async fn a_claim_takes_turns_across_event_types_within_a_priority(backend: Backe
     let claimed = claim(&f.store, 3, &["flood", "order"]).await;
     let ids: Vec<_> = claimed.iter().map(Claimed::id).collect();
     assert_eq!(ids, vec![urgent, flood[0], order]);
+}
+
+async fn a_claim_takes_at_most_each_types_cap(backend: Backend) {
+    let f = fixture(backend).await;
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        slow.push(enqueue(&f.store, "slow").await);
+    }
+    let mut fast = Vec::new();
+    for _ in 0..5 {
+        fast.push(enqueue(&f.store, "fast").await);
+    }
+    let caps = TypeCaps::from([("slow".to_owned(), 2)]);
+    let claimed = f
+        .store
+        .claim_capped(8, LEASE, &types(&["fast", "slow"]), &caps)
+        .await
+        .expect("claim");
+    let ids: Vec<_> = claimed.iter().map(Claimed::id).collect();
+    // In turns, until the slow type reached its cap; the fast type fills
+    // the rest of the limit.
+    assert_eq!(ids, vec![slow[0], fast[0], slow[1], fast[1], fast[2], fast[3], fast[4]]);
+    // Settling and claiming in one go honours the caps too.
+    let (_, result) = f
+        .store
+        .settle_and_claim(Vec::<Outcome>::new(), 8, LEASE, types(&["slow"]), caps)
+        .await;
+    let (_, next) = result.expect("commits");
+    assert_eq!(next.iter().map(Claimed::id).collect::<Vec<_>>(), vec![slow[2], slow[3]]);
 }

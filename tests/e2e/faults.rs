@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harness::{MAILROOM, Settings, TestHost, event};
-use mailroom_test_artifacts::BEHAVIOUR;
+use mailroom_test_artifacts::{BEHAVIOUR, ORDER_VALIDATOR};
 use serde_json::{Value, json};
 
 /// The exit status of `mailroom check` when it found damage.
@@ -478,10 +478,12 @@ fn a_full_disk_neither_holds_the_stop_up_nor_loses_a_message() {
 
 #[test]
 fn claims_handed_back_for_want_of_lease_are_explained_and_backed_off() {
-    // The shortest lease validation allows: a message waiting behind a
-    // slower one for the single slot has too little lease left to start.
+    // The shortest lease validation allows. Quick deliveries first, so the
+    // type's pace has the host claim ahead of its slots; then slower ones,
+    // claimed ahead at that pace: those waiting behind the first two for a
+    // slot have too little lease left to start.
     let host = TestHost::with_settings(&Settings {
-        concurrency: 1,
+        concurrency: 2,
         plugin_timeout: "2s",
         lease: "4s",
         ..Settings::default()
@@ -489,7 +491,9 @@ fn claims_handed_back_for_want_of_lease_are_explained_and_backed_off() {
     host.deploy(BEHAVIOUR, "behaviour.wasm");
     host.start();
     host.wait_loaded("behaviour");
-    let ids = host.enqueue(&vec![slow(1_200); 3]);
+    let mut events = vec![slow(0); 30];
+    events.extend(vec![slow(1_200); 4]);
+    let ids = host.enqueue(&events);
     host.wait_drained("behaviour");
     let log = host.log();
     assert!(
@@ -504,11 +508,11 @@ fn claims_handed_back_for_want_of_lease_are_explained_and_backed_off() {
 
 #[test]
 fn slow_handlers_are_claimed_a_few_at_a_time_and_the_rest_waits_in_the_queue() {
-    // One slot and deliveries of 300 ms: a claim asks for what the slot
-    // gets through in 20 ms, at least one, so the host holds the running
-    // delivery and one claimed ahead (and, for a moment, one whose outcome
-    // is being committed), never the whole queue. The rest waits in the
-    // store, spending no lease.
+    // One slot and deliveries of 300 ms, longer than the 20 ms a claim
+    // holds ahead: the host claims one message when its slot is free, so it
+    // holds the running delivery (and, for a moment, one whose outcome is
+    // being committed, or one claimed for the slot it freed), never the
+    // whole queue. The rest waits in the store, spending no lease.
     let host = TestHost::with_settings(&Settings {
         concurrency: 1,
         ..Settings::default()
@@ -531,5 +535,47 @@ fn slow_handlers_are_claimed_a_few_at_a_time_and_the_rest_waits_in_the_queue() {
     for id in &ids {
         assert!(harness::store::message(&host.db(), id).is_none(), "{id} was delivered");
     }
+    host.stop();
+}
+
+#[test]
+fn a_slow_type_beside_a_fast_one_is_claimed_a_few_at_a_time() {
+    // Orders are handled in microseconds, the behaviour plugin's deliveries
+    // take 300 ms: each type has its own pace, so while orders are claimed
+    // by the batch the slow type is claimed only for free slots and held to
+    // a few messages (running, claimed for a slot, being committed), never
+    // its whole queue.
+    let host = TestHost::with_settings(&Settings::default());
+    host.deploy(BEHAVIOUR, "behaviour.wasm");
+    host.deploy(ORDER_VALIDATOR, "order-validator.wasm");
+    host.start();
+    host.wait_loaded("behaviour");
+    host.wait_loaded("order-validator");
+    let mut events: Vec<Value> = (0..200)
+        .map(|i| {
+            event(
+                "order.created",
+                json!({
+                    "order_id": format!("o-{i}"),
+                    "customer": "ada@example.com",
+                    "items": [{"sku": "A-1", "qty": 2, "price": 19.99}],
+                }),
+            )
+        })
+        .collect();
+    events.extend(vec![slow(300); 12]);
+    host.enqueue(&events);
+    let mut most_held = 0;
+    host.wait_for("both queues to drain", || {
+        let slow = harness::store::messages(&host.db(), "behaviour");
+        let held = slow.iter().filter(|m| m.state == "inflight").count();
+        most_held = most_held.max(held);
+        let orders = harness::store::messages(&host.db(), "order.created");
+        (slow.is_empty() && orders.is_empty()).then_some(())
+    });
+    assert!(
+        (1..=5).contains(&most_held),
+        "at most 5 of the 12 slow messages were held by the host at once, saw {most_held}"
+    );
     host.stop();
 }

@@ -229,9 +229,9 @@ pub struct DispatcherConfig {
     /// Deliveries running at once. Default: the number of CPU cores.
     pub concurrency: usize,
     /// The most messages claimed per transaction; a claim asks for fewer
-    /// when handlers are slow (as many as the slots get through in 20 ms,
-    /// at least one per slot). Outcomes commit in groups of up to half of
-    /// it. Default 256.
+    /// of an event type whose handler is slow (as many as the slots get
+    /// through in 20 ms, or the free slots if more). Outcomes commit in
+    /// groups of up to half of it. Default 256.
     pub batch_size: usize,
     /// Delivery slots kept for event types that have none running, while
     /// more than one event type is routable: no type, however many of its

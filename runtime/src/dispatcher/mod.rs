@@ -2,8 +2,9 @@
 //! event types that have a handler, run the handlers concurrently (bounded),
 //! and commit their outcomes in groups.
 //!
-//! A claim asks for as many messages as the delivery slots get through in
-//! 20 ms at the pace deliveries have been taking, up to a batch (`pace`).
+//! A claim asks for as many messages of each event type as the delivery
+//! slots get through in 20 ms at the pace that type's deliveries have been
+//! taking, or for the free slots if more, up to a batch in all (`pace`).
 //! Claims run beside the loop: the next is asked for while a whole one
 //! still waits, and deliveries go on while it is made. On SQLite a claim
 //! rides with the next commit, in its transaction (see `settler`); on
@@ -52,10 +53,10 @@ use tokio::time::{Instant, sleep_until};
 use crate::backoff::Retry;
 use crate::clock::SharedClock;
 use crate::config::DispatcherConfig;
-use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError};
+use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError, TypeCaps, type_limit};
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
-use pace::Pace;
+use pace::{Paces, Plan};
 use settler::{ClaimOrder, Settler, SettlerInbox};
 pub(crate) use slots::TypeSlots;
 
@@ -139,8 +140,9 @@ struct Run {
     /// The last claim took all it asked for: more is waiting, and this
     /// dispatcher will look again after each of its commits.
     backlog: bool,
-    /// How long deliveries take: how many messages a claim asks for.
-    pace: Pace,
+    /// How long each type's deliveries take: how many messages a claim
+    /// asks for.
+    paces: Paces,
     next_due: Option<i64>,
     next_reclaim: Instant,
     /// No claim before this (backing off after failed claims, or claims
@@ -192,7 +194,7 @@ impl Dispatcher {
                 .claims_join_commits()
                 .then(|| inbox.claims.clone()),
             backlog: false,
-            pace: Pace::default(),
+            paces: Paces::default(),
             next_due: None,
             next_reclaim: Instant::now(),
             claim_after: None,
@@ -278,51 +280,68 @@ impl Dispatcher {
         self.drain(run, inbox, settled).await;
     }
 
-    /// Starts a claim of [`Dispatcher::claim_size`] messages when fewer than
-    /// that are waiting; or, when slots are free that no waiting message may
-    /// take, of as many as are free, of the types neither waiting nor
-    /// running.
+    /// Starts a claim of the types with fewer messages waiting than their
+    /// room ([`Paces::plan`]), up to that room of each; or, when
+    /// slots are free that no waiting message may take, of as many as are
+    /// free, of the types neither waiting nor running.
     fn claim(&self, run: &mut Run) {
-        let size = self.claim_size(run);
-        // Enough is waiting: the common case, asked after every commit, so
-        // it is answered before anything is counted. A claim ahead, so
-        // deliveries do not stop while it is made (half a batch ran dry on
-        // 2 cores while the claim waited behind a commit:
-        // docs/BENCHMARKS.md).
-        if run.ready.len() >= size.max(self.settings.concurrency) && !run.starved {
+        // A batch is waiting: the common case, asked after every commit, so
+        // it is answered before anything is counted. Below that, each type
+        // is claimed a whole claim ahead, so deliveries do not stop while it
+        // is made (half a batch ran dry on 2 cores while the claim waited
+        // behind a commit: docs/BENCHMARKS.md).
+        if run.ready.len() >= self.settings.batch_size.max(self.settings.concurrency)
+            && !run.starved
+        {
             return;
+        }
+        let mut waiting: HashMap<&str, usize> = HashMap::new();
+        for c in &run.ready {
+            *waiting.entry(c.event_type.as_str()).or_default() += 1;
         }
         // Types at their `concurrency` (running or claimed) are not claimed.
         let mut held = run.running_by_type.clone();
-        for c in &run.ready {
-            *held.entry(c.event_type.clone()).or_default() += 1;
+        for (t, n) in &waiting {
+            *held.entry((*t).to_owned()).or_default() += n;
         }
-        let mut types = self
-            .type_slots
-            .claimable(&self.routes.event_types(), &held);
+        let routable = self.routes.event_types();
+        run.paces.keep_only(&routable);
+        let mut types = self.type_slots.claimable(&routable, &held);
         if types.is_empty() || self.store.health().damage().is_some() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
             return;
         }
-        let mut asked = Asked {
-            limit: size,
-            top_up: false,
-        };
-        if run.starved && run.ready.len() >= self.settings.concurrency {
+        let top_up = run.starved && run.ready.len() >= self.settings.concurrency;
+        let plan = if top_up {
             types.retain(|t| {
-                !run.running_by_type.contains_key(t) && !run.ready.iter().any(|c| &c.event_type == t)
+                !run.running_by_type.contains_key(t) && !waiting.contains_key(t.as_str())
             });
-            if types.is_empty() {
-                run.want_claim = false;
-                return;
-            }
-            asked = Asked {
+            (!types.is_empty()).then(|| Plan {
+                event_types: types,
                 limit: self.settings.concurrency.saturating_sub(run.running.len()).max(1),
-                top_up: true,
+                caps: TypeCaps::new(),
+            })
+        } else {
+            let slots = pace::Slots {
+                concurrency: self.settings.concurrency,
+                free: self.settings.concurrency.saturating_sub(run.running.len()),
+                batch_size: self.settings.batch_size,
             };
-        }
-        let limit = asked.limit;
+            run.paces.plan(types, &waiting, slots)
+        };
+        let Some(Plan {
+            event_types: types,
+            limit,
+            caps,
+        }) = plan
+        else {
+            // Enough of every type is waiting: claimed again after the
+            // next commit.
+            run.want_claim = false;
+            return;
+        };
+        let asked = Asked { limit, top_up };
         // The claim runs beside the loop, which goes on starting and
         // collecting deliveries meanwhile; its answer comes back through
         // `Run::claiming` (see [`Dispatcher::claimed`]).
@@ -334,6 +353,7 @@ impl Dispatcher {
                     limit,
                     lease,
                     event_types: types,
+                    caps,
                     answer,
                 };
                 // At most one claim is out at a time, so the order always
@@ -344,27 +364,20 @@ impl Dispatcher {
             None => {
                 let store = self.store.clone();
                 tokio::spawn(async move {
-                    let claimed = match store.claim(limit, lease, &types).await {
+                    let claimed = match store.claim_capped(limit, lease, &types, &caps).await {
                         Ok(claimed) => claimed,
                         Err(e) => {
                             let _ = answer.send(Err(e));
                             return;
                         }
                     };
-                    let next_due = next_due_after(&store, &claimed, limit, &types).await;
+                    let next_due = next_due_after(&store, &claimed, limit, &caps, &types).await;
                     let _ = answer.send(Ok((claimed, next_due)));
                 });
             }
         }
         run.want_claim = false;
         run.claiming = Some((claiming, asked));
-    }
-
-    /// How many messages a claim asks for: a whole batch for fast handlers,
-    /// fewer for slow ones (see [`pace`]).
-    fn claim_size(&self, run: &Run) -> usize {
-        run.pace
-            .claim_size(self.settings.concurrency, self.settings.batch_size)
     }
 
     /// The answer to a claim.
@@ -479,7 +492,14 @@ impl Dispatcher {
     /// A timer fired: claim if a delayed message fell due, or (the slow
     /// poll) if another process committed.
     async fn on_tick(&mut self, run: &mut Run) {
-        if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) || self.commits.poll().await {
+        if run.next_due.is_some_and(|due| due <= self.clock.now_ms()) {
+            // Acted on once: the claim's answer sets the next due time. A
+            // claim skipped because enough of every type waits is made after
+            // the next commit.
+            run.next_due = None;
+            run.want_claim = true;
+        }
+        if self.commits.poll().await {
             run.want_claim = true;
         }
     }
@@ -626,19 +646,33 @@ impl Dispatcher {
 }
 
 /// When the next message of `event_types` falls due, asked only when a claim
-/// of up to `limit` came back short (the queue ran dry): when to look again.
-/// The claim is committed: should this look fail, its messages are still
-/// delivered, and the poll stands in for the due time.
+/// of up to `limit` came back short, of the types that ran dry (fewer
+/// claimed than their cap in `caps`): when to look again. A type that
+/// reached its cap is claimed again once fewer of it wait. The claim is
+/// committed: should this look fail, its messages are still delivered, and
+/// the poll stands in for the due time.
 async fn next_due_after(
     store: &Store,
     claimed: &[Claimed],
     limit: usize,
+    caps: &TypeCaps,
     event_types: &[String],
 ) -> Option<crate::clock::Millis> {
     if claimed.len() >= limit {
         return None;
     }
-    store.next_due_at(event_types).await.unwrap_or_else(|e| {
+    let dry: Vec<String> = event_types
+        .iter()
+        .filter(|t| {
+            let taken = claimed.iter().filter(|c| &c.event_type == *t).count();
+            taken < type_limit(limit, caps, t)
+        })
+        .cloned()
+        .collect();
+    if dry.is_empty() {
+        return None;
+    }
+    store.next_due_at(&dry).await.unwrap_or_else(|e| {
         tracing::warn!("could not read when the next message falls due: {e}");
         None
     })
@@ -678,7 +712,7 @@ impl Run {
         match done {
             Ok((id, finished)) => {
                 self.leases.remove(&id);
-                self.pace.observe(finished.took);
+                self.paces.observe(&finished.claimed.event_type, finished.took);
                 self.finished.push(finished);
             }
             // Aborted at shutdown: its lease stays in `leases` to be released.

@@ -25,7 +25,7 @@ use crate::backoff::Retry;
 use super::delivery::Finished;
 use super::Claim;
 use crate::clock::SharedClock;
-use crate::store::{Claimed, Settled, Settlement, Store, StoreError};
+use crate::store::{Claimed, Settled, Settlement, Store, StoreError, TypeCaps};
 use crate::metrics::Metrics;
 use crate::state_machine::Failure;
 
@@ -47,6 +47,8 @@ pub(crate) struct ClaimOrder {
     pub(crate) limit: usize,
     pub(crate) lease: Duration,
     pub(crate) event_types: Vec<String>,
+    /// The most of some types ([`TypeCaps`]).
+    pub(crate) caps: TypeCaps,
     /// Where the claim's answer goes.
     pub(crate) answer: oneshot::Sender<Result<Claim, StoreError>>,
 }
@@ -165,7 +167,7 @@ impl Settler {
             let (returned, result) = match &order {
                 Some(o) => {
                     self.store
-                        .settle_and_claim(batch, o.limit, o.lease, o.event_types.clone())
+                        .settle_and_claim(batch, o.limit, o.lease, o.event_types.clone(), o.caps.clone())
                         .await
                 }
                 None => {
@@ -204,7 +206,7 @@ impl Settler {
     async fn claim_alone(&self, order: ClaimOrder) {
         match self
             .store
-            .claim(order.limit, order.lease, &order.event_types)
+            .claim_capped(order.limit, order.lease, &order.event_types, &order.caps)
             .await
         {
             Ok(claimed) => self.answer(order, claimed).await,
@@ -217,7 +219,9 @@ impl Settler {
     /// Answers `order` with what it claimed, and when the next message falls
     /// due if the queue ran dry.
     async fn answer(&self, order: ClaimOrder, claimed: Vec<Claimed>) {
-        let next_due = super::next_due_after(&self.store, &claimed, order.limit, &order.event_types).await;
+        let next_due =
+            super::next_due_after(&self.store, &claimed, order.limit, &order.caps, &order.event_types)
+                .await;
         // The dispatcher stopped waiting (shutting down): the claimed
         // messages return when their lease expires.
         let _ = order.answer.send(Ok((claimed, next_due)));

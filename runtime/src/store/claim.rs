@@ -4,6 +4,17 @@ use crate::clock::Millis;
 use crate::message::{MessageId, Priority};
 use crate::state_machine::{Failure, Policies, Transition, after_failure, is_expired};
 
+/// The most messages of each event type one claim may take, beside its
+/// overall limit; a type not listed is held to that limit alone. The
+/// dispatcher caps the types whose handlers are slow, so that a claim does
+/// not hold more of their messages than their slots get through soon.
+pub type TypeCaps = std::collections::HashMap<String, usize>;
+
+/// How many messages of `event_type` a claim of up to `limit` may take.
+pub(crate) fn type_limit(limit: usize, caps: &TypeCaps, event_type: &str) -> usize {
+    caps.get(event_type).map_or(limit, |cap| limit.min(*cap))
+}
+
 /// Puts claim candidates in the order a claim takes them, across event
 /// types: highest priority first; within a priority, in turns across types
 /// (each type's oldest, then each type's second oldest, ...); then oldest.

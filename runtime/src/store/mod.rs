@@ -64,7 +64,8 @@ use crate::message::{MessageId, NewMessage};
 use crate::state_machine::Failure;
 
 pub use check::{CheckDepth, CheckReport};
-pub use claim::{Claimed, Lease};
+pub use claim::{Claimed, Lease, TypeCaps};
+pub(crate) use claim::type_limit;
 pub use dead_letters::{
     DeadLetter, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Selection, StoredMessage,
     parse_cursor,
@@ -176,11 +177,29 @@ impl Store {
         lease: Duration,
         event_types: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
+        self.claim_capped(limit, lease, event_types, &TypeCaps::new())
+            .await
+    }
+
+    /// [`Store::claim`], taking at most `caps[t]` messages of each type `t`
+    /// listed in `caps`.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn claim_capped(
+        &self,
+        limit: usize,
+        lease: Duration,
+        event_types: &[String],
+        caps: &TypeCaps,
+    ) -> Result<Vec<Claimed>, StoreError> {
         if limit == 0 || event_types.is_empty() {
             return Ok(Vec::new());
         }
         self.writable()?;
-        let result = each!(self, b => b.claim(limit, lease, event_types.to_vec()).await);
+        let result =
+            each!(self, b => b.claim(limit, lease, event_types.to_vec(), caps.clone()).await);
         self.seen("claim", result)
     }
 
@@ -242,6 +261,7 @@ impl Store {
         limit: usize,
         lease: Duration,
         event_types: Vec<String>,
+        caps: TypeCaps,
     ) -> (Vec<E>, Result<SettledAndClaimed, StoreError>)
     where
         E: SettleEntry + Send + Sync + 'static,
@@ -250,7 +270,7 @@ impl Store {
             let (batch, settled) = self.settle(batch).await;
             let result = match settled {
                 Ok(settled) => self
-                    .claim(limit, lease, &event_types)
+                    .claim_capped(limit, lease, &event_types, &caps)
                     .await
                     .map(|claimed| (settled, claimed)),
                 Err(e) => Err(e),
@@ -260,7 +280,7 @@ impl Store {
         if let Err(e) = self.writable() {
             return (batch, Err(e));
         }
-        let (batch, result) = b.settle_and_claim(batch, limit, lease, event_types).await;
+        let (batch, result) = b.settle_and_claim(batch, limit, lease, event_types, caps).await;
         self.health().record("settle", &result);
         (batch, result)
     }

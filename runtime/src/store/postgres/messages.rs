@@ -14,7 +14,7 @@ use super::schema::CHANNEL;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
-use crate::store::claim::{Parent, fair_order, split_expired};
+use crate::store::claim::{Parent, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::enqueue::capped_types;
 use crate::store::settle::{Room, decide};
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
@@ -50,20 +50,22 @@ const QUEUED_UP_TO: &str = "SELECT count(*) FROM (SELECT 1 FROM mailroom.message
 const BY_KEYS: &str = "SELECT key, id FROM mailroom.messages WHERE key = ANY($1)
     UNION ALL SELECT key, id FROM mailroom.retained_keys WHERE key = ANY($1)";
 
-/// The first due queued messages of each routable type (`$1`), in claim
-/// order, locked unless another claimer holds them; the first `$3` of all
-/// of them, in the order of `fair_order` (priority, then turns across
-/// types, then age), are taken under the lease. Read per type, so messages
-/// of types no plugin handles are never scanned past.
+/// The first due queued messages of each routable type (`$1`, each with
+/// the most of it to take in `$7`), in claim order, locked unless another
+/// claimer holds them; the first `$3` of all of them, in the order of
+/// `fair_order` (priority, then turns across types, then age), are taken
+/// under the lease. Read per type, so messages of types no plugin handles
+/// are never scanned past.
 const CLAIM: &str = "WITH candidates AS (
-        SELECT t.event_type, c.seq, c.priority FROM unnest($1::text[]) AS t(event_type)
+        SELECT t.event_type, c.seq, c.priority
+          FROM unnest($1::text[], $7::int8[]) AS t(event_type, cap)
         CROSS JOIN LATERAL (
             SELECT m.seq, m.priority FROM mailroom.messages m
              WHERE m.state = 'queued' AND m.event_type = t.event_type AND m.available_at <= $2
                AND NOT EXISTS (SELECT 1 FROM mailroom.paused_event_types p
                                 WHERE p.event_type = t.event_type)
              ORDER BY m.priority DESC, m.seq
-             LIMIT $3
+             LIMIT t.cap
              FOR UPDATE SKIP LOCKED
         ) c
     ), picked AS (
@@ -392,6 +394,7 @@ impl PgStore {
         limit: usize,
         lease: Duration,
         event_types: Vec<String>,
+        caps: TypeCaps,
     ) -> Result<Vec<Claimed>, StoreError> {
         self.timed(async {
             if !self.inner.registered.load(std::sync::atomic::Ordering::Relaxed) {
@@ -400,7 +403,6 @@ impl PgStore {
             let now = self.now();
             let expires = now.saturating_add(duration_ms(lease));
             let token = uuid::Uuid::now_v7().to_string();
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let client = self.client().await?;
             let errors = self.errors();
             let stmt = client
@@ -410,10 +412,15 @@ impl PgStore {
             let mut types = event_types;
             types.sort();
             types.dedup();
+            let type_caps: Vec<i64> = types
+                .iter()
+                .map(|t| i64::try_from(type_limit(limit, &caps, t)).unwrap_or(i64::MAX))
+                .collect();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
                 .query(
                     &stmt,
-                    &[&types, &now, &limit, &self.inner.owner.id, &token, &expires],
+                    &[&types, &now, &limit, &self.inner.owner.id, &token, &expires, &type_caps],
                 )
                 .await
                 .map_err(|e| errors.pg(&e))?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::Mailbox;
 use super::row::get_u32;
-use crate::store::claim::{Claimed, Lease, fair_order, split_expired};
+use crate::store::claim::{Claimed, Lease, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::{Outcome, StoreError};
 use crate::clock::{Millis, duration_ms};
 use crate::state_machine::Policies;
@@ -74,7 +74,8 @@ impl Mailbox {
         }
         // A claim is a settle-and-claim with nothing to settle.
         let nothing: &[Outcome] = &[];
-        let (_, claimed) = self.settle_and_claim(nothing, limit, lease, event_types)?;
+        let (_, claimed) =
+            self.settle_and_claim(nothing, limit, lease, event_types, &TypeCaps::new())?;
         Ok(claimed)
     }
 
@@ -99,7 +100,8 @@ pub(super) struct Claimer {
     policies: Option<Policies>,
 }
 
-/// Claims inside `tx` (see [`Mailbox::claim`]); the caller commits.
+/// Claims inside `tx` (see [`Mailbox::claim`]), at most `caps[t]` of each
+/// type `t` listed in `caps`; the caller commits.
 pub(super) fn claim_in<S: AsRef<str>>(
     tx: &Connection,
     claimer: &Claimer,
@@ -107,6 +109,7 @@ pub(super) fn claim_in<S: AsRef<str>>(
     limit: usize,
     lease: Duration,
     event_types: &[S],
+    caps: &TypeCaps,
 ) -> rusqlite::Result<Vec<Claimed>> {
     if limit == 0 || event_types.is_empty() {
         return Ok(Vec::new());
@@ -133,7 +136,7 @@ pub(super) fn claim_in<S: AsRef<str>>(
     }
     for event_type in types {
         let rows = select.query_map(
-            params![event_type, now, super::row::sql_int(limit)],
+            params![event_type, now, super::row::sql_int(type_limit(limit, caps, event_type))],
             |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
         )?;
         for row in rows {

@@ -10,7 +10,7 @@ use super::enqueue::insert;
 use crate::clock::Millis;
 use crate::message::NewMessage;
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
-use crate::store::claim::{Claimed, Lease, Parent};
+use crate::store::claim::{Claimed, Lease, Parent, TypeCaps};
 use crate::store::enqueue::capped_types;
 use crate::store::settle::{
     Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, decide,
@@ -99,6 +99,7 @@ impl Mailbox {
         limit: usize,
         lease: std::time::Duration,
         event_types: &[S],
+        caps: &TypeCaps,
     ) -> Result<SettledAndClaimed, StoreError> {
         let now = self.now();
         let ctx = self.ctx.clone();
@@ -106,7 +107,8 @@ impl Mailbox {
         let claimer = self.claimer();
         let tx = self.tx()?;
         let results = settle_all(&tx, batch, &rules, now).map_err(|e| ctx.err(e))?;
-        let claimed = claim_in(&tx, &claimer, now, limit, lease, event_types).map_err(|e| ctx.err(e))?;
+        let claimed =
+            claim_in(&tx, &claimer, now, limit, lease, event_types, caps).map_err(|e| ctx.err(e))?;
         tx.commit().map_err(|e| ctx.err(e))?;
         // A claim of nothing records no owner.
         self.registered |= limit > 0 && !event_types.is_empty();

@@ -17,7 +17,7 @@ use crate::store::{
     Cancelled, Claimed, CommitSignal, DeadLetterFilter, DeadLetterMatch, DeadLetterPage, Enqueued,
     Lease, MessageFilter, MessagePage, OpenOptions, PauseChange, PausedType, PluginRegistry,
     Reclaimed, Selection, SettleEntry, Settled, SettledAndClaimed, Stats, StoreError, StoreHealth,
-    StoredMessage, Swept,
+    StoredMessage, Swept, TypeCaps,
 };
 
 /// A [`Mailbox`] usable from async code. Cloning shares the connection.
@@ -119,8 +119,14 @@ impl SqliteStore {
         limit: usize,
         lease: Duration,
         event_types: Vec<String>,
+        caps: TypeCaps,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.call(move |mb| mb.claim(limit, lease, &event_types)).await
+        self.call(move |mb| {
+            let nothing: &[crate::store::Outcome] = &[];
+            mb.settle_and_claim(nothing, limit, lease, &event_types, &caps)
+                .map(|(_, claimed)| claimed)
+        })
+        .await
     }
 
     pub(crate) async fn next_due_at(
@@ -155,12 +161,13 @@ impl SqliteStore {
         limit: usize,
         lease: Duration,
         event_types: Vec<String>,
+        caps: TypeCaps,
     ) -> (Vec<E>, Result<SettledAndClaimed, StoreError>)
     where
         E: SettleEntry + Send + Sync + 'static,
     {
         self.call(move |mb| {
-            let result = mb.settle_and_claim(&batch, limit, lease, &event_types);
+            let result = mb.settle_and_claim(&batch, limit, lease, &event_types, &caps);
             Ok((batch, result))
         })
         .await
