@@ -521,13 +521,7 @@ fn slow_handlers_are_claimed_a_few_at_a_time_and_the_rest_waits_in_the_queue() {
     host.start();
     host.wait_loaded("behaviour");
     let ids = host.enqueue(&vec![slow(300); 8]);
-    let mut most_held = 0;
-    host.wait_for("the queue to drain", || {
-        let stored = harness::store::messages(&host.db(), "behaviour");
-        let held = stored.iter().filter(|m| m.state == "inflight").count();
-        most_held = most_held.max(held);
-        stored.is_empty().then_some(())
-    });
+    let most_held = most_held_until_drained(&host, "behaviour", &["behaviour"]);
     assert!(
         (1..=3).contains(&most_held),
         "at most 3 of the 8 messages were held by the host at once, saw {most_held}"
@@ -565,17 +559,28 @@ fn a_slow_type_beside_a_fast_one_is_claimed_a_few_at_a_time() {
         .collect();
     events.extend(vec![slow(300); 12]);
     host.enqueue(&events);
-    let mut most_held = 0;
-    host.wait_for("both queues to drain", || {
-        let slow = harness::store::messages(&host.db(), "behaviour");
-        let held = slow.iter().filter(|m| m.state == "inflight").count();
-        most_held = most_held.max(held);
-        let orders = harness::store::messages(&host.db(), "order.created");
-        (slow.is_empty() && orders.is_empty()).then_some(())
-    });
+    let most_held = most_held_until_drained(&host, "behaviour", &["behaviour", "order.created"]);
     assert!(
         (1..=5).contains(&most_held),
         "at most 5 of the 12 slow messages were held by the host at once, saw {most_held}"
     );
     host.stop();
+}
+
+/// The most messages of `event_type` the host held claimed at once (in
+/// flight in the store), looked at until no message of `drained` is left.
+fn most_held_until_drained(host: &TestHost, event_type: &str, drained: &[&str]) -> usize {
+    let mut most = 0;
+    host.wait_for("the queues to drain", || {
+        let held = harness::store::messages(&host.db(), event_type)
+            .iter()
+            .filter(|m| m.state == "inflight")
+            .count();
+        most = most.max(held);
+        drained
+            .iter()
+            .all(|t| harness::store::messages(&host.db(), t).is_empty())
+            .then_some(())
+    });
+    most
 }
