@@ -661,12 +661,13 @@ async fn next_due_after(
     if claimed.len() >= limit {
         return None;
     }
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    for c in claimed {
+        *taken.entry(c.event_type.as_str()).or_default() += 1;
+    }
     let dry: Vec<String> = event_types
         .iter()
-        .filter(|t| {
-            let taken = claimed.iter().filter(|c| &c.event_type == *t).count();
-            taken < type_limit(limit, caps, t)
-        })
+        .filter(|t| taken.get(t.as_str()).copied().unwrap_or(0) < type_limit(limit, caps, t))
         .cloned()
         .collect();
     if dry.is_empty() {

@@ -250,7 +250,8 @@ impl Store {
     }
 
     /// Settles `batch` as [`Store::settle`] does, then claims up to `limit`
-    /// messages of `event_types` as [`Store::claim`] does. On SQLite both
+    /// messages of `event_types`, at most `caps[t]` of a type `t`, as
+    /// [`Store::claim_capped`] does. On SQLite both
     /// happen in one transaction: one commit instead of two, and the pages
     /// both write (the head of the queue and its indexes) written once. On
     /// PostgreSQL the claim follows the commit. The outer result is a store

@@ -121,12 +121,10 @@ impl SqliteStore {
         event_types: Vec<String>,
         caps: TypeCaps,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.call(move |mb| {
-            let nothing: &[crate::store::Outcome] = &[];
-            mb.settle_and_claim(nothing, limit, lease, &event_types, &caps)
-                .map(|(_, claimed)| claimed)
-        })
-        .await
+        // A claim is a settle-and-claim with nothing to settle.
+        let nothing: Vec<crate::store::Outcome> = Vec::new();
+        let (_, result) = self.settle_and_claim(nothing, limit, lease, event_types, caps).await;
+        result.map(|(_, claimed)| claimed)
     }
 
     pub(crate) async fn next_due_at(
