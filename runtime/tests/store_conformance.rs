@@ -61,6 +61,7 @@ on_both_backends!(
     key_dedupe_returns_the_existing_id_in_every_stored_state,
     a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
+    acks_of_several_claims_settle_together_and_a_message_is_acked_once,
     settle_and_claim_settles_then_claims_what_is_due_follow_ups_included,
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
@@ -618,6 +619,48 @@ async fn a_settle_batch_is_one_transaction_with_per_message_results(backend: Bac
     );
     assert_eq!(stats.by_event_type["a"].counts.queued, 1);
     assert_eq!(stats.by_event_type["a"].counts.dead, 1);
+}
+
+/// One batch holds acks of messages from different claims (each claim's
+/// lease token its own), and the same message acked twice: every lease
+/// still held is acked, and a message only once, so its follow-ups are
+/// committed once.
+async fn acks_of_several_claims_settle_together_and_a_message_is_acked_once(backend: Backend) {
+    let f = fixture(backend).await;
+    for _ in 0..4 {
+        enqueue(&f.store, "a").await;
+    }
+    let first = claim(&f.store, 2, &["a"]).await;
+    let second = claim(&f.store, 2, &["a"]).await;
+    assert_ne!(first[0].lease.token, second[0].lease.token, "a token per claim");
+    let ack = || Settlement::Ack {
+        follow_ups: vec![NewMessage::new("f", b"{}".to_vec())],
+    };
+    let batch = vec![
+        Outcome::new(second[0].clone(), ack()),
+        Outcome::new(first[0].clone(), ack()),
+        Outcome::new(second[0].clone(), ack()),
+        Outcome::new(first[1].clone(), ack()),
+        Outcome::new(second[1].clone(), Settlement::Fail(retry("r"))),
+    ];
+    let (_, results) = f.store.settle(batch).await;
+    let results = results.expect("batch commits");
+    assert!(matches!(results[0], Ok(Settled::Acked)), "{:?}", results[0]);
+    assert!(matches!(results[1], Ok(Settled::Acked)), "{:?}", results[1]);
+    assert!(
+        matches!(results[2], Err(StoreError::LeaseLost { .. })),
+        "acked already in this batch: {:?}",
+        results[2]
+    );
+    assert!(matches!(results[3], Ok(Settled::Acked)), "{:?}", results[3]);
+    assert!(matches!(results[4], Ok(Settled::Requeued { .. })), "{:?}", results[4]);
+    let stats = f.store.stats().await.expect("stats");
+    assert_eq!(
+        stats.by_event_type["f"].counts.queued, 3,
+        "one follow-up per acked message"
+    );
+    assert_eq!(stats.by_event_type["a"].counts.queued, 1, "the failed one");
+    assert_eq!(stats.by_event_type["a"].counts.inflight, 0);
 }
 
 async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(backend: Backend) {

@@ -608,7 +608,7 @@ impl PgStore {
             }
             results.push(None);
         }
-        let acked: HashSet<uuid::Uuid> = if ack_ids.is_empty() {
+        let mut acked: HashSet<uuid::Uuid> = if ack_ids.is_empty() {
             HashSet::new()
         } else {
             let ack = tx.prepare_cached(ACK).await.map_err(|e| errors.pg(&e))?;
@@ -620,25 +620,7 @@ impl PgStore {
                 .collect()
         };
         let failed = failures.apply(&tx, now, errors).await?;
-        // Every acked entry's follow-ups, in one statement.
-        let follow_ups: Vec<(&NewMessage, Option<Parent<'_>>)> = batch
-            .iter()
-            .filter(|entry| acked.contains(&entry.claimed().lease.id.0))
-            .flat_map(|entry| {
-                let parent = Parent::of(entry.claimed());
-                let emitted = match entry.settlement() {
-                    Settlement::Ack { follow_ups } => follow_ups.as_slice(),
-                    Settlement::Fail(_) => &[],
-                };
-                emitted.iter().map(move |m| (m, Some(parent)))
-            })
-            .collect();
-        if !follow_ups.is_empty() {
-            insert_all(&tx, &follow_ups, policies, now, errors).await?;
-            notify(&tx, errors).await?;
-        }
-        tx.commit().await.map_err(|e| errors.pg(&e))?;
-        Ok(batch
+        let results: Vec<Result<Settled, StoreError>> = batch
             .iter()
             .zip(results)
             .zip(transitions)
@@ -648,17 +630,39 @@ impl PgStore {
                 }
                 let id = entry.claimed().lease.id;
                 // A transition was applied as a failure (an ack whose events
-                // did not fit included); otherwise it was an ack.
+                // did not fit included); otherwise it was an ack, and the
+                // first of several acks of one message takes it.
                 let held = match transition {
                     Some(_) => failed.contains(&id.0),
-                    None => acked.contains(&id.0),
+                    None => acked.remove(&id.0),
                 };
                 if !held {
                     return Err(StoreError::LeaseLost { id });
                 }
                 Ok(transition.as_ref().map_or(Settled::Acked, Settled::of))
             })
-            .collect())
+            .collect();
+        // Every acked entry's follow-ups, in one statement.
+        let follow_ups: Vec<(&NewMessage, Option<Parent<'_>>)> = batch
+            .iter()
+            .zip(&results)
+            .filter_map(|(entry, result)| match (result, entry.settlement()) {
+                (Ok(Settled::Acked), Settlement::Ack { follow_ups }) => {
+                    Some((entry, follow_ups.as_slice()))
+                }
+                _ => None,
+            })
+            .flat_map(|(entry, emitted)| {
+                let parent = Parent::of(entry.claimed());
+                emitted.iter().map(move |m| (m, Some(parent)))
+            })
+            .collect();
+        if !follow_ups.is_empty() {
+            insert_all(&tx, &follow_ups, policies, now, errors).await?;
+            notify(&tx, errors).await?;
+        }
+        tx.commit().await.map_err(|e| errors.pg(&e))?;
+        Ok(results)
     }
 }
 

@@ -442,6 +442,7 @@ mod tests {
                 "COVERING INDEX messages_queue (event_type=?",
             ),
             ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
+            ("ack", super::super::settle::ACK, "sqlite_autoindex_messages_1 (id=?)"),
             ("next due: delayed", super::super::claim::NEXT_DUE, "messages_delayed"),
             (
                 "next due: due now",
