@@ -217,10 +217,15 @@ impl Dispatcher {
                 self.claim(&mut run);
             }
             self.start(&mut run).await;
-            // Other processes' commits matter only once idle (or starved);
-            // through a backlog, the watch on them is set aside.
+            // Other processes' commits matter only once idle (or starved)
+            // with no claim on its way, whose answer says whether more
+            // waits; through a backlog, the watch on them is set aside.
+            // (Armed, every page the settler writes raises a file event:
+            // arming while a claim is made only to disarm at its answer
+            // cost a few percent of a core through a backlog.)
             let attending = ((run.running.is_empty() && run.ready.is_empty()) || run.starved)
-                && run.claim_after.is_none();
+                && run.claim_after.is_none()
+                && run.claiming.is_none();
             if attending {
                 self.commits.attend(true);
             } else if run.backlog {
