@@ -29,17 +29,25 @@ pub(crate) struct Slots {
 
 /// The position in `waiting` (event types, in claim order) of the message
 /// to start next, or `None` if none may start now. `running` counts the
-/// deliveries running per type, `busy` all of them.
+/// deliveries running per type, `busy` all of them; `fewest` is
+/// [`fewest_running`] of the types in `waiting`, so the scan stops at the
+/// first message of a type that cannot be beaten (with one type waiting,
+/// at the first message) rather than reading the whole batch.
 pub(crate) fn pick<'a>(
     waiting: impl IntoIterator<Item = &'a str>,
     running: &HashMap<String, usize>,
     busy: usize,
     slots: Slots,
+    fewest: usize,
 ) -> Option<usize> {
     if busy >= slots.concurrency {
         return None;
     }
     let shared_free = busy < slots.concurrency.saturating_sub(slots.reserved);
+    if !shared_free && fewest > 0 {
+        // Only the reserved slots are free, and every waiting type runs.
+        return None;
+    }
     let mut best: Option<(usize, usize)> = None;
     let mut previous: Option<&str> = None;
     for (index, event_type) in waiting.into_iter().enumerate() {
@@ -55,7 +63,7 @@ pub(crate) fn pick<'a>(
         }
         if best.is_none_or(|(fewest, _)| running < fewest) {
             best = Some((running, index));
-            if running == 0 {
+            if running <= fewest {
                 break;
             }
         }
@@ -63,9 +71,32 @@ pub(crate) fn pick<'a>(
     best.map(|(_, index)| index)
 }
 
+/// The fewest deliveries running of any of `event_types` (0 for none).
+pub(crate) fn fewest_running<'a>(
+    event_types: impl IntoIterator<Item = &'a str>,
+    running: &HashMap<String, usize>,
+) -> usize {
+    event_types
+        .into_iter()
+        .map(|t| running.get(t).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`pick`], told the fewest running as the dispatcher tells it.
+    fn pick<'a>(
+        waiting: impl IntoIterator<Item = &'a str> + Clone,
+        running: &HashMap<String, usize>,
+        busy: usize,
+        slots: Slots,
+    ) -> Option<usize> {
+        let fewest = fewest_running(waiting.clone(), running);
+        super::pick(waiting, running, busy, slots, fewest)
+    }
 
     fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
         pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()

@@ -38,10 +38,11 @@
 mod delivery;
 mod fair;
 mod pace;
+mod ready;
 mod settler;
 mod slots;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -57,6 +58,7 @@ use crate::store::{Claimed, CommitSignal, Lease, Store, StoreError, TypeCaps, ty
 use crate::routing::Routes;
 use delivery::{Finished, deliver};
 use pace::{Paces, Plan};
+use ready::Ready;
 use settler::{ClaimOrder, Settler, SettlerInbox};
 pub(crate) use slots::TypeSlots;
 
@@ -116,7 +118,7 @@ struct Run {
     /// Claimed, waiting for a free delivery slot. Claiming a whole batch at
     /// once (rather than one message per free slot) keeps claims and commits
     /// large, which is where the throughput comes from.
-    ready: VecDeque<Claimed>,
+    ready: Ready,
     running: JoinSet<Finished>,
     /// How many are in `running`, for the settler.
     running_count: Arc<AtomicUsize>,
@@ -179,7 +181,7 @@ impl Dispatcher {
         let budget = follow_up_budget_kib(self.settings.concurrency, self.max_emit_bytes);
         let pending = Arc::new(tokio::sync::Semaphore::new(budget as usize));
         let mut run = Run {
-            ready: VecDeque::new(),
+            ready: Ready::default(),
             running: JoinSet::new(),
             running_count: running,
             leases: HashMap::new(),
@@ -300,10 +302,7 @@ impl Dispatcher {
         {
             return;
         }
-        let mut waiting: HashMap<&str, usize> = HashMap::new();
-        for c in &run.ready {
-            *waiting.entry(c.event_type.as_str()).or_default() += 1;
-        }
+        let waiting: HashMap<&str, usize> = run.ready.types().collect();
         // Types at their `concurrency` (running or claimed) are not claimed.
         let mut held = run.running_by_type.clone();
         for (t, n) in &waiting {
@@ -426,8 +425,10 @@ impl Dispatcher {
             },
         };
         loop {
+            let fewest = fair::fewest_running(run.ready.types().map(|(t, _)| t), &run.running_by_type);
             let waiting = run.ready.iter().map(|c| c.event_type.as_str());
-            let Some(index) = fair::pick(waiting, &run.running_by_type, run.running.len(), slots)
+            let Some(index) =
+                fair::pick(waiting, &run.running_by_type, run.running.len(), slots, fewest)
             else {
                 break;
             };
@@ -577,7 +578,7 @@ impl Dispatcher {
         {
             run.ready.extend(claimed);
         }
-        let waiting: Vec<Lease> = run.ready.drain(..).map(|c| c.lease).collect();
+        let waiting: Vec<Lease> = run.ready.take_all().into_iter().map(|c| c.lease).collect();
         if !waiting.is_empty() {
             self.release_within(waiting, bound).await;
         }
