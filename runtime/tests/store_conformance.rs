@@ -62,6 +62,7 @@ on_both_backends!(
     a_key_is_remembered_for_its_retention_after_its_message_is_acked,
     a_settle_batch_is_one_transaction_with_per_message_results,
     acks_of_several_claims_settle_together_and_a_message_is_acked_once,
+    a_large_batch_keeps_its_order_its_fields_and_its_keys,
     settle_and_claim_settles_then_claims_what_is_due_follow_ups_included,
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
@@ -661,6 +662,44 @@ async fn acks_of_several_claims_settle_together_and_a_message_is_acked_once(back
     );
     assert_eq!(stats.by_event_type["a"].counts.queued, 1, "the failed one");
     assert_eq!(stats.by_event_type["a"].counts.inflight, 0);
+}
+
+/// A batch of 75 messages, keyed ones among them and a key repeated, is
+/// stored in its order with every field as given: claimed back in the
+/// order enqueued, each with its payload, source and correlation id, the
+/// repeated key resolving to its first message.
+async fn a_large_batch_keeps_its_order_its_fields_and_its_keys(backend: Backend) {
+    let f = fixture(backend).await;
+    let batch: Vec<NewMessage> = (0..75)
+        .map(|i| {
+            let m = NewMessage {
+                source: Some(format!("src{i}")),
+                correlation_id: (i % 3 == 0).then(|| format!("corr{i}")),
+                ..NewMessage::new("a", format!("{{\"n\":{i}}}").into_bytes())
+            };
+            match i {
+                10 | 40 => m.with_key(format!("k{i}")),
+                41 => m.with_key("k10"),
+                _ => m,
+            }
+        })
+        .collect();
+    let enqueued = f.store.enqueue_batch(batch).await.expect("enqueue");
+    assert_eq!(enqueued.len(), 75);
+    assert!(enqueued[41].duplicate && enqueued[41].id == enqueued[10].id);
+    assert_eq!(enqueued.iter().filter(|e| e.duplicate).count(), 1);
+    let claimed = claim(&f.store, 100, &["a"]).await;
+    let stored: Vec<usize> = (0..75).filter(|i| *i != 41).collect();
+    assert_eq!(claimed.len(), stored.len());
+    for (c, i) in claimed.iter().zip(stored) {
+        assert_eq!(c.id(), enqueued[i].id, "claimed in the order enqueued");
+        assert_eq!(c.payload, format!("{{\"n\":{i}}}").into_bytes());
+        assert_eq!(c.source.as_deref(), Some(format!("src{i}").as_str()));
+        let correlation = if i % 3 == 0 { format!("corr{i}") } else { c.id().to_string() };
+        assert_eq!(c.correlation_id, correlation);
+        assert_eq!(c.key.is_some(), i == 10 || i == 40);
+        assert_eq!((c.attempts, c.max_attempts, c.depth), (1, 3, 0));
+    }
 }
 
 async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(backend: Backend) {

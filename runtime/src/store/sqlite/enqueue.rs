@@ -49,10 +49,7 @@ impl Mailbox {
         let policies = self.policies.clone();
         let ctx = self.ctx.clone();
         let tx = self.tx()?;
-        let out = messages
-            .iter()
-            .map(|m| insert(&tx, m, &policies, now, None))
-            .collect::<Result<Vec<_>, _>>()
+        let out = insert_all(&tx, messages.iter().map(|m| (m, None)), &policies, now)
             .map_err(|e| ctx.err(e))?;
         // Counted after the inserts, in the same transaction: exact, since
         // SQLite has one writer at a time. Over it, `tx` drops: rollback.
@@ -115,11 +112,7 @@ pub(crate) fn insert(
         }
     }
     let id = MessageId::new();
-    let correlation_id = message
-        .correlation_id
-        .clone()
-        .or_else(|| parent.map(|p| p.correlation_id.to_owned()))
-        .unwrap_or_else(|| id.to_string());
+    let correlation_id = correlation_id(message, parent, id);
     let max_attempts = message
         .max_attempts
         .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts);
@@ -162,4 +155,122 @@ pub(crate) fn insert(
             duplicate: true,
         })
         .ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// The most rows one multi-row `INSERT` of [`insert_all`] writes; smaller
+/// runs are written by halves (16, 8, … 1), so at most a few statements
+/// besides, each prepared once per connection.
+const MOST_ROWS: usize = 32;
+
+/// The multi-row `INSERT` of `rows` (a power of two up to [`MOST_ROWS`])
+/// messages without a key: [`ROW_PARAMS`] parameters per row.
+fn rows_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..=MOST_ROWS.trailing_zeros())
+            .map(|power| {
+                let row = "(?, ?, ?, NULL, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)";
+                format!(
+                    "INSERT INTO messages (id, event_type, payload, key, source, correlation_id,
+                                           priority, state, attempts, max_attempts, available_at,
+                                           created_at, updated_at, depth)
+                     VALUES {}",
+                    vec![row; 1 << power].join(", ")
+                )
+            })
+            .collect()
+    });
+    &SQL[rows.trailing_zeros() as usize]
+}
+
+/// Parameters per row of [`rows_sql`].
+const ROW_PARAMS: usize = 11;
+
+/// A message without a key, ready to be written by [`insert_all`].
+struct Row<'m> {
+    id: MessageId,
+    message: &'m NewMessage,
+    correlation_id: String,
+    max_attempts: u32,
+    depth: u32,
+}
+
+/// Inserts validated messages inside `tx`, in order, each with its parent
+/// (see [`insert`]). Messages without a key (whose insert cannot conflict)
+/// are written many to one statement: the per-statement work (binding,
+/// starting and finishing a statement) was a fifth of a follow-up's
+/// insert. A keyed message goes through [`insert`], after the rows before
+/// it, so the batch keeps its order.
+pub(crate) fn insert_all<'m>(
+    tx: &Connection,
+    messages: impl IntoIterator<Item = (&'m NewMessage, Option<Parent<'m>>)>,
+    policies: &Policies,
+    now: Millis,
+) -> rusqlite::Result<Vec<Enqueued>> {
+    let mut out = Vec::new();
+    let mut rows: Vec<Row<'m>> = Vec::new();
+    for (message, parent) in messages {
+        if message.key.is_some() {
+            write_rows(tx, &mut rows, now)?;
+            out.push(insert(tx, message, policies, now, parent)?);
+            continue;
+        }
+        let id = MessageId::new();
+        rows.push(Row {
+            id,
+            message,
+            correlation_id: correlation_id(message, parent, id),
+            max_attempts: message
+                .max_attempts
+                .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts),
+            depth: Parent::child_depth(parent),
+        });
+        out.push(Enqueued {
+            id,
+            duplicate: false,
+        });
+        if rows.len() == MOST_ROWS {
+            write_rows(tx, &mut rows, now)?;
+        }
+    }
+    write_rows(tx, &mut rows, now)?;
+    Ok(out)
+}
+
+/// Writes `rows` in order, in statements of [`MOST_ROWS`] and its halves,
+/// and empties it.
+fn write_rows(tx: &Connection, rows: &mut Vec<Row<'_>>, now: Millis) -> rusqlite::Result<()> {
+    let mut left: &[Row<'_>] = rows;
+    while !left.is_empty() {
+        let n = 1 << left.len().min(MOST_ROWS).ilog2();
+        let (chunk, rest) = left.split_at(n);
+        let mut stmt = tx.prepare_cached(rows_sql(n))?;
+        for (i, row) in chunk.iter().enumerate() {
+            let m = row.message;
+            let at = i * ROW_PARAMS;
+            stmt.raw_bind_parameter(at + 1, row.id)?;
+            stmt.raw_bind_parameter(at + 2, &m.event_type)?;
+            stmt.raw_bind_parameter(at + 3, &m.payload)?;
+            stmt.raw_bind_parameter(at + 4, &m.source)?;
+            stmt.raw_bind_parameter(at + 5, &row.correlation_id)?;
+            stmt.raw_bind_parameter(at + 6, m.priority)?;
+            stmt.raw_bind_parameter(at + 7, row.max_attempts)?;
+            stmt.raw_bind_parameter(at + 8, now.saturating_add(duration_ms(m.delay)))?;
+            stmt.raw_bind_parameter(at + 9, now)?;
+            stmt.raw_bind_parameter(at + 10, now)?;
+            stmt.raw_bind_parameter(at + 11, row.depth)?;
+        }
+        stmt.raw_execute()?;
+        left = rest;
+    }
+    rows.clear();
+    Ok(())
+}
+
+/// A new message's correlation id: its own, else its parent's, else its id.
+fn correlation_id(message: &NewMessage, parent: Option<Parent<'_>>, id: MessageId) -> String {
+    message
+        .correlation_id
+        .clone()
+        .or_else(|| parent.map(|p| p.correlation_id.to_owned()))
+        .unwrap_or_else(|| id.to_string())
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::Mailbox;
 use super::claim::claim_in;
-use super::enqueue::insert;
+use super::enqueue::insert_all;
 use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
@@ -206,15 +206,17 @@ fn settle_all<E: SettleEntry>(
             }
         });
     }
-    for (entry, result) in batch.iter().zip(&results) {
-        if let (Ok(Settled::Acked), Settlement::Ack { follow_ups }) = (result, entry.settlement())
-        {
-            let parent = Parent::of(entry.claimed());
-            for follow_up in follow_ups {
-                insert(tx, follow_up, policies, now, Some(parent))?;
+    let follow_ups = batch
+        .iter()
+        .zip(&results)
+        .filter_map(|(entry, result)| match (result, entry.settlement()) {
+            (Ok(Settled::Acked), Settlement::Ack { follow_ups }) => {
+                Some((Parent::of(entry.claimed()), follow_ups))
             }
-        }
-    }
+            _ => None,
+        })
+        .flat_map(|(parent, follow_ups)| follow_ups.iter().map(move |m| (m, Some(parent))));
+    insert_all(tx, follow_ups, policies, now)?;
     Ok(results)
 }
 
