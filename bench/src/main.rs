@@ -296,13 +296,14 @@ impl Run {
 
     fn end_to_end(&self, ceiling: &Ceiling) -> anyhow::Result<()> {
         report::section(
-            "3. End to end, full queue to empty: a wasm plugin that emits nothing (fleet-a), \
-             and the order-validator (one follow-up per ack)",
+            "3. End to end, full queue to empty once the host has started: a wasm plugin that \
+             emits nothing (fleet-a), and the order-validator (one follow-up per ack)",
         );
         let n = self.messages;
         let rt = &self.runtime;
         let mut busy = Vec::new();
         let mut per_message = Vec::new();
+        let mut starts = Vec::new();
         for (label, plugin, reuse) in [
             ("no emit, fresh instance each", &workload::NO_EMIT, 1),
             ("no emit, instance reuse 64", &workload::NO_EMIT, 64),
@@ -314,10 +315,15 @@ impl Run {
                 |dir: &Path| rt.block_on(end_to_end::full_queue(dir, n, plugin, reuse)),
                 |d| d.took,
             )?;
-            report::throughput(label, n, drained.took, ceiling.process);
+            report::throughput(label, drained.drained, drained.took, ceiling.process);
             busy.push(format!("{:.0}%", 100.0 * drained.store_busy));
             per_message.push(format!("{:.1}", drained.store_per_message.as_secs_f64() * 1e6));
+            starts.push(format!("{:.0}", drained.start.as_secs_f64() * 1e3));
         }
+        report::figure(
+            "host start before each (store check, plugins)",
+            format!("{} ms", starts.join(" / ")),
+        );
         report::figure(
             "store connection busy (the lines above)",
             format!("{} of the run", busy.join(" / ")),
@@ -425,13 +431,14 @@ impl Run {
                 },
                 |d| d.took,
             )?;
-            report::throughput(label, n, drained.took, ceiling.process);
+            report::throughput(label, drained.drained, drained.took, ceiling.process);
             report::figure(
                 "  store connections busy",
                 format!(
-                    "{:.0}% of the run, {:.1} µs per message",
+                    "{:.0}% of the run, {:.1} µs per message; host start {:.0} ms before it",
                     100.0 * drained.store_busy,
-                    drained.store_per_message.as_secs_f64() * 1e6
+                    drained.store_per_message.as_secs_f64() * 1e6,
+                    drained.start.as_secs_f64() * 1e3
                 ),
             );
         }

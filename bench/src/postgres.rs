@@ -277,30 +277,26 @@ pub async fn end_to_end(
     for _ in 0..hosts {
         running.push(Host::start(&config).await?);
     }
+    let start = started.elapsed();
+    let acked = |running: &[Host]| -> u64 {
+        running
+            .iter()
+            .map(|h| h.metrics().acked_total(event_type))
+            .sum()
+    };
+    let acked_in_start = acked(&running);
     let busy_before: Duration = running.iter().map(|h| h.store().busy()).sum();
     let draining = Instant::now();
     let target = u64::try_from(messages).unwrap_or(u64::MAX);
-    loop {
-        let acked: u64 = running
-            .iter()
-            .map(|h| h.metrics().acked_total(event_type))
-            .sum();
-        if acked >= target {
-            break;
-        }
+    while acked(&running) < target {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let took = draining.elapsed();
     let busy = running.iter().map(|h| h.store().busy()).sum::<Duration>() - busy_before;
-    let store_busy =
-        busy.as_secs_f64() / (draining.elapsed().as_secs_f64() * hosts as f64).max(1e-9);
-    let store_per_message = busy / u32::try_from(messages.max(1)).unwrap_or(u32::MAX);
-    let took = started.elapsed();
+    let drained = messages.saturating_sub(usize::try_from(acked_in_start).unwrap_or(usize::MAX));
     for host in running {
         host.shutdown().await;
     }
-    Ok(Drained {
-        took,
-        store_busy,
-        store_per_message,
-    })
+    let hosts = u32::try_from(hosts).unwrap_or(u32::MAX);
+    Ok(Drained::new(took, drained, start, busy, hosts))
 }
