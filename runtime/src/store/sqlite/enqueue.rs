@@ -197,9 +197,10 @@ struct Row<'m> {
 /// Inserts validated messages inside `tx`, in order, each with its parent
 /// (see [`insert`]). Messages without a key (whose insert cannot conflict)
 /// are written many to one statement: the per-statement work (binding,
-/// starting and finishing a statement) was a fifth of a follow-up's
-/// insert. A keyed message goes through [`insert`], after the rows before
-/// it, so the batch keeps its order.
+/// starting and finishing a statement, the statement cache's look-up) was
+/// about a quarter of a follow-up's insert (docs/BENCHMARKS.md). A keyed
+/// message goes through [`insert`], after the rows before it, so the batch
+/// keeps its order.
 pub(crate) fn insert_all<'m>(
     tx: &Connection,
     messages: impl IntoIterator<Item = (&'m NewMessage, Option<Parent<'m>>)>,
