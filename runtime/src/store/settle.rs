@@ -183,6 +183,23 @@ pub(crate) fn decide(
     )
 }
 
+/// [`decide`] for a message this store handed out.
+pub(crate) fn decide_claimed(
+    claimed: &Claimed,
+    failure: &Failure,
+    policies: &Policies,
+    now: Millis,
+) -> Transition {
+    decide(
+        &claimed.event_type,
+        claimed.attempts,
+        claimed.max_attempts,
+        failure,
+        policies,
+        now,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

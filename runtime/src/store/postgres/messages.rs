@@ -16,7 +16,7 @@ use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
 use crate::store::claim::{Parent, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::enqueue::capped_types;
-use crate::store::settle::{Room, decide};
+use crate::store::settle::{Room, decide_claimed};
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
 /// Inserts the messages given column by column, in order, skipping those
@@ -576,14 +576,7 @@ impl PgStore {
                         continue;
                     }
                     if let Err(failure) = room.take(follow_ups) {
-                        let transition = decide(
-                            &claimed.event_type,
-                            claimed.attempts,
-                            claimed.max_attempts,
-                            &failure,
-                            policies,
-                            now,
-                        );
+                        let transition = decide_claimed(claimed, &failure, policies, now);
                         failures.push(&claimed.lease, &transition, entry.digest(), now);
                         transitions.push(Some(transition));
                         results.push(None);
@@ -594,14 +587,7 @@ impl PgStore {
                     transitions.push(None);
                 }
                 Settlement::Fail(failure) => {
-                    let transition = decide(
-                        &claimed.event_type,
-                        claimed.attempts,
-                        claimed.max_attempts,
-                        failure,
-                        policies,
-                        now,
-                    );
+                    let transition = decide_claimed(claimed, failure, policies, now);
                     failures.push(&claimed.lease, &transition, entry.digest(), now);
                     transitions.push(Some(transition));
                 }

@@ -15,7 +15,7 @@ use crate::state_machine::{Failure, MessageState, Policies, Transition};
 use crate::store::claim::{Claimed, Lease, Parent, TypeCaps};
 use crate::store::enqueue::capped_types;
 use crate::store::settle::{
-    Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, decide,
+    Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, decide_claimed,
 };
 use crate::store::StoreError;
 
@@ -193,14 +193,7 @@ fn settle_all<E: SettleEntry>(
             Ok(None) if acked.remove(&claimed.lease.id) => Ok(Settled::Acked),
             Ok(None) => Err(lost()),
             Ok(Some(failure)) => {
-                let transition = decide(
-                    &claimed.event_type,
-                    claimed.attempts,
-                    claimed.max_attempts,
-                    &failure,
-                    policies,
-                    now,
-                );
+                let transition = decide_claimed(claimed, &failure, policies, now);
                 apply_failure(tx, &claimed.lease, &transition, entry.digest(), now)?
                     .ok_or_else(lost)
             }
