@@ -63,6 +63,7 @@ on_both_backends!(
     a_settle_batch_is_one_transaction_with_per_message_results,
     acks_of_several_claims_settle_together_and_a_message_is_acked_once,
     a_large_batch_keeps_its_order_its_fields_and_its_keys,
+    a_keyed_batch_resolves_every_duplicate_and_keeps_its_order,
     settle_and_claim_settles_then_claims_what_is_due_follow_ups_included,
     dead_letters_list_show_redrive_and_purge,
     dead_letters_are_taken_in_order_of_death_by_every_condition,
@@ -700,6 +701,73 @@ async fn a_large_batch_keeps_its_order_its_fields_and_its_keys(backend: Backend)
         assert_eq!(c.key.is_some(), i == 10 || i == 40);
         assert_eq!((c.attempts, c.max_attempts, c.depth), (1, 3, 0));
     }
+}
+
+/// Keyed messages, many to a batch: each duplicate resolves to the message
+/// holding its key, whether stored before the batch, removed with its key
+/// retained, or earlier in the same batch (close by or far back); the
+/// others are stored in batch order. Follow-ups resolve the same way.
+async fn a_keyed_batch_resolves_every_duplicate_and_keeps_its_order(backend: Backend) {
+    let f = fixture(backend).await;
+    let keyed = |key: &str| NewMessage::new("a", format!("{{\"k\":\"{key}\"}}").into_bytes()).with_key(key);
+    let stored = f.store.enqueue(keyed("stored")).await.expect("enqueue").id;
+    let removed = f.store.enqueue(keyed("removed")).await.expect("enqueue").id;
+    f.store.cancel_ids(vec![removed]).await.expect("cancel");
+    let keys: Vec<String> = (0..70)
+        .map(|i| match i {
+            5 => "stored".to_owned(),
+            9 => "removed".to_owned(),
+            12 => "k11".to_owned(),
+            66 => "k1".to_owned(),
+            _ => format!("k{i}"),
+        })
+        .collect();
+    let enqueued = f
+        .store
+        .enqueue_batch(keys.iter().map(|k| keyed(k)).collect())
+        .await
+        .expect("enqueue");
+    assert_eq!(enqueued.len(), 70);
+    for (i, e) in enqueued.iter().enumerate() {
+        let expected = match i {
+            5 => Some(stored),
+            9 => Some(removed),
+            12 => Some(enqueued[11].id),
+            66 => Some(enqueued[1].id),
+            _ => None,
+        };
+        match expected {
+            Some(id) => assert_eq!((e.id, e.duplicate), (id, true), "message {i}"),
+            None => assert!(!e.duplicate, "message {i}"),
+        }
+    }
+    let claimed = claim(&f.store, 100, &["a"]).await;
+    let fresh: Vec<MessageId> = enqueued.iter().filter(|e| !e.duplicate).map(|e| e.id).collect();
+    assert_eq!(fresh.len(), 66);
+    let mut expected = vec![stored];
+    expected.extend(&fresh);
+    assert_eq!(claimed.iter().map(Claimed::id).collect::<Vec<_>>(), expected, "stored in batch order");
+    for c in &claimed[1..] {
+        let key = c.key.as_deref().expect("keyed");
+        assert_eq!(c.payload, format!("{{\"k\":\"{key}\"}}").into_bytes());
+    }
+
+    // Three acks, two emitting the same key, one a key already stored.
+    let follow = |key: &str| Settlement::Ack {
+        follow_ups: vec![NewMessage::new("f", b"{}".to_vec()).with_key(key)],
+    };
+    let batch = vec![
+        Outcome::new(claimed[1].clone(), follow("f-1")),
+        Outcome::new(claimed[2].clone(), follow("f-1")),
+        Outcome::new(claimed[3].clone(), follow("k40")),
+    ];
+    let (_, results) = f.store.settle(batch).await;
+    let results = results.expect("commits");
+    assert!(results.iter().all(|r| matches!(r, Ok(Settled::Acked))), "{results:?}");
+    let follow_ups = claim(&f.store, 10, &["f"]).await;
+    assert_eq!(follow_ups.len(), 1, "one f-1; k40 was already stored");
+    assert_eq!(follow_ups[0].key.as_deref(), Some("f-1"));
+    assert_eq!(follow_ups[0].correlation_id, claimed[1].correlation_id, "the first carrier's");
 }
 
 async fn settle_and_claim_settles_then_claims_what_is_due_follow_ups_included(backend: Backend) {

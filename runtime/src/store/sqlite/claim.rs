@@ -23,8 +23,10 @@ pub(super) const CANDIDATES: &str = "SELECT seq, priority FROM messages INDEXED 
     LIMIT ?3";
 
 /// Takes the chosen candidates (`?1`: a JSON array of their `seq`): in
-/// flight under the lease, one more attempt each.
-pub(super) const TAKE: &str = "UPDATE messages
+/// flight under the lease, one more attempt each. No value it sets can
+/// break a constraint, so with `OR IGNORE` nothing can abort it half way
+/// and SQLite keeps no statement journal (a copy of each page it writes).
+pub(super) const TAKE: &str = "UPDATE OR IGNORE messages
        SET state = 'inflight', attempts = attempts + 1, lease_owner = ?2, lease_token = ?3,
            lease_expires_at = ?4, updated_at = ?5
      WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'

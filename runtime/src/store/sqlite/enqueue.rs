@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Mailbox;
 use crate::clock::{Millis, duration_ms};
 use crate::message::{MessageId, NewMessage};
-use crate::state_machine::{MessageState, Policies};
+use crate::state_machine::Policies;
 use crate::store::claim::Parent;
 use crate::store::enqueue::capped_types;
 use crate::store::{Enqueued, StoreError};
@@ -89,103 +89,58 @@ pub(crate) fn queued_up_to(tx: &Connection, event_type: &str, limit: u64) -> rus
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Inserts one validated message inside `tx`. `parent` is the message whose
-/// handler emitted this one: its correlation id is inherited, its depth + 1
-/// is this one's.
-pub(crate) fn insert(
-    tx: &Connection,
-    message: &NewMessage,
-    policies: &Policies,
-    now: Millis,
-    parent: Option<Parent<'_>>,
-) -> rusqlite::Result<Enqueued> {
-    if let Some(key) = &message.key {
-        let retained = tx
-            .prepare_cached("SELECT id FROM retained_keys WHERE key = ?1")?
-            .query_row([key], |row| row.get(0))
-            .optional()?;
-        if let Some(id) = retained {
-            return Ok(Enqueued {
-                id,
-                duplicate: true,
-            });
-        }
-    }
-    let id = MessageId::new();
-    let correlation_id = correlation_id(message, parent, id);
-    let max_attempts = message
-        .max_attempts
-        .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO messages (id, event_type, payload, key, source, correlation_id, priority,
-                                   state, attempts, max_attempts, available_at, created_at, updated_at,
-                                   depth)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?11, ?12)
-             ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING",
-        )?
-        .execute(params![
-            id,
-            message.event_type,
-            message.payload,
-            message.key,
-            message.source,
-            correlation_id,
-            message.priority,
-            MessageState::Queued,
-            max_attempts,
-            now.saturating_add(duration_ms(message.delay)),
-            now,
-            Parent::child_depth(parent),
-        ])?;
-    if inserted == 1 {
-        return Ok(Enqueued {
-            id,
-            duplicate: false,
-        });
-    }
-    // Only the key can conflict (ids are fresh UUIDs), so the key is set.
-    let existing = tx
-        .prepare_cached("SELECT id FROM messages WHERE key = ?1")?
-        .query_row([&message.key], |row| row.get(0))
-        .optional()?;
-    existing
-        .map(|id| Enqueued {
-            id,
-            duplicate: true,
-        })
-        .ok_or(rusqlite::Error::QueryReturnedNoRows)
-}
-
 /// The most rows one multi-row `INSERT` of [`insert_all`] writes; smaller
 /// runs are written by halves (16, 8, … 1), so at most a few statements
 /// besides, each prepared once per connection.
 const MOST_ROWS: usize = 32;
 
-/// The multi-row `INSERT` of `rows` (a power of two up to [`MOST_ROWS`])
-/// messages without a key: [`ROW_PARAMS`] parameters per row.
-fn rows_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        (0..=MOST_ROWS.trailing_zeros())
-            .map(|power| {
-                let row = "(?, ?, ?, NULL, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)";
-                format!(
-                    "INSERT INTO messages (id, event_type, payload, key, source, correlation_id,
-                                           priority, state, attempts, max_attempts, available_at,
-                                           created_at, updated_at, depth)
-                     VALUES {}",
-                    vec![row; 1 << power].join(", ")
-                )
-            })
-            .collect()
-    });
-    &SQL[rows.trailing_zeros() as usize]
-}
+/// The columns every multi-row `INSERT` writes, [`ROW_PARAMS`] of them
+/// bound per row, in this order (`state` and `attempts` are constants).
+const COLUMNS: &str = "id, event_type, payload, key, source, correlation_id, priority, state, attempts,
+                       max_attempts, available_at, created_at, updated_at, depth";
 
 /// Parameters per row of [`rows_sql`].
-const ROW_PARAMS: usize = 11;
+const ROW_PARAMS: usize = 12;
 
-/// A message without a key, ready to be written by [`insert_all`].
+/// The multi-row `INSERT` of `rows` messages (a power of two up to
+/// [`MOST_ROWS`]). Without `keyed` every key bound must be NULL. With it, a
+/// row whose key a stored message holds (or one written earlier in the same
+/// statement) is skipped, and so is one whose key is retained after its
+/// message was removed; the caller tells them apart by the statement's
+/// change count.
+///
+/// No row can break a constraint but the key's (every value bound is set,
+/// ids are fresh), so with `OR IGNORE` nothing can abort the statement half
+/// way, and SQLite keeps no statement journal for it: a copy of every page
+/// the statement writes, a fifth of the insert's cost (docs/BENCHMARKS.md).
+fn rows_sql(rows: usize, keyed: bool) -> &'static str {
+    static SQL: std::sync::LazyLock<[Vec<String>; 2]> = std::sync::LazyLock::new(|| {
+        let powers = 0..=MOST_ROWS.trailing_zeros();
+        let values = |power: u32, row: &str| vec![row; 1 << power].join(", ");
+        let plain = powers.clone().map(|power| {
+            format!(
+                "INSERT OR IGNORE INTO messages ({COLUMNS}) VALUES {}",
+                values(power, "(?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)")
+            )
+        });
+        let keyed = powers.map(|power| {
+            format!(
+                "INSERT OR IGNORE INTO messages ({COLUMNS})
+                 SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6,
+                        v.column7, 'queued', 0, v.column8, v.column9, v.column10, v.column11,
+                        v.column12
+                   FROM (VALUES {}) AS v
+                  WHERE v.column4 IS NULL
+                     OR NOT EXISTS (SELECT 1 FROM retained_keys r WHERE r.key = v.column4)",
+                values(power, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            )
+        });
+        [plain.collect(), keyed.collect()]
+    });
+    &SQL[usize::from(keyed)][rows.trailing_zeros() as usize]
+}
+
+/// A validated message ready to be written by [`insert_all`].
 struct Row<'m> {
     id: MessageId,
     message: &'m NewMessage,
@@ -194,13 +149,17 @@ struct Row<'m> {
     depth: u32,
 }
 
-/// Inserts validated messages inside `tx`, in order, each with its parent
-/// (see [`insert`]). Messages without a key (whose insert cannot conflict)
-/// are written many to one statement: the per-statement work (binding,
-/// starting and finishing a statement, the statement cache's look-up) was
-/// about a quarter of a follow-up's insert (docs/BENCHMARKS.md). A keyed
-/// message goes through [`insert`], after the rows before it, so the batch
-/// keeps its order.
+/// Inserts validated messages inside `tx`, in order, each with its parent:
+/// the message whose handler emitted it, whose correlation id it inherits
+/// and whose depth + 1 is its own. Returns one [`Enqueued`] per message. A
+/// key held by a stored message, or retained after its message was
+/// removed, makes the message a duplicate of that one; a key repeated in
+/// `messages` resolves to the first message that carried it.
+///
+/// Messages are written many to one statement: the per-statement work
+/// (binding, starting and finishing a statement, the statement cache's
+/// look-up) was about a quarter of a follow-up's insert, a third of a keyed
+/// one's (docs/BENCHMARKS.md).
 pub(crate) fn insert_all<'m>(
     tx: &Connection,
     messages: impl IntoIterator<Item = (&'m NewMessage, Option<Parent<'m>>)>,
@@ -210,11 +169,6 @@ pub(crate) fn insert_all<'m>(
     let mut out = Vec::new();
     let mut rows: Vec<Row<'m>> = Vec::new();
     for (message, parent) in messages {
-        if message.key.is_some() {
-            write_rows(tx, &mut rows, now)?;
-            out.push(insert(tx, message, policies, now, parent)?);
-            continue;
-        }
         let id = MessageId::new();
         rows.push(Row {
             id,
@@ -230,41 +184,90 @@ pub(crate) fn insert_all<'m>(
             duplicate: false,
         });
         if rows.len() == MOST_ROWS {
-            write_rows(tx, &mut rows, now)?;
+            let written = out.len() - rows.len();
+            write_rows(tx, &mut rows, &mut out[written..], now)?;
         }
     }
-    write_rows(tx, &mut rows, now)?;
+    let written = out.len() - rows.len();
+    write_rows(tx, &mut rows, &mut out[written..], now)?;
     Ok(out)
 }
 
 /// Writes `rows` in order, in statements of [`MOST_ROWS`] and its halves,
-/// and empties it.
-fn write_rows(tx: &Connection, rows: &mut Vec<Row<'_>>, now: Millis) -> rusqlite::Result<()> {
+/// marks in `out` (one entry per row) those that were duplicates, and
+/// empties `rows`.
+fn write_rows(
+    tx: &Connection,
+    rows: &mut Vec<Row<'_>>,
+    out: &mut [Enqueued],
+    now: Millis,
+) -> rusqlite::Result<()> {
     let mut left: &[Row<'_>] = rows;
+    let mut out = out;
     while !left.is_empty() {
         let n = 1 << left.len().min(MOST_ROWS).ilog2();
         let (chunk, rest) = left.split_at(n);
-        let mut stmt = tx.prepare_cached(rows_sql(n))?;
+        let (chunk_out, out_rest) = std::mem::take(&mut out).split_at_mut(n);
+        let keyed = chunk.iter().any(|row| row.message.key.is_some());
+        let mut stmt = tx.prepare_cached(rows_sql(n, keyed))?;
         for (i, row) in chunk.iter().enumerate() {
             let m = row.message;
             let at = i * ROW_PARAMS;
             stmt.raw_bind_parameter(at + 1, row.id)?;
             stmt.raw_bind_parameter(at + 2, &m.event_type)?;
             stmt.raw_bind_parameter(at + 3, &m.payload)?;
-            stmt.raw_bind_parameter(at + 4, &m.source)?;
-            stmt.raw_bind_parameter(at + 5, &row.correlation_id)?;
-            stmt.raw_bind_parameter(at + 6, m.priority)?;
-            stmt.raw_bind_parameter(at + 7, row.max_attempts)?;
-            stmt.raw_bind_parameter(at + 8, now.saturating_add(duration_ms(m.delay)))?;
-            stmt.raw_bind_parameter(at + 9, now)?;
+            stmt.raw_bind_parameter(at + 4, &m.key)?;
+            stmt.raw_bind_parameter(at + 5, &m.source)?;
+            stmt.raw_bind_parameter(at + 6, &row.correlation_id)?;
+            stmt.raw_bind_parameter(at + 7, m.priority)?;
+            stmt.raw_bind_parameter(at + 8, row.max_attempts)?;
+            stmt.raw_bind_parameter(at + 9, now.saturating_add(duration_ms(m.delay)))?;
             stmt.raw_bind_parameter(at + 10, now)?;
-            stmt.raw_bind_parameter(at + 11, row.depth)?;
+            stmt.raw_bind_parameter(at + 11, now)?;
+            stmt.raw_bind_parameter(at + 12, row.depth)?;
         }
-        stmt.raw_execute()?;
+        let written = stmt.raw_execute()?;
+        if written < n {
+            // Some keyed rows were duplicates: rare, so found row by row.
+            let mut duplicates = 0;
+            for (row, enqueued) in chunk.iter().zip(chunk_out) {
+                if let Some(key) = &row.message.key {
+                    *enqueued = resolve(tx, row.id, key)?;
+                    duplicates += usize::from(enqueued.duplicate);
+                }
+            }
+            // Anything else skipped would be a message reported stored
+            // that is not: fail the transaction instead.
+            if written + duplicates != n {
+                return Err(rusqlite::Error::StatementChangedRows(written));
+            }
+        }
         left = rest;
+        out = out_rest;
     }
     rows.clear();
     Ok(())
+}
+
+/// What became of a keyed message written as `id` by a statement that
+/// skipped duplicates: the retained id when its key outlives a removed
+/// message (the statement's `WHERE` left it out), else the id of the
+/// stored message holding the key: its own when it was written.
+fn resolve(tx: &Connection, id: MessageId, key: &str) -> rusqlite::Result<Enqueued> {
+    let retained = tx
+        .prepare_cached("SELECT id FROM retained_keys WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?;
+    let holder = match retained {
+        Some(holder) => holder,
+        None => tx
+            .prepare_cached("SELECT id FROM messages WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))?,
+    };
+    Ok(Enqueued {
+        id: holder,
+        duplicate: holder != id,
+    })
 }
 
 /// A new message's correlation id: its own, else its parent's, else its id.

@@ -18,7 +18,7 @@
 //! # }
 //! ```
 
-use super::enqueue::insert;
+use super::enqueue::insert_all;
 use crate::message::{DEFAULT_MAX_PAYLOAD_BYTES, NewMessage};
 use crate::state_machine::Policies;
 use crate::store::{Enqueued, StoreError};
@@ -35,10 +35,12 @@ use crate::store::{Enqueued, StoreError};
 pub fn enqueue(tx: &rusqlite::Transaction<'_>, message: &NewMessage) -> Result<Enqueued, StoreError> {
     message.validate(DEFAULT_MAX_PAYLOAD_BYTES)?;
     let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    insert(tx, message, &Policies::default(), now, None).map_err(|source| StoreError::Sqlite {
-        store: tx.path().unwrap_or("the caller's database").to_owned(),
-        source,
-    })
+    insert_all(tx, [(message, None)], &Policies::default(), now)
+        .map(|mut enqueued| enqueued.remove(0))
+        .map_err(|source| StoreError::Sqlite {
+            store: tx.path().unwrap_or("the caller's database").to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
