@@ -255,6 +255,24 @@ CREATE INDEX IF NOT EXISTS messages_delayed
     ON messages (event_type, available_at) WHERE state = 'queued' AND available_at > created_at;
 "#;
 
+/// Version 7: the key-retention trigger rewritten so it cannot abort. Its
+/// upsert could (a `NOT NULL` or key conflict left to `ABORT`), so every
+/// statement that deletes from `messages`, an ack among them, kept a
+/// statement journal, a copy of each page it wrote, even when no deleted
+/// row had a key. An update then an insert, both `OR IGNORE`, remember the
+/// same key and id, and nothing a delete runs can abort half way.
+///
+/// Safe to repeat: the trigger is dropped and created again.
+const RETAIN_KEYS_WITHOUT_ABORT: &str = r#"
+DROP TRIGGER IF EXISTS messages_retain_key;
+CREATE TRIGGER messages_retain_key
+    AFTER DELETE ON messages WHEN OLD.key IS NOT NULL
+BEGIN
+    UPDATE OR IGNORE retained_keys SET id = OLD.id, removed_at = NULL WHERE key = OLD.key;
+    INSERT OR IGNORE INTO retained_keys (key, id, removed_at) VALUES (OLD.key, OLD.id, NULL);
+END;
+"#;
+
 const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(V1),
     M::up(V2),
@@ -262,6 +280,7 @@ const MIGRATIONS_SLICE: &[M<'static>] = &[
     M::up(CHAIN_DEPTH),
     M::up(RETAINED_KEYS),
     M::up(DELAYED_INDEX),
+    M::up(RETAIN_KEYS_WITHOUT_ABORT),
 ];
 
 /// Every migration, in order.
@@ -410,6 +429,55 @@ mod tests {
             1,
             "the old message is claimable, the delayed one waits"
         );
+    }
+
+    /// Version 7 swaps the key-retention trigger: a version-6 store keeps its
+    /// messages, running version 7 again changes nothing, and a key is
+    /// remembered when its message is deleted, first or again (the id of the
+    /// latest removal, its window restarted).
+    #[test]
+    fn version_6_stores_migrate_to_the_trigger_that_cannot_abort() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut mb = migrated_from(6, &dir.path().join("m.db"));
+        mb.conn
+            .execute_batch(RETAIN_KEYS_WITHOUT_ABORT)
+            .expect("version 7 is safe to repeat");
+        let retained = |mb: &Mailbox| -> Vec<(String, String, Option<i64>)> {
+            mb.conn
+                .prepare("SELECT key, id, removed_at FROM retained_keys ORDER BY key")
+                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+                .expect("retained keys")
+        };
+        let old = "0190c5a0-0000-7000-8000-000000000001";
+        mb.conn
+            .execute("DELETE FROM messages WHERE key = 'k1'", [])
+            .expect("delete");
+        assert_eq!(retained(&mb), [("k1".to_owned(), old.to_owned(), None)]);
+        mb.conn
+            .execute("UPDATE retained_keys SET removed_at = 5", [])
+            .expect("stamp");
+        // The same key stored again (as after its retention ran out) and
+        // deleted again: the latest id, unstamped.
+        let new = "0190c5a0-0000-7000-8000-000000000009";
+        mb.conn
+            .execute(
+                "INSERT INTO messages (id, event_type, payload, key, correlation_id, priority,
+                                       state, max_attempts, available_at, created_at, updated_at)
+                 VALUES (?1, 'a', X'7B7D', 'k1', 'c', 1, 'queued', 5, 0, 0, 0)",
+                [new],
+            )
+            .expect("insert");
+        mb.conn
+            .execute("DELETE FROM messages WHERE key = 'k1'", [])
+            .expect("delete");
+        assert_eq!(retained(&mb), [("k1".to_owned(), new.to_owned(), None)]);
+        let again = crate::message::NewMessage {
+            key: Some("k1".into()),
+            ..crate::message::NewMessage::new("a", b"{}".to_vec())
+        };
+        let enqueued = mb.enqueue(again).expect("enqueue");
+        assert!(enqueued.duplicate);
+        assert_eq!(enqueued.id.to_string(), new);
     }
 
     /// What SQLite plans for `sql`: one line per step.
