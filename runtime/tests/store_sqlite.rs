@@ -358,3 +358,40 @@ async fn a_key_deleted_by_any_statement_is_remembered() {
     assert_eq!((again.id, again.duplicate), (first.id, true));
     assert_eq!(f.store.stats().await.expect("stats").totals.total(), 0);
 }
+
+/// The checkpoint sequence number in the header of the store's WAL file:
+/// it grows by one each time a writer starts the WAL over from its first
+/// frame, which it can only do once every frame was copied back.
+fn wal_restarts(path: &Path) -> u32 {
+    let wal = std::fs::read(path.with_extension("db-wal")).expect("the WAL file");
+    u32::from_be_bytes(wal[12..16].try_into().expect("a WAL header"))
+}
+
+/// A busy store's WAL is copied back and started over while the writes go
+/// on (checkpoints run on a thread of their own, and the writer finishes
+/// them): far more pages written than a checkpoint's threshold leave a WAL
+/// file a fraction of their size, started over again and again, and the
+/// database file holds the messages.
+#[tokio::test]
+async fn a_busy_stores_wal_is_started_over_and_stays_bounded() {
+    let f = fixture().await;
+    let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4000)).into_bytes();
+    let batches = 300;
+    for _ in 0..batches {
+        let batch = (0..64)
+            .map(|_| NewMessage::new("a", payload.clone()))
+            .collect();
+        f.store.enqueue_batch(batch).await.expect("enqueue");
+    }
+    let written = batches as u64 * 64 * payload.len() as u64;
+    let wal = std::fs::metadata(f.path.with_extension("db-wal"))
+        .expect("the WAL file")
+        .len();
+    assert!(
+        wal < written / 3,
+        "a {wal}-byte WAL after {written} bytes of payload"
+    );
+    assert!(wal_restarts(&f.path) >= 2, "the WAL was started over");
+    let db = std::fs::metadata(&f.path).expect("the database file").len();
+    assert!(db > written / 2, "a {db}-byte database file holds {written} bytes of payload");
+}

@@ -288,7 +288,7 @@ fn migrate(conn: &mut Connection, ctx: &Ctx) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub(crate) path: PathBuf,
-    busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
     started: Option<Instant>,
 }
 

@@ -30,9 +30,11 @@
 //! | `row.rs`          | typed values to and from columns                    |
 //! | `shared.rs`       | one connection shared by async tasks                |
 //! | `commit_watch.rs` | other processes' commits, seen through the WAL file |
+//! | `checkpoints.rs`  | WAL checkpoints on a thread of their own            |
 //! | `outbox.rs`       | enqueueing inside an application's own transaction  |
 
 mod check;
+mod checkpoints;
 mod claim;
 mod commit_watch;
 mod connection;
@@ -83,6 +85,8 @@ pub struct Mailbox {
     /// Whether this mailbox has recorded its owner in `hosts` (done at its
     /// first claim or registry write, so producers never appear there).
     registered: bool,
+    /// The thread that checkpoints for this connection, when it has one.
+    checkpoints: Option<checkpoints::Checkpointer>,
 }
 
 impl Mailbox {
@@ -117,7 +121,29 @@ impl Mailbox {
             host_silence: options.host_silence,
             key_retention: options.key_retention,
             registered: false,
+            checkpoints: None,
         })
+    }
+
+    /// Hands this connection's WAL checkpoints to a thread of its own (see
+    /// `checkpoints.rs`), for a connection shared by a host's tasks. When
+    /// the thread cannot start, the connection checkpoints as before.
+    pub(crate) fn checkpoint_apart(&mut self) {
+        match checkpoints::Checkpointer::start(&self.conn, &self.ctx.path, self.ctx.busy_timeout) {
+            Ok(checkpointer) => self.checkpoints = Some(checkpointer),
+            Err(e) => tracing::warn!(
+                error = %e,
+                store = %self.ctx.path.display(),
+                "checkpoints stay on the store's connection"
+            ),
+        }
+    }
+
+    /// After a call on this connection: the checkpoint its commit may call for.
+    pub(crate) fn after_call(&self) {
+        if let Some(checkpointer) = &self.checkpoints {
+            checkpointer.after_call(&self.conn);
+        }
     }
 
     /// Uses `clock` for every timestamp from now on.
@@ -161,8 +187,9 @@ impl Mailbox {
 
     /// Copies what it can of the WAL back into the database file. The
     /// dispatcher calls this when idle so the next write can start the WAL
-    /// over (and `journal_size_limit` then trims the file); SQLite's
-    /// automatic checkpoints cover the rest.
+    /// over (and `journal_size_limit` then trims the file); the checkpoints
+    /// a busy connection's commits call for cover the rest (SQLite's own, or
+    /// those of `checkpoints.rs`).
     ///
     /// Passive: it takes no write lock and never waits for one, so it
     /// cannot hold up another process's writes, not even if this process

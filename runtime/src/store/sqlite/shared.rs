@@ -63,7 +63,9 @@ impl SqliteStore {
             // rusqlite rolls back an open transaction when it is dropped.
             let mut mailbox = inner.lock().unwrap_or_else(PoisonError::into_inner);
             let started = Instant::now();
+            super::checkpoints::Checkpointer::before_call();
             let result = f(&mut mailbox);
+            mailbox.after_call();
             let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             busy_ns.fetch_add(took, Ordering::Relaxed);
             result
@@ -88,7 +90,14 @@ impl SqliteStore {
         let path = path.to_owned();
         let options = options.clone();
         let health = options.health.clone();
-        match tokio::task::spawn_blocking(move || Mailbox::open_with(&path, &options)).await {
+        let open = move || -> Result<Mailbox, StoreError> {
+            let mut mailbox = Mailbox::open_with(&path, &options)?;
+            if !options.read_only {
+                mailbox.checkpoint_apart();
+            }
+            Ok(mailbox)
+        };
+        match tokio::task::spawn_blocking(open).await {
             Ok(mailbox) => Ok(Self::with_health(mailbox?, health)),
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
