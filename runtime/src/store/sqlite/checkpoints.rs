@@ -1,7 +1,7 @@
 //! Checkpoints off the connection that writes. SQLite checkpoints the WAL
 //! inside the commit that takes it past 1,000 pages: the committing
 //! connection copies the pages back into the database file and syncs it
-//! before its call returns, about a tenth of a busy host's store time
+//! before its call returns, about 7% of a busy host's store time
 //! (docs/BENCHMARKS.md). A connection shared by a host's tasks hands that
 //! to a thread of its own with its own connection instead.
 //!
@@ -32,7 +32,7 @@ const TAIL_FRAMES: u32 = 250;
 
 /// Frames past which the writer copies everything itself when the thread
 /// is not at it.
-pub(crate) const BACKSTOP_FRAMES: u32 = 4 * CHECKPOINT_FRAMES;
+const BACKSTOP_FRAMES: u32 = 4 * CHECKPOINT_FRAMES;
 
 thread_local! {
     /// The WAL's size after the latest commit on this thread by a connection
