@@ -34,7 +34,13 @@ impl Ready {
     /// Adds a claim's messages behind those waiting.
     pub(crate) fn extend(&mut self, claimed: Vec<Claimed>) {
         for c in &claimed {
-            *self.by_type.entry(c.event_type.clone()).or_default() += 1;
+            // The type's name is copied once per type, not per message.
+            match self.by_type.get_mut(&c.event_type) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_type.insert(c.event_type.clone(), 1);
+                }
+            }
         }
         self.queue.extend(claimed);
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::claim::Claimed;
+use super::claim::{Claimed, Parent};
 use super::StoreError;
 use crate::clock::Millis;
 use crate::message::NewMessage;
@@ -198,6 +198,25 @@ pub(crate) fn decide_claimed(
         policies,
         now,
     )
+}
+
+/// The follow-ups of the entries of `batch` that were acked (`results`,
+/// one per entry), each with the message that emitted it, in batch order:
+/// what a settle inserts once its acks and failures are known.
+pub(crate) fn acked_follow_ups<'b, E: SettleEntry>(
+    batch: &'b [E],
+    results: &'b [Result<Settled, StoreError>],
+) -> impl Iterator<Item = (&'b NewMessage, Option<Parent<'b>>)> {
+    batch
+        .iter()
+        .zip(results)
+        .filter_map(|(entry, result)| match (result, entry.settlement()) {
+            (Ok(Settled::Acked), Settlement::Ack { follow_ups }) => {
+                Some((Parent::of(entry.claimed()), follow_ups))
+            }
+            _ => None,
+        })
+        .flat_map(|(parent, follow_ups)| follow_ups.iter().map(move |m| (m, Some(parent))))
 }
 
 #[cfg(test)]

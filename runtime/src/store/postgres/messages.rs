@@ -16,7 +16,7 @@ use crate::message::{MessageId, NewMessage, Priority};
 use crate::state_machine::{Policies, Transition};
 use crate::store::claim::{Parent, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::enqueue::capped_types;
-use crate::store::settle::{Room, decide_claimed};
+use crate::store::settle::{Room, acked_follow_ups, decide_claimed};
 use crate::store::{Claimed, Enqueued, Lease, SettleEntry, Settled, Settlement, StoreError};
 
 /// Inserts the messages given column by column, in order, skipping those
@@ -629,20 +629,8 @@ impl PgStore {
             })
             .collect();
         // Every acked entry's follow-ups, in one statement.
-        let follow_ups: Vec<(&NewMessage, Option<Parent<'_>>)> = batch
-            .iter()
-            .zip(&results)
-            .filter_map(|(entry, result)| match (result, entry.settlement()) {
-                (Ok(Settled::Acked), Settlement::Ack { follow_ups }) => {
-                    Some((entry, follow_ups.as_slice()))
-                }
-                _ => None,
-            })
-            .flat_map(|(entry, emitted)| {
-                let parent = Parent::of(entry.claimed());
-                emitted.iter().map(move |m| (m, Some(parent)))
-            })
-            .collect();
+        let follow_ups: Vec<(&NewMessage, Option<Parent<'_>>)> =
+            acked_follow_ups(batch, &results).collect();
         if !follow_ups.is_empty() {
             insert_all(&tx, &follow_ups, policies, now, errors).await?;
             notify(&tx, errors).await?;

@@ -92,8 +92,9 @@ fn tune(conn: &Connection, ctx: &Ctx) -> Result<(), StoreError> {
     // `LIMIT ?` is one): a full re-prepare on every claim.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(|e| ctx.err(e))?;
-    // Statement journals (an ack's DELETE, whose key-retention trigger may
-    // write, keeps one) stay in memory instead of spilling to a temporary file.
+    // Statement journals (kept by any statement that writes many rows and
+    // could fail half way) stay in memory instead of spilling to a temporary
+    // file.
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(|e| ctx.err(e))
 }

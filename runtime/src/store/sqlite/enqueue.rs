@@ -166,44 +166,41 @@ pub(crate) fn insert_all<'m>(
     policies: &Policies,
     now: Millis,
 ) -> rusqlite::Result<Vec<Enqueued>> {
-    let mut out = Vec::new();
-    let mut rows: Vec<Row<'m>> = Vec::new();
-    for (message, parent) in messages {
-        let id = MessageId::new();
-        rows.push(Row {
-            id,
-            message,
-            correlation_id: correlation_id(message, parent, id),
-            max_attempts: message
-                .max_attempts
-                .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts),
-            depth: Parent::child_depth(parent),
-        });
-        out.push(Enqueued {
-            id,
+    let rows: Vec<Row<'m>> = messages
+        .into_iter()
+        .map(|(message, parent)| {
+            let id = MessageId::new();
+            Row {
+                id,
+                message,
+                correlation_id: correlation_id(message, parent, id),
+                max_attempts: message
+                    .max_attempts
+                    .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts),
+                depth: Parent::child_depth(parent),
+            }
+        })
+        .collect();
+    let mut out: Vec<Enqueued> = rows
+        .iter()
+        .map(|row| Enqueued {
+            id: row.id,
             duplicate: false,
-        });
-        if rows.len() == MOST_ROWS {
-            let written = out.len() - rows.len();
-            write_rows(tx, &mut rows, &mut out[written..], now)?;
-        }
-    }
-    let written = out.len() - rows.len();
-    write_rows(tx, &mut rows, &mut out[written..], now)?;
+        })
+        .collect();
+    write_rows(tx, &rows, &mut out, now)?;
     Ok(out)
 }
 
 /// Writes `rows` in order, in statements of [`MOST_ROWS`] and its halves,
-/// marks in `out` (one entry per row) those that were duplicates, and
-/// empties `rows`.
+/// and marks in `out` (one entry per row) those that were duplicates.
 fn write_rows(
     tx: &Connection,
-    rows: &mut Vec<Row<'_>>,
-    out: &mut [Enqueued],
+    rows: &[Row<'_>],
+    mut out: &mut [Enqueued],
     now: Millis,
 ) -> rusqlite::Result<()> {
-    let mut left: &[Row<'_>] = rows;
-    let mut out = out;
+    let mut left = rows;
     while !left.is_empty() {
         let n = 1 << left.len().min(MOST_ROWS).ilog2();
         let (chunk, rest) = left.split_at(n);
@@ -245,7 +242,6 @@ fn write_rows(
         left = rest;
         out = out_rest;
     }
-    rows.clear();
     Ok(())
 }
 

@@ -12,10 +12,11 @@ use super::enqueue::insert_all;
 use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
-use crate::store::claim::{Claimed, Lease, Parent, TypeCaps};
+use crate::store::claim::{Claimed, Lease, TypeCaps};
 use crate::store::enqueue::capped_types;
 use crate::store::settle::{
-    Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, decide_claimed,
+    Outcome, Room, SettleEntry, Settled, SettledAndClaimed, Settlement, acked_follow_ups,
+    decide_claimed,
 };
 use crate::store::StoreError;
 
@@ -137,11 +138,10 @@ struct SettleRules {
 /// Acks are removed first, one statement per claim among them ([`ACK`]),
 /// then failures are applied one by one, then the acked entries'
 /// follow-ups are inserted in batch order (PostgreSQL settles in this order
-/// too). A statement per claim rather than per message: a statement that
-/// deletes from `messages` may run the key-retention trigger, so SQLite
-/// journals each page it first touches in that statement, and one
-/// statement journals the pages it shares with its neighbours once
-/// (a benchmark-driven change: see docs/BENCHMARKS.md).
+/// too). A statement per claim rather than per message: a statement's own
+/// work (binding, starting and finishing it, and before schema version 7
+/// the journal of the pages it first touched) is paid once per claim (a
+/// benchmark-driven change: see docs/BENCHMARKS.md).
 ///
 /// No savepoint per entry is needed: an entry is checked (follow-ups
 /// validated, then the lease-guarded DELETE or UPDATE) before it writes
@@ -199,17 +199,7 @@ fn settle_all<E: SettleEntry>(
             }
         });
     }
-    let follow_ups = batch
-        .iter()
-        .zip(&results)
-        .filter_map(|(entry, result)| match (result, entry.settlement()) {
-            (Ok(Settled::Acked), Settlement::Ack { follow_ups }) => {
-                Some((Parent::of(entry.claimed()), follow_ups))
-            }
-            _ => None,
-        })
-        .flat_map(|(parent, follow_ups)| follow_ups.iter().map(move |m| (m, Some(parent))));
-    insert_all(tx, follow_ups, policies, now)?;
+    insert_all(tx, acked_follow_ups(batch, &results), policies, now)?;
     Ok(results)
 }
 
