@@ -22,16 +22,25 @@ pub(super) const CANDIDATES: &str = "SELECT seq, priority FROM messages INDEXED 
     ORDER BY priority DESC, seq
     LIMIT ?3";
 
-/// Takes the chosen candidates (`?1`: a JSON array of their `seq`): in
-/// flight under the lease, one more attempt each. No value it sets can
-/// break a constraint, so with `OR IGNORE` nothing can abort it half way
-/// and SQLite keeps no statement journal (a copy of each page it writes).
+/// The chosen candidates (`?1`: a JSON array of their `seq`), as a claim
+/// hands them out. Read before [`TAKE`] in the same write transaction, so
+/// they are exactly the rows it takes.
+pub(super) const CHOSEN: &str = "SELECT id, event_type, payload, key, source, correlation_id, priority,
+            attempts, max_attempts, created_at, seq, depth
+       FROM messages
+      WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'";
+
+/// Takes the chosen candidates (`?1`, as in [`CHOSEN`]): in flight under
+/// the lease, one more attempt each. No value it sets can break a
+/// constraint, so with `OR IGNORE` nothing can abort it half way and SQLite
+/// keeps no statement journal (a copy of each page it writes). No
+/// `RETURNING`: SQLite would load every column of each row a second time
+/// and copy what it returns through a temporary table (a benchmark-driven
+/// choice: see docs/BENCHMARKS.md).
 pub(super) const TAKE: &str = "UPDATE OR IGNORE messages
        SET state = 'inflight', attempts = attempts + 1, lease_owner = ?2, lease_token = ?3,
            lease_expires_at = ?4, updated_at = ?5
-     WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'
-    RETURNING id, event_type, payload, key, source, correlation_id, priority,
-              attempts, max_attempts, created_at, seq, depth";
+     WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'";
 
 /// The next due time among queued messages of the types in `?1` (a JSON
 /// array), paused ones left out; `?2` is now. Messages not due when written
@@ -153,8 +162,8 @@ pub(super) fn claim_in<S: AsRef<str>>(
     }
     let seqs = serde_json::to_string(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".to_owned());
-    let mut take = tx.prepare_cached(TAKE)?;
-    let rows = take.query_map(params![seqs, owner.id, token, expires, now], |row| {
+    let mut chosen = tx.prepare_cached(CHOSEN)?;
+    let rows = chosen.query_map([&seqs], |row| {
         Ok((
             row.get::<_, i64>(10)?,
             Claimed {
@@ -168,7 +177,8 @@ pub(super) fn claim_in<S: AsRef<str>>(
                 source: row.get(4)?,
                 correlation_id: row.get(5)?,
                 priority: row.get(6)?,
-                attempts: get_u32(row, 7)?,
+                // As `TAKE` leaves it.
+                attempts: get_u32(row, 7)?.saturating_add(1),
                 max_attempts: get_u32(row, 8)?,
                 created_at: row.get(9)?,
                 lease_expires_at: expires,
@@ -177,7 +187,15 @@ pub(super) fn claim_in<S: AsRef<str>>(
         ))
     })?;
     let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    // RETURNING gives no order guarantee: restore the claim order.
+    let taken = tx
+        .prepare_cached(TAKE)?
+        .execute(params![seqs, owner.id, token, expires, now])?;
+    if taken != claimed.len() {
+        // Nothing else writes inside this transaction: unreachable unless
+        // SQLite misbehaves, and then none of it may commit.
+        return Err(rusqlite::Error::StatementChangedRows(taken));
+    }
+    // The read gives no order guarantee: restore the claim order.
     fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
     let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
     let Some(policies) = &claimer.policies else {

@@ -509,8 +509,10 @@ mod tests {
                 super::super::claim::CANDIDATES,
                 "COVERING INDEX messages_queue (event_type=?",
             ),
+            ("chosen", super::super::claim::CHOSEN, "INTEGER PRIMARY KEY"),
             ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
-            ("ack", super::super::settle::ACK, "sqlite_autoindex_messages_1 (id=?)"),
+            ("held", super::super::settle::HELD, "sqlite_autoindex_messages_1 (id=?)"),
+            ("ack", super::super::settle::ACK, "INTEGER PRIMARY KEY"),
             ("next due: delayed", super::super::claim::NEXT_DUE, "messages_delayed"),
             (
                 "next due: due now",

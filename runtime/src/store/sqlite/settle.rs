@@ -135,13 +135,13 @@ struct SettleRules {
 /// Settles every entry of `batch` inside `tx` (see [`Mailbox::settle`]);
 /// the caller commits. An `Err` is a store failure: the caller rolls back.
 ///
-/// Acks are removed first, one statement per claim among them ([`ACK`]),
-/// then failures are applied one by one, then the acked entries'
-/// follow-ups are inserted in batch order (PostgreSQL settles in this order
-/// too). A statement per claim rather than per message: a statement's own
-/// work (binding, starting and finishing it, and before schema version 7
-/// the journal of the pages it first touched) is paid once per claim (a
-/// benchmark-driven change: see docs/BENCHMARKS.md).
+/// Acks are removed first, two statements per claim among them ([`HELD`]
+/// and [`ACK`]), then failures are applied one by one, then the acked
+/// entries' follow-ups are inserted in batch order (PostgreSQL settles in
+/// this order too). Statements per claim rather than per message: a
+/// statement's own work (binding, starting and finishing it, and before
+/// schema version 7 the journal of the pages it first touched) is paid once
+/// per claim (a benchmark-driven change: see docs/BENCHMARKS.md).
 ///
 /// No savepoint per entry is needed: an entry is checked (follow-ups
 /// validated, then the lease-guarded DELETE or UPDATE) before it writes
@@ -203,26 +203,45 @@ fn settle_all<E: SettleEntry>(
     Ok(results)
 }
 
-/// Removes the acked messages of one claim whose lease is still held
-/// (`?1`: a JSON array of their ids, `?2`: the claim's lease token),
-/// answering their ids.
-pub(super) const ACK: &str = "DELETE FROM messages
-     WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_token = ?2
-    RETURNING id";
+/// The acked messages of one claim whose lease is still held (`?1`: a JSON
+/// array of their ids, `?2`: the claim's lease token): their `seq` and id.
+pub(super) const HELD: &str = "SELECT seq, id FROM messages
+     WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_token = ?2";
 
-/// Runs [`ACK`] for `acks` (id, lease token), once per claim among them
-/// (a claim's messages share its token): the ids removed.
+/// Removes the messages [`HELD`] found (`?1`: a JSON array of their `seq`).
+/// Read first in the same write transaction rather than `RETURNING` the
+/// ids, which made SQLite load every column of each row and copy the ids
+/// through a temporary table (a benchmark-driven choice: see
+/// docs/BENCHMARKS.md).
+pub(super) const ACK: &str = "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))";
+
+/// Acks `acks` (id, lease token), [`HELD`] then [`ACK`] once per claim
+/// among them (a claim's messages share its token): the ids removed.
 fn ack_all(tx: &Connection, acks: &[(MessageId, &str)]) -> rusqlite::Result<HashSet<MessageId>> {
     let mut by_claim: HashMap<&str, Vec<MessageId>> = HashMap::new();
     for (id, token) in acks {
         by_claim.entry(token).or_default().push(*id);
     }
     let mut acked = HashSet::with_capacity(acks.len());
+    let mut held = tx.prepare_cached(HELD)?;
     let mut ack = tx.prepare_cached(ACK)?;
+    let mut seqs: Vec<i64> = Vec::with_capacity(acks.len());
     for (token, ids) in by_claim {
         let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
-        for id in ack.query_map(params![ids, token], |row| row.get(0))? {
-            acked.insert(id?);
+        seqs.clear();
+        let mut rows = held.query(params![ids, token])?;
+        while let Some(row) = rows.next()? {
+            seqs.push(row.get(0)?);
+            acked.insert(row.get(1)?);
+        }
+        if seqs.is_empty() {
+            continue;
+        }
+        let removed = ack.execute([serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".to_owned())])?;
+        if removed != seqs.len() {
+            // Nothing else writes inside this transaction: unreachable
+            // unless SQLite misbehaves, and then none of it may commit.
+            return Err(rusqlite::Error::StatementChangedRows(removed));
         }
     }
     Ok(acked)
