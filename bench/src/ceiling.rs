@@ -18,6 +18,10 @@ pub struct Phases {
     pub enqueue: Duration,
     /// Claiming, handling and deleting every message.
     pub process: Duration,
+    /// The CPU time `process` took on this thread, which does all of a
+    /// SQLite run's work; `None` where the OS does not tell it, or the work is
+    /// a server's.
+    pub process_cpu: Option<Duration>,
 }
 
 fn open(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
@@ -75,6 +79,7 @@ pub fn run(
     let enqueue = started.elapsed();
 
     let started = Instant::now();
+    let cpu = crate::thread_cpu::now();
     loop {
         let tx = worker.transaction()?;
         let claimed: Vec<(i64, Vec<u8>)> = {
@@ -117,5 +122,6 @@ pub fn run(
     Ok(Phases {
         enqueue,
         process: started.elapsed(),
+        process_cpu: crate::thread_cpu::since(cpu),
     })
 }

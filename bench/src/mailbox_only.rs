@@ -60,6 +60,7 @@ pub fn run(
         },
     };
     let started = Instant::now();
+    let cpu = crate::thread_cpu::now();
     let lease = Duration::from_secs(60);
     let mut claimed = worker.claim(claim_batch, lease, &[EVENT_TYPE])?;
     while !claimed.is_empty() {
@@ -93,5 +94,6 @@ pub fn run(
     Ok(Phases {
         enqueue,
         process: started.elapsed(),
+        process_cpu: crate::thread_cpu::since(cpu),
     })
 }

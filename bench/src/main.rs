@@ -14,6 +14,7 @@ mod latency;
 mod mailbox_only;
 mod postgres;
 mod report;
+mod thread_cpu;
 mod wasm_cost;
 mod workload;
 
@@ -152,6 +153,8 @@ struct Ceiling {
     enqueue: f64,
     process: f64,
     total: f64,
+    /// The CPU time of claim + handle + delete, where known.
+    process_cpu: Option<Duration>,
 }
 
 /// One benchmark run's settings and scratch space.
@@ -206,6 +209,11 @@ impl Run {
         Ok(ceiling::Phases {
             enqueue: median(runs.iter().map(|r| r.enqueue).collect()),
             process: median(runs.iter().map(|r| r.process).collect()),
+            process_cpu: runs
+                .iter()
+                .map(|r| r.process_cpu)
+                .collect::<Option<Vec<_>>>()
+                .map(median),
         })
     }
 
@@ -219,6 +227,7 @@ impl Run {
             ceiling.enqueue,
         );
         report::throughput(process_label, n, phases.process, ceiling.process);
+        report::cpu_per_message(n, phases.process_cpu, ceiling.process_cpu);
         report::throughput("total", n, phases.enqueue + phases.process, ceiling.total);
     }
 
@@ -232,6 +241,7 @@ impl Run {
             enqueue: report::rate(n, phases.enqueue),
             process: report::rate(n, phases.process),
             total: report::rate(n, phases.enqueue + phases.process),
+            process_cpu: phases.process_cpu,
         };
         self.phases(
             &format!("claim + handle + delete (batches of {CLAIM_BATCH})"),
@@ -277,6 +287,7 @@ impl Run {
             phases.process,
             ceiling.process,
         );
+        report::cpu_per_message(self.messages, phases.process_cpu, ceiling.process_cpu);
         // The store's share of the end-to-end run, without wasm or dispatcher:
         // acks and claims as the host commits them there.
         let like_host = mailbox_only::AckShape {
@@ -291,6 +302,7 @@ impl Run {
             phases.process,
             ceiling.process,
         );
+        report::cpu_per_message(self.messages, phases.process_cpu, ceiling.process_cpu);
         Ok(())
     }
 
@@ -399,6 +411,7 @@ impl Run {
             enqueue: report::rate(n, phases.enqueue),
             process: report::rate(n, phases.process),
             total: report::rate(n, phases.enqueue + phases.process),
+            process_cpu: phases.process_cpu,
         };
         println!("ceiling: raw SQL, SKIP LOCKED claims, native handler, batched deletes");
         self.phases(

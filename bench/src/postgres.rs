@@ -172,6 +172,8 @@ pub async fn ceiling(
     Ok(Phases {
         enqueue,
         process: started.elapsed(),
+        // The work is the server's.
+        process_cpu: None,
     })
 }
 
@@ -234,6 +236,8 @@ pub async fn mailbox(
     Ok(Phases {
         enqueue,
         process: started.elapsed(),
+        // The work is the server's.
+        process_cpu: None,
     })
 }
 

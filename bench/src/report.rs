@@ -22,6 +22,23 @@ pub fn throughput(label: &str, messages: usize, took: Duration, ceiling: f64) {
     );
 }
 
+/// Prints the CPU time per message of the line above (its thread's, see
+/// `thread_cpu`), with its ratio to the ceiling's: the ceiling's CPU time
+/// over this one, so that, like a throughput's, a higher ratio is better.
+/// Nothing when either is unknown.
+pub fn cpu_per_message(messages: usize, cpu: Option<Duration>, ceiling: Option<Duration>) {
+    let (Some(cpu), Some(ceiling)) = (cpu, ceiling) else {
+        return;
+    };
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / messages.max(1) as f64;
+    println!(
+        "{:<48} {:>9.2} µs/msg   {:>6.1}% of ceiling   (CPU time of its thread)",
+        "  CPU per message",
+        per_message(cpu),
+        100.0 * ceiling.as_secs_f64() / cpu.as_secs_f64().max(1e-9)
+    );
+}
+
 /// Prints any other figure.
 pub fn figure(label: &str, value: impl std::fmt::Display) {
     println!("{label:<48} {value}");
