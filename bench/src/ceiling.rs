@@ -1,8 +1,8 @@
 //! The ceiling: the same SQL work with no Mailroom code. A minimal queue
 //! table in WAL mode; batched inserts on a `synchronous=FULL` connection (as
-//! Mailroom's default ingest), then batched claims (mark in flight under a
-//! lease, `UPDATE … RETURNING`), the native handler, and batched deletes on a
-//! `synchronous=NORMAL` connection (as Mailroom's dispatcher).
+//! Mailroom's default ingest), then batched claims (the first due rows read,
+//! then marked in flight under a lease), the native handler, and batched
+//! deletes on a `synchronous=NORMAL` connection (as Mailroom's dispatcher).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,21 +83,27 @@ pub fn run(
     loop {
         let tx = worker.transaction()?;
         let claimed: Vec<(i64, Vec<u8>)> = {
-            let mut claim = tx.prepare_cached(
+            // Read, then write, as Mailroom claims: with `RETURNING` SQLite
+            // loads every column twice and copies what it returns through a
+            // temporary table.
+            let mut choose = tx.prepare_cached(
+                "SELECT seq, payload FROM queue WHERE state = 0 AND available_at <= ?1
+                  ORDER BY seq LIMIT ?2",
+            )?;
+            let rows: Vec<(i64, Vec<u8>)> = choose
+                .query_map(
+                    params![1, i64::try_from(claim_batch).unwrap_or(i64::MAX)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let seqs = serde_json::to_string(&rows.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".to_owned());
+            tx.prepare_cached(
                 "UPDATE queue SET state = 1, lease_token = ?1, lease_expires_at = ?2
-                  WHERE seq IN (SELECT seq FROM queue WHERE state = 0 AND available_at <= ?2
-                                 ORDER BY seq LIMIT ?3)
-                 RETURNING seq, payload",
-            )?;
-            let rows = claim.query_map(
-                params![
-                    uuid::Uuid::now_v7().to_string(),
-                    1,
-                    i64::try_from(claim_batch).unwrap_or(i64::MAX)
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            rows.collect::<rusqlite::Result<_>>()?
+                  WHERE seq IN (SELECT value FROM json_each(?3))",
+            )?
+            .execute(params![uuid::Uuid::now_v7().to_string(), 1, seqs])?;
+            rows
         };
         tx.commit()?;
         if claimed.is_empty() {
