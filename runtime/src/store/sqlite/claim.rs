@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::Mailbox;
-use super::row::get_u32;
+use super::row::{expect_changed, get_u32, json_list};
 use crate::store::claim::{Claimed, Lease, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::{Outcome, StoreError};
 use crate::clock::{Millis, duration_ms};
@@ -163,8 +163,7 @@ pub(super) fn claim_in<S: AsRef<str>>(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let seqs = serde_json::to_string(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".to_owned());
+    let seqs = json_list(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>());
     let mut chosen = tx.prepare_cached(CHOSEN)?;
     let rows = chosen.query_map([&seqs], |row| {
         Ok((
@@ -193,11 +192,7 @@ pub(super) fn claim_in<S: AsRef<str>>(
     let taken = tx
         .prepare_cached(TAKE)?
         .execute(params![seqs, owner.id, token, expires, now])?;
-    if taken != claimed.len() {
-        // Nothing else writes inside this transaction: unreachable unless
-        // SQLite misbehaves, and then none of it may commit.
-        return Err(rusqlite::Error::StatementChangedRows(taken));
-    }
+    expect_changed(taken, claimed.len())?;
     // The read gives no order guarantee: restore the claim order.
     fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
     let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
@@ -263,9 +258,7 @@ impl Mailbox {
         &self,
         event_types: &[S],
     ) -> Result<Option<Millis>, StoreError> {
-        let types =
-            serde_json::to_string(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
-                .unwrap_or_else(|_| "[]".to_owned());
+        let types = json_list(&event_types.iter().map(AsRef::as_ref).collect::<Vec<&str>>());
         let now = self.now();
         self.conn
             .prepare_cached(NEXT_DUE)

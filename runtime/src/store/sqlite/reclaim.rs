@@ -83,7 +83,7 @@ fn reclaim_in(
         }
         dead
     };
-    let dead_json = serde_json::to_string(&dead_owners).unwrap_or_else(|_| "[]".to_owned());
+    let dead_json = super::row::json_list(&dead_owners);
 
     // Expired, or held by an owner that is gone or was never recorded.
     let stuck: Vec<(Lease, String, u32, u32)> = {

@@ -29,7 +29,7 @@ impl Mailbox {
         event_types: &[String],
         digest: &str,
     ) -> Result<(), StoreError> {
-        let types = serde_json::to_string(event_types).unwrap_or_else(|_| "[]".to_owned());
+        let types = super::row::json_list(event_types);
         self.upsert_record(
             path,
             PluginStatus::Loaded,

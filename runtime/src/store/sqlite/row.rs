@@ -56,6 +56,25 @@ pub(crate) fn get_u32(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
     u32::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
 }
 
+/// `items` as the JSON array a statement reads through `json_each`: one
+/// parameter for a list of any length.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    // Numbers and strings always serialize.
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Fails the transaction when a statement changed `changed` rows where
+/// `expected` were certain: the rows it writes were read earlier in the
+/// same write transaction, so only SQLite misbehaving gets here, and then
+/// none of it may commit.
+pub(crate) fn expect_changed(changed: usize, expected: usize) -> rusqlite::Result<()> {
+    if changed == expected {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::StatementChangedRows(changed))
+    }
+}
+
 /// Converts a count to the INTEGER SQLite stores.
 pub(crate) fn sql_int(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)

@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 use super::Mailbox;
 use super::claim::claim_in;
 use super::enqueue::insert_all;
+use super::row::{expect_changed, json_list};
 use crate::clock::Millis;
 use crate::message::{MessageId, NewMessage};
 use crate::state_machine::{Failure, MessageState, Policies, Transition};
@@ -227,7 +228,7 @@ fn ack_all(tx: &Connection, acks: &[(MessageId, &str)]) -> rusqlite::Result<Hash
     let mut ack = tx.prepare_cached(ACK)?;
     let mut seqs: Vec<i64> = Vec::with_capacity(acks.len());
     for (token, ids) in by_claim {
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
+        let ids = json_list(&ids);
         seqs.clear();
         let mut rows = held.query(params![ids, token])?;
         while let Some(row) = rows.next()? {
@@ -237,12 +238,7 @@ fn ack_all(tx: &Connection, acks: &[(MessageId, &str)]) -> rusqlite::Result<Hash
         if seqs.is_empty() {
             continue;
         }
-        let removed = ack.execute([serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".to_owned())])?;
-        if removed != seqs.len() {
-            // Nothing else writes inside this transaction: unreachable
-            // unless SQLite misbehaves, and then none of it may commit.
-            return Err(rusqlite::Error::StatementChangedRows(removed));
-        }
+        expect_changed(ack.execute([json_list(&seqs)])?, seqs.len())?;
     }
     Ok(acked)
 }
