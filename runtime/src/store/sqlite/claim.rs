@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use super::Mailbox;
+use super::claimed_rows::ClaimedRows;
 use super::row::{expect_changed, get_u32, json_list};
 use crate::store::claim::{Claimed, Lease, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::{Outcome, StoreError};
@@ -90,10 +91,11 @@ impl Mailbox {
         Ok(claimed)
     }
 
-    /// Who claims, and under which policies: what [`claim_in`] needs of
-    /// this mailbox.
-    pub(super) fn claimer(&self) -> Claimer {
+    /// Who claims at `now`, and under which policies: what [`claim_in`]
+    /// needs of this mailbox.
+    pub(super) fn claimer(&self, now: Millis) -> Claimer {
         Claimer {
+            now,
             owner: self.owner.clone(),
             first_claim: !self.registered,
             policies: (!self.policies.limits.is_empty()).then(|| self.policies.clone()),
@@ -103,6 +105,8 @@ impl Mailbox {
 
 /// The claiming mailbox's side of a claim.
 pub(super) struct Claimer {
+    /// The time of the claim.
+    now: Millis,
     owner: LeaseOwner,
     /// Its owner is not yet recorded in `hosts`.
     first_claim: bool,
@@ -112,19 +116,21 @@ pub(super) struct Claimer {
 }
 
 /// Claims inside `tx` (see [`Mailbox::claim`]), at most `caps[t]` of each
-/// type `t` listed in `caps`; the caller commits.
+/// type `t` listed in `caps`, and tells `claimed_rows` where the messages handed
+/// out are stored; the caller commits.
 pub(super) fn claim_in<S: AsRef<str>>(
     tx: &Connection,
     claimer: &Claimer,
-    now: Millis,
     limit: usize,
     lease: Duration,
     event_types: &[S],
     caps: &TypeCaps,
+    claimed_rows: &mut ClaimedRows,
 ) -> rusqlite::Result<Vec<Claimed>> {
     if limit == 0 || event_types.is_empty() {
         return Ok(Vec::new());
     }
+    let now = claimer.now;
     let expires = now.saturating_add(duration_ms(lease));
     // 64 random bits: a stale holder's token matches a later claim's by
     // chance once in 2^64, and every row in flight carries 20 bytes fewer
@@ -195,12 +201,19 @@ pub(super) fn claim_in<S: AsRef<str>>(
     expect_changed(taken, claimed.len())?;
     // The read gives no order guarantee: restore the claim order.
     fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
-    let claimed: Vec<Claimed> = claimed.into_iter().map(|(_, c)| c).collect();
+    let claimed: Vec<Claimed> = claimed
+        .into_iter()
+        .map(|(seq, c)| {
+            claimed_rows.insert(c.id(), seq);
+            c
+        })
+        .collect();
     let Some(policies) = &claimer.policies else {
         return Ok(claimed);
     };
     let (live, expired) = split_expired(claimed, policies, now);
     for (lease, transition) in &expired {
+        claimed_rows.remove(&lease.id);
         super::settle::apply_failure(tx, lease, transition, None, now)?;
     }
     Ok(live)
@@ -219,6 +232,9 @@ impl Mailbox {
     pub fn release(&mut self, leases: &[Lease]) -> Result<usize, StoreError> {
         let now = self.now();
         let ctx = self.ctx.clone();
+        for lease in leases {
+            self.claimed_rows.remove(&lease.id);
+        }
         let tx = self.tx()?;
         let mut released = 0;
         {

@@ -21,6 +21,7 @@
 //! | `enqueue.rs`      | validated inserts with key dedupe                   |
 //! | `claim.rs`        | atomic batch claims under a lease                   |
 //! | `settle.rs`       | acks (with follow-ups) and failures, in batches     |
+//! | `claimed_rows.rs` | where this connection's claimed messages are stored |
 //! | `reclaim.rs`      | expired leases and leases of dead processes         |
 //! | `dead_letters.rs` | list, show, redrive, purge                          |
 //! | `queue.rs`        | messages in any state, cancels, paused event types  |
@@ -36,6 +37,7 @@
 mod check;
 mod checkpoints;
 mod claim;
+mod claimed_rows;
 mod commit_watch;
 mod connection;
 mod dead_letters;
@@ -87,6 +89,8 @@ pub struct Mailbox {
     registered: bool,
     /// The thread that checkpoints for this connection, when it has one.
     checkpoints: Option<checkpoints::Checkpointer>,
+    /// Where the messages it claimed are stored, for its acks.
+    claimed_rows: claimed_rows::ClaimedRows,
 }
 
 impl Mailbox {
@@ -122,6 +126,7 @@ impl Mailbox {
             key_retention: options.key_retention,
             registered: false,
             checkpoints: None,
+            claimed_rows: claimed_rows::ClaimedRows::default(),
         })
     }
 

@@ -511,6 +511,7 @@ mod tests {
             ),
             ("chosen", super::super::claim::CHOSEN, "INTEGER PRIMARY KEY"),
             ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
+            ("ack claimed", super::super::settle::ACK_CLAIMED, "INTEGER PRIMARY KEY"),
             ("held", super::super::settle::HELD, "sqlite_autoindex_messages_1 (id=?)"),
             ("ack", super::super::settle::ACK, "INTEGER PRIMARY KEY"),
             ("next due: delayed", super::super::claim::NEXT_DUE, "messages_delayed"),

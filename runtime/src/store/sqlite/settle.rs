@@ -8,6 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::Mailbox;
 use super::claim::claim_in;
+use super::claimed_rows::ClaimedRows;
 use super::enqueue::insert_all;
 use super::row::{expect_changed, json_list};
 use crate::clock::Millis;
@@ -81,12 +82,8 @@ impl Mailbox {
         batch: &[E],
     ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         let now = self.now();
-        let ctx = self.ctx.clone();
         let rules = self.settle_rules();
-        let tx = self.tx()?;
-        let results = settle_all(&tx, batch, &rules, now).map_err(|e| ctx.err(e))?;
-        tx.commit().map_err(|e| ctx.err(e))?;
-        Ok(results)
+        self.settle_in_tx(|tx, rows| settle_all(tx, batch, &rules, now, rows))
     }
 
     /// Settles `batch` as [`Mailbox::settle`] does, then claims as
@@ -106,17 +103,37 @@ impl Mailbox {
         caps: &TypeCaps,
     ) -> Result<SettledAndClaimed, StoreError> {
         let now = self.now();
-        let ctx = self.ctx.clone();
         let rules = self.settle_rules();
-        let claimer = self.claimer();
-        let tx = self.tx()?;
-        let results = settle_all(&tx, batch, &rules, now).map_err(|e| ctx.err(e))?;
-        let claimed =
-            claim_in(&tx, &claimer, now, limit, lease, event_types, caps).map_err(|e| ctx.err(e))?;
-        tx.commit().map_err(|e| ctx.err(e))?;
+        let claimer = self.claimer(now);
+        let settled = self.settle_in_tx(|tx, rows| {
+            let Some(results) = settle_all(tx, batch, &rules, now, rows)? else {
+                return Ok(None);
+            };
+            let claimed = claim_in(tx, &claimer, limit, lease, event_types, caps, rows)?;
+            Ok(Some((results, claimed)))
+        })?;
         // A claim of nothing records no owner.
         self.registered |= limit > 0 && !event_types.is_empty();
-        Ok((results, claimed))
+        Ok(settled)
+    }
+
+    /// Runs `settle` in one write transaction and commits what it returns.
+    /// `Ok(None)`: an ack found a stored row it was told of no longer held
+    /// (see `claimed_rows.rs`); the transaction is rolled back and `settle`
+    /// runs again. It ends: each such run forgets at least the hint it found
+    /// stale, and a settle without hints reads each claim first.
+    fn settle_in_tx<T>(
+        &mut self,
+        mut settle: impl FnMut(&Connection, &mut ClaimedRows) -> rusqlite::Result<Option<T>>,
+    ) -> Result<T, StoreError> {
+        loop {
+            let tx = self.conn.transaction().map_err(|e| self.ctx.err(e))?;
+            let settled = settle(&tx, &mut self.claimed_rows).map_err(|e| self.ctx.err(e))?;
+            if let Some(settled) = settled {
+                tx.commit().map_err(|e| self.ctx.err(e))?;
+                return Ok(settled);
+            }
+        }
     }
 
     fn settle_rules(&self) -> SettleRules {
@@ -136,13 +153,15 @@ struct SettleRules {
 /// Settles every entry of `batch` inside `tx` (see [`Mailbox::settle`]);
 /// the caller commits. An `Err` is a store failure: the caller rolls back.
 ///
-/// Acks are removed first, two statements per claim among them ([`HELD`]
-/// and [`ACK`]), then failures are applied one by one, then the acked
+/// Acks are removed first, one or two statements per claim among them (see
+/// [`ack_all`]), then failures are applied one by one, then the acked
 /// entries' follow-ups are inserted in batch order (PostgreSQL settles in
 /// this order too). Statements per claim rather than per message: a
 /// statement's own work (binding, starting and finishing it, and before
 /// schema version 7 the journal of the pages it first touched) is paid once
 /// per claim (a benchmark-driven change: see docs/BENCHMARKS.md).
+/// `Ok(None)`: a hint in `rows` was stale, and the caller rolls back and
+/// settles again.
 ///
 /// No savepoint per entry is needed: an entry is checked (follow-ups
 /// validated, then the lease-guarded DELETE or UPDATE) before it writes
@@ -153,7 +172,8 @@ fn settle_all<E: SettleEntry>(
     batch: &[E],
     rules: &SettleRules,
     now: Millis,
-) -> rusqlite::Result<Vec<Result<Settled, StoreError>>> {
+    rows: &mut ClaimedRows,
+) -> rusqlite::Result<Option<Vec<Result<Settled, StoreError>>>> {
     let policies = &rules.policies;
     let mut room = room_for(tx, batch, policies)?;
     // Each entry's step: `Err` decided already, `Ok(None)` an ack,
@@ -183,7 +203,9 @@ fn settle_all<E: SettleEntry>(
         };
         steps.push(step);
     }
-    let mut acked = ack_all(tx, &acks)?;
+    let Some(mut acked) = ack_all(tx, &acks, rows)? else {
+        return Ok(None);
+    };
     let mut results = Vec::with_capacity(batch.len());
     for (entry, step) in batch.iter().zip(steps) {
         let claimed = entry.claimed();
@@ -194,6 +216,7 @@ fn settle_all<E: SettleEntry>(
             Ok(None) if acked.remove(&claimed.lease.id) => Ok(Settled::Acked),
             Ok(None) => Err(lost()),
             Ok(Some(failure)) => {
+                rows.remove(&claimed.lease.id);
                 let transition = decide_claimed(claimed, &failure, policies, now);
                 apply_failure(tx, &claimed.lease, &transition, entry.digest(), now)?
                     .ok_or_else(lost)
@@ -201,11 +224,18 @@ fn settle_all<E: SettleEntry>(
         });
     }
     insert_all(tx, acked_follow_ups(batch, &results), policies, now)?;
-    Ok(results)
+    Ok(Some(results))
 }
+
+/// Removes the acked messages of one claim that are still held under its
+/// lease (`?1`: a JSON array of their `seq` as claimed, `?2`: the claim's
+/// lease token), where [`ClaimedRows`] knows every one of them.
+pub(super) const ACK_CLAIMED: &str = "DELETE FROM messages
+     WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_token = ?2";
 
 /// The acked messages of one claim whose lease is still held (`?1`: a JSON
 /// array of their ids, `?2`: the claim's lease token): their `seq` and id.
+/// For the acks [`ClaimedRows`] cannot place.
 pub(super) const HELD: &str = "SELECT seq, id FROM messages
      WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'inflight' AND lease_token = ?2";
 
@@ -216,31 +246,49 @@ pub(super) const HELD: &str = "SELECT seq, id FROM messages
 /// docs/BENCHMARKS.md).
 pub(super) const ACK: &str = "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?1))";
 
-/// Acks `acks` (id, lease token), [`HELD`] then [`ACK`] once per claim
-/// among them (a claim's messages share its token): the ids removed.
-fn ack_all(tx: &Connection, acks: &[(MessageId, &str)]) -> rusqlite::Result<HashSet<MessageId>> {
+/// Acks `acks` (id, lease token) once per claim among them (a claim's
+/// messages share its token): the ids removed. A claim whose every row
+/// `rows` knows is one [`ACK_CLAIMED`]; any other is [`HELD`] then [`ACK`].
+/// `Ok(None)` when an [`ACK_CLAIMED`] removed fewer rows than it named:
+/// some lease was lost, and which one only a read can tell, so the caller
+/// rolls back and settles again (without the hints this forgot).
+fn ack_all(
+    tx: &Connection,
+    acks: &[(MessageId, &str)],
+    rows: &mut ClaimedRows,
+) -> rusqlite::Result<Option<HashSet<MessageId>>> {
     let mut by_claim: HashMap<&str, Vec<MessageId>> = HashMap::new();
     for (id, token) in acks {
         by_claim.entry(token).or_default().push(*id);
     }
     let mut acked = HashSet::with_capacity(acks.len());
-    let mut held = tx.prepare_cached(HELD)?;
-    let mut ack = tx.prepare_cached(ACK)?;
     let mut seqs: Vec<i64> = Vec::with_capacity(acks.len());
     for (token, ids) in by_claim {
-        let ids = json_list(&ids);
         seqs.clear();
-        let mut rows = held.query(params![ids, token])?;
-        while let Some(row) = rows.next()? {
+        seqs.extend(ids.iter().map_while(|id| rows.remove(id)));
+        if seqs.len() == ids.len() {
+            let removed = tx
+                .prepare_cached(ACK_CLAIMED)?
+                .execute(params![json_list(&seqs), token])?;
+            if removed != seqs.len() {
+                return Ok(None);
+            }
+            acked.extend(ids);
+            continue;
+        }
+        seqs.clear();
+        let mut held = tx.prepare_cached(HELD)?;
+        let mut found = held.query(params![json_list(&ids), token])?;
+        while let Some(row) = found.next()? {
             seqs.push(row.get(0)?);
             acked.insert(row.get(1)?);
         }
         if seqs.is_empty() {
             continue;
         }
-        expect_changed(ack.execute([json_list(&seqs)])?, seqs.len())?;
+        expect_changed(tx.prepare_cached(ACK)?.execute([json_list(&seqs)])?, seqs.len())?;
     }
-    Ok(acked)
+    Ok(Some(acked))
 }
 
 /// The places left in the capped queues the batch's acks emit into.
