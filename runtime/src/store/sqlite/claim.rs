@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, params};
 
 use super::Mailbox;
 use super::claimed_rows::ClaimedRows;
-use super::row::{expect_changed, get_u32, json_list};
+use super::row::{expect_changed, get_u32, json_list, sql_int};
 use crate::store::claim::{Claimed, Lease, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::{Outcome, StoreError};
 use crate::clock::{Millis, duration_ms};
@@ -23,13 +23,35 @@ pub(super) const CANDIDATES: &str = "SELECT seq, priority FROM messages INDEXED 
     ORDER BY priority DESC, seq
     LIMIT ?3";
 
+/// The columns a claim hands out, in the order [`read_claimed`] reads them.
+macro_rules! claimed_columns {
+    () => {
+        "id, event_type, payload, key, source, correlation_id, priority, attempts, max_attempts,
+         created_at, seq, depth"
+    };
+}
+
 /// The chosen candidates (`?1`: a JSON array of their `seq`), as a claim
 /// hands them out. Read before [`TAKE`] in the same write transaction, so
 /// they are exactly the rows it takes.
-pub(super) const CHOSEN: &str = "SELECT id, event_type, payload, key, source, correlation_id, priority,
-            attempts, max_attempts, created_at, seq, depth
-       FROM messages
-      WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'";
+pub(super) const CHOSEN: &str = concat!(
+    "SELECT ",
+    claimed_columns!(),
+    " FROM messages WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'queued'"
+);
+
+/// A claim of one type's messages (`?1`; `?2` is now, `?3` the limit): its
+/// first due ones, as [`CANDIDATES`] finds them, read as [`CHOSEN`] reads
+/// them, in one statement where a claim across types needs two (a
+/// benchmark-driven choice: see docs/BENCHMARKS.md).
+pub(super) const FIRST_DUE: &str = concat!(
+    "SELECT ",
+    claimed_columns!(),
+    " FROM messages INDEXED BY messages_queue
+     WHERE state = 'queued' AND event_type = ?1 AND available_at <= ?2
+     ORDER BY priority DESC, seq
+     LIMIT ?3"
+);
 
 /// Takes the chosen candidates (`?1`, as in [`CHOSEN`]): in flight under
 /// the lease, one more attempt each. No value it sets can break a
@@ -140,10 +162,6 @@ pub(super) fn claim_in<S: AsRef<str>>(
     if claimer.first_claim {
         super::registry::register_owner(tx, owner, now)?;
     }
-    // The claim order across types: each type's first `limit`
-    // candidates, merged in turns (`fair_order`).
-    let mut candidates: Vec<(&str, Priority, i64)> = Vec::new();
-    let mut select = tx.prepare_cached(CANDIDATES)?;
     let mut types: std::collections::BTreeSet<&str> =
         event_types.iter().map(AsRef::as_ref).collect();
     // Paused types are not claimed, by any host.
@@ -154,52 +172,54 @@ pub(super) fn claim_in<S: AsRef<str>>(
     for event_type in &paused {
         types.remove(event_type.as_str());
     }
-    for event_type in types {
-        let rows = select.query_map(
-            params![event_type, now, super::row::sql_int(type_limit(limit, caps, event_type))],
-            |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
-        )?;
-        for row in rows {
-            let (priority, seq) = row?;
-            candidates.push((event_type, priority, seq));
+    let read = |row: &Row<'_>| read_claimed(row, &token, expires);
+    let only_type = match types.len() {
+        1 => types.first().copied(),
+        _ => None,
+    };
+    let (mut claimed, seqs) = if let Some(event_type) = only_type {
+        let limit = sql_int(type_limit(limit, caps, event_type));
+        let claimed = tx
+            .prepare_cached(FIRST_DUE)?
+            .query_map(params![event_type, now, limit], read)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let seqs = json_list(&claimed.iter().map(|(seq, _)| *seq).collect::<Vec<_>>());
+        (claimed, seqs)
+    } else {
+        // The claim order across types: each type's first `limit`
+        // candidates, merged in turns (`fair_order`).
+        let mut candidates: Vec<(&str, Priority, i64)> = Vec::new();
+        let mut select = tx.prepare_cached(CANDIDATES)?;
+        for event_type in types {
+            let rows = select.query_map(
+                params![event_type, now, sql_int(type_limit(limit, caps, event_type))],
+                |row| Ok((row.get::<_, Priority>(1)?, row.get::<_, i64>(0)?)),
+            )?;
+            for row in rows {
+                let (priority, seq) = row?;
+                candidates.push((event_type, priority, seq));
+            }
         }
-    }
-    fair_order(&mut candidates, |c| *c);
-    candidates.truncate(limit);
-    if candidates.is_empty() {
+        fair_order(&mut candidates, |c| *c);
+        candidates.truncate(limit);
+        let seqs = json_list(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>());
+        let claimed = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            tx.prepare_cached(CHOSEN)?
+                .query_map([&seqs], read)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        (claimed, seqs)
+    };
+    if claimed.is_empty() {
         return Ok(Vec::new());
     }
-    let seqs = json_list(&candidates.iter().map(|(_, _, s)| *s).collect::<Vec<_>>());
-    let mut chosen = tx.prepare_cached(CHOSEN)?;
-    let rows = chosen.query_map([&seqs], |row| {
-        Ok((
-            row.get::<_, i64>(10)?,
-            Claimed {
-                lease: Lease {
-                    id: row.get(0)?,
-                    token: token.clone(),
-                },
-                event_type: row.get(1)?,
-                payload: row.get(2)?,
-                key: row.get(3)?,
-                source: row.get(4)?,
-                correlation_id: row.get(5)?,
-                priority: row.get(6)?,
-                // As `TAKE` leaves it.
-                attempts: get_u32(row, 7)?.saturating_add(1),
-                max_attempts: get_u32(row, 8)?,
-                created_at: row.get(9)?,
-                lease_expires_at: expires,
-                depth: get_u32(row, 11)?,
-            },
-        ))
-    })?;
-    let mut claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let taken = tx
         .prepare_cached(TAKE)?
         .execute(params![seqs, owner.id, token, expires, now])?;
     expect_changed(taken, claimed.len())?;
-    // The read gives no order guarantee: restore the claim order.
+    // `CHOSEN` gives no order guarantee: restore the claim order.
     fair_order(&mut claimed, |(seq, c)| (c.event_type.as_str(), c.priority, *seq));
     let claimed: Vec<Claimed> = claimed
         .into_iter()
@@ -217,6 +237,32 @@ pub(super) fn claim_in<S: AsRef<str>>(
         super::settle::apply_failure(tx, lease, transition, None, now)?;
     }
     Ok(live)
+}
+
+/// One row of [`CHOSEN`] or [`FIRST_DUE`] as handed out under `token`
+/// until `expires`, with its `seq`.
+fn read_claimed(row: &Row<'_>, token: &str, expires: Millis) -> rusqlite::Result<(i64, Claimed)> {
+    Ok((
+        row.get::<_, i64>(10)?,
+        Claimed {
+            lease: Lease {
+                id: row.get(0)?,
+                token: token.to_owned(),
+            },
+            event_type: row.get(1)?,
+            payload: row.get(2)?,
+            key: row.get(3)?,
+            source: row.get(4)?,
+            correlation_id: row.get(5)?,
+            priority: row.get(6)?,
+            // As `TAKE` leaves it.
+            attempts: get_u32(row, 7)?.saturating_add(1),
+            max_attempts: get_u32(row, 8)?,
+            created_at: row.get(9)?,
+            lease_expires_at: expires,
+            depth: get_u32(row, 11)?,
+        },
+    ))
 }
 
 impl Mailbox {

@@ -510,6 +510,11 @@ mod tests {
                 "COVERING INDEX messages_queue (event_type=?",
             ),
             ("chosen", super::super::claim::CHOSEN, "INTEGER PRIMARY KEY"),
+            (
+                "claim of one type",
+                super::super::claim::FIRST_DUE,
+                "INDEX messages_queue (event_type=?",
+            ),
             ("take", super::super::claim::TAKE, "INTEGER PRIMARY KEY"),
             ("ack claimed", super::super::settle::ACK_CLAIMED, "INTEGER PRIMARY KEY"),
             ("held", super::super::settle::HELD, "sqlite_autoindex_messages_1 (id=?)"),
