@@ -127,6 +127,8 @@ impl Mailbox {
         mut settle: impl FnMut(&Connection, &mut ClaimedRows) -> rusqlite::Result<Option<T>>,
     ) -> Result<T, StoreError> {
         loop {
+            // As `Mailbox::tx` opens it (immediate), but borrowing only the
+            // connection, so that `settle` can have the hints beside it.
             let tx = self.conn.transaction().map_err(|e| self.ctx.err(e))?;
             let settled = settle(&tx, &mut self.claimed_rows).map_err(|e| self.ctx.err(e))?;
             if let Some(settled) = settled {
