@@ -138,8 +138,12 @@ async fn compile_in_child(
         .arg("--plugin")
         .arg(path)
         .env_clear()
-        // Few malloc arenas: each reserves address space, which counts
-        // against the cap without holding memory.
+        // The allocator reserves address space in small steps: each
+        // reservation counts against the cap without holding memory, and
+        // mimalloc's first one (1 GiB by default, taken before the cap is
+        // set) would leave no room for the compiler's threads and mappings.
+        .env("MIMALLOC_ARENA_RESERVE", "32MiB")
+        // Few arenas for what still allocates through the C library.
         .env("MALLOC_ARENA_MAX", "2")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
