@@ -967,6 +967,20 @@ async fn a_plugin_compiled_in_a_child_process_serves() {
     assert_serves(&plugin).await;
 }
 
+#[tokio::test]
+async fn an_ordinary_plugin_compiles_within_the_smallest_budget_allowed() {
+    // `plugins.compile_memory_mb` may be as low as 64.
+    let host = compiling_host(SandboxLimits {
+        compile_memory_bytes: 64 << 20,
+        ..limits()
+    });
+    let plugin = host
+        .load_async(Path::new(artifacts::ORDER_VALIDATOR))
+        .await
+        .expect("loads");
+    assert_serves(&plugin).await;
+}
+
 /// A component whose compilation takes many seconds and most of a GiB.
 fn costly_component(dir: &Path) -> PathBuf {
     let path = dir.join("costly.wasm");

@@ -141,7 +141,7 @@ async fn compile_in_child(
         // The allocator reserves address space in small steps: each
         // reservation counts against the cap without holding memory, and
         // mimalloc's first one (1 GiB by default, taken before the cap is
-        // set) would leave no room for the compiler's threads and mappings.
+        // set) would leave the compiler that much beyond its budget.
         .env("MIMALLOC_ARENA_RESERVE", "32MiB")
         // Few arenas for what still allocates through the C library.
         .env("MALLOC_ARENA_MAX", "2")
@@ -221,13 +221,22 @@ fn ran_out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> bool {
     words.iter().any(|w| stderr.contains(w)) || status.signal() == Some(9)
 }
 
+/// The address space this process has mapped (`VmSize`), if procfs says.
+fn mapped_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|line| line.strip_prefix("VmSize:"))?;
+    let kib: u64 = kib.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 fn last_line(text: &str) -> &str {
     let line = text.lines().last().unwrap_or("no output");
     &line[..line.floor_char_boundary(line.len().min(500))]
 }
 
-/// The child's side: caps this process's address space at `memory_bytes`,
-/// asks to be killed when its parent dies,
+/// The child's side: caps this process's address space at `memory_bytes`
+/// beyond what it has mapped at start, asks to be killed when its parent
+/// dies,
 /// reads a component from stdin, compiles it with the host's engine settings
 /// and writes the artefact to stdout. Returns `false` (with the reason on
 /// stderr) if the component does not compile: the process then exits with
@@ -239,9 +248,14 @@ fn last_line(text: &str) -> &str {
 #[doc(hidden)]
 pub fn run_compile_child(memory_bytes: u64) -> std::io::Result<bool> {
     use std::io::{Read, Write};
+    // The budget is what compiling adds: the binary's own mappings, and the
+    // address space the allocator reserved at start without using it, are
+    // not the plugin's doing (mimalloc's come to about 70 MiB, more than a
+    // small budget).
+    let cap = mapped_bytes().unwrap_or(0).saturating_add(memory_bytes);
     let limit = rustix::process::Rlimit {
-        current: Some(memory_bytes),
-        maximum: Some(memory_bytes),
+        current: Some(cap),
+        maximum: Some(cap),
     };
     rustix::process::setrlimit(rustix::process::Resource::As, limit)?;
     // Dies with the host: a host killed mid-compile (no time to kill its
