@@ -4,7 +4,8 @@
 //! a small file can cost a minute and gigabytes to compile. The host
 //! therefore compiles in a child process: the `mailroom` binary itself, run
 //! with a hidden subcommand (`mailroom compile-plugin`) that caps its own
-//! address space (`RLIMIT_AS`), reads the component on stdin, compiles it
+//! address space (`RLIMIT_AS`, the budget beyond what it maps at start),
+//! reads the component on stdin, compiles it
 //! with the host's engine settings and writes the compiled artefact on
 //! stdout. The parent kills it past `plugins.compile_timeout`, and an
 //! allocation past `plugins.compile_memory_mb` ends it; either way the plugin
