@@ -9,12 +9,13 @@ use crate::plugin::{Delivery, Emitted, Outcome, Plugin};
 use crate::state_machine::Failure;
 
 /// A finished delivery, waiting to be committed.
-#[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) claimed: Claimed,
     pub(crate) settlement: Settlement,
-    pub(crate) plugin: String,
-    pub(crate) digest: String,
+    /// The plugin version that ran it (its name and digest go into the
+    /// metrics, the log and the attempt's record): a handle, not copies of
+    /// its strings per delivery.
+    pub(crate) plugin: Plugin,
     pub(crate) took: Duration,
     /// The share of the dispatcher's follow-up budget this outcome holds
     /// until it is committed (see `Dispatcher::run`).
@@ -39,7 +40,7 @@ impl SettleEntry for Finished {
         &self.settlement
     }
     fn digest(&self) -> Option<&str> {
-        Some(&self.digest)
+        Some(self.plugin.digest())
     }
 }
 
@@ -76,8 +77,7 @@ pub(crate) async fn deliver(plugin: Plugin, mut claimed: Claimed) -> Finished {
     Finished {
         claimed,
         settlement,
-        plugin: plugin.name().to_owned(),
-        digest: plugin.digest().to_owned(),
+        plugin,
         took: started.elapsed(),
         held: None,
     }

@@ -101,6 +101,12 @@ pub struct Dispatcher {
     pub(crate) type_slots: TypeSlots,
 }
 
+/// A running delivery, as the dispatcher keeps track of it.
+struct Running {
+    lease: Lease,
+    event_type: String,
+}
+
 /// What a claim took, and (when it ran dry) when the next message falls due.
 type Claim = (Vec<Claimed>, Option<crate::clock::Millis>);
 
@@ -122,11 +128,13 @@ struct Run {
     running: JoinSet<Finished>,
     /// How many are in `running`, for the settler.
     running_count: Arc<AtomicUsize>,
-    /// The lease of each running delivery, to release it if it is cut short.
-    leases: HashMap<TaskId, Lease>,
-    /// The event type of each running delivery, and how many run per type.
-    running_types: HashMap<TaskId, String>,
+    /// Each running delivery's lease (to release it if it is cut short)
+    /// and event type.
+    running_of: HashMap<TaskId, Running>,
+    /// How many deliveries run per event type.
     running_by_type: HashMap<String, usize>,
+    /// The leases of deliveries aborted at shutdown, to be released.
+    aborted: Vec<Lease>,
     /// Slots are free but no waiting message may take them (`fair`):
     /// claim for the other types.
     starved: bool,
@@ -184,9 +192,9 @@ impl Dispatcher {
             ready: Ready::default(),
             running: JoinSet::new(),
             running_count: running,
-            leases: HashMap::new(),
-            running_types: HashMap::new(),
+            running_of: HashMap::new(),
             running_by_type: HashMap::new(),
+            aborted: Vec::new(),
             starved: false,
             finished: Vec::new(),
             want_claim: true,
@@ -204,6 +212,8 @@ impl Dispatcher {
             reclaim_retry: Retry::store("reclaiming expired leases"),
             handback: Retry::store("starting claimed deliveries"),
         };
+        let tick = sleep_until(self.next_wake(&run));
+        tokio::pin!(tick);
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -233,7 +243,13 @@ impl Dispatcher {
             } else if run.backlog {
                 self.commits.attend(false);
             }
+            // Re-armed only to wake sooner, or once it fired: re-armed on
+            // every turn (the poll interval moves with the clock), it cost a
+            // timer registration per delivery. Woken early, it only looks.
             let deadline = self.next_wake(&run);
+            if tick.is_elapsed() || deadline < tick.deadline() {
+                tick.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {}
@@ -267,7 +283,7 @@ impl Dispatcher {
                 () = self.commits.changed(), if attending => {
                     run.want_claim = true;
                 }
-                () = sleep_until(deadline) => self.on_tick(&mut run).await,
+                () = &mut tick => self.on_tick(&mut run).await,
             }
             for mut finished in run.finished.drain(..) {
                 // Waits only when commits fall far behind: back-pressure.
@@ -445,9 +461,15 @@ impl Dispatcher {
                     let event_type = c.event_type.clone();
                     let handle = run.running.spawn(deliver(plugin, c));
                     run.running_count.fetch_add(1, Ordering::Relaxed);
-                    run.leases.insert(handle.id(), lease);
-                    *run.running_by_type.entry(event_type.clone()).or_default() += 1;
-                    run.running_types.insert(handle.id(), event_type);
+                    // The type's name is copied when it starts running, not
+                    // per delivery.
+                    match run.running_by_type.get_mut(&event_type) {
+                        Some(n) => *n += 1,
+                        None => {
+                            run.running_by_type.insert(event_type.clone(), 1);
+                        }
+                    }
+                    run.running_of.insert(handle.id(), Running { lease, event_type });
                     started += 1;
                 }
                 Some(_) if left < needed => {
@@ -625,7 +647,8 @@ impl Dispatcher {
                 "the last outcomes were not committed within {SHUTDOWN_STORE_BOUND:?}; their messages are delivered again"
             );
         }
-        let unfinished: Vec<Lease> = run.leases.drain().map(|(_, lease)| lease).collect();
+        let mut unfinished = std::mem::take(&mut run.aborted);
+        unfinished.extend(run.running_of.drain().map(|(_, r)| r.lease));
         if !unfinished.is_empty() {
             tracing::info!(
                 released = unfinished.len(),
@@ -708,28 +731,27 @@ impl Run {
             Err(e) => e.id(),
         };
         self.running_count.fetch_sub(1, Ordering::Relaxed);
-        if let Some(event_type) = self.running_types.remove(&id)
-            && let Some(count) = self.running_by_type.get_mut(&event_type)
+        let running = self.running_of.remove(&id);
+        if let Some(r) = &running
+            && let Some(count) = self.running_by_type.get_mut(&r.event_type)
         {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                self.running_by_type.remove(&event_type);
+                self.running_by_type.remove(&r.event_type);
             }
         }
         match done {
-            Ok((id, finished)) => {
-                self.leases.remove(&id);
+            Ok((_, finished)) => {
                 self.paces.observe(&finished.claimed.event_type, finished.took);
                 self.finished.push(finished);
             }
-            // Aborted at shutdown: its lease stays in `leases` to be released.
-            Err(e) if e.is_cancelled() => {}
+            // Aborted at shutdown: its lease is released with the rest.
+            Err(e) if e.is_cancelled() => self.aborted.extend(running.map(|r| r.lease)),
             Err(e) => {
                 // A delivery task never panics (plugin calls turn every
                 // failure into an outcome); if one did, its message comes back
                 // when the lease expires.
-                let lease = self.leases.remove(&e.id());
-                tracing::error!(message_id = ?lease.map(|l| l.id), "a delivery task failed: {e}");
+                tracing::error!(message_id = ?running.map(|r| r.lease.id), "a delivery task failed: {e}");
             }
         }
     }

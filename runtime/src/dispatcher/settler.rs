@@ -184,7 +184,7 @@ impl Settler {
                     for (finished, result) in batch.iter().zip(results) {
                         self.metrics.delivered(
                             &finished.claimed.event_type,
-                            &finished.plugin,
+                            finished.plugin.name(),
                             finished.took,
                             &finished.settlement,
                             &result,
@@ -239,7 +239,7 @@ fn log_outcome(f: &Finished, result: &Result<Settled, StoreError>, now: i64) {
     macro_rules! line {
         ($level:ident, $outcome:expr, $($rest:tt)*) => {
             tracing::$level!(
-                message_id = %c.id(), event_type = %c.event_type, plugin = %f.plugin, attempt = c.attempts,
+                message_id = %c.id(), event_type = %c.event_type, plugin = f.plugin.name(), attempt = c.attempts,
                 took_ms, outcome = $outcome, $($rest)*
             )
         };

@@ -129,7 +129,8 @@ impl PluginInner {
         let access = host.access.get(&self.name);
         store::begin_call(&mut instance.store, &id, limits, access);
         instance.store.data_mut().call.depth = delivery.depth;
-        let event = to_event(delivery);
+        // The id formatted once serves the call's log context and the event.
+        let event = to_event(delivery, id);
         let result = invoke::run(&self.pre, &mut instance, limits, move |handler, store| {
             Box::pin(async move {
                 handler
@@ -239,9 +240,10 @@ fn chain_too_deep(depth: u32, max: u32) -> String {
     )
 }
 
-fn to_event(delivery: Delivery) -> Event {
+/// The event handed to the guest; `id` is the delivery's id as text.
+fn to_event(delivery: Delivery, id: String) -> Event {
     Event {
-        id: delivery.id.to_string(),
+        id,
         event_type: delivery.event_type,
         key: delivery.key,
         source: delivery.source,
