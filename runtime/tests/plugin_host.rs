@@ -458,6 +458,29 @@ async fn a_busy_loop_times_out() {
     assert_hostile("loop", "timed out after 500ms").await;
 }
 
+/// A guest spinning in wasm gives its thread back at every epoch tick: on
+/// a runtime of one thread (`tokio::test`'s), another plugin is served
+/// while it spins, not once its time limit (a minute here) has passed.
+#[tokio::test]
+async fn a_spinning_guest_shares_its_thread() {
+    let host = host_with(SandboxLimits {
+        timeout: Duration::from_secs(60),
+        ..limits()
+    });
+    let hostile = load(&host, artifacts::BEHAVIOUR).await;
+    let other = load(&host, artifacts::ORDER_VALIDATOR).await;
+    let spinning = tokio::spawn(async move { hostile.handle(behaviour("loop")).await });
+    // The spawned call starts, and spins until it gives the thread back.
+    tokio::task::yield_now().await;
+    assert_serves(&other).await;
+    assert!(
+        !spinning.is_finished(),
+        "the spinning call ended before another plugin was served: it held the thread"
+    );
+    spinning.abort();
+    assert!(spinning.await.is_err_and(|e| e.is_cancelled()));
+}
+
 #[tokio::test]
 async fn sleeping_through_the_wasi_clock_times_out() {
     assert_hostile("sleep", "timed out after 500ms").await;

@@ -119,8 +119,10 @@ impl Default for SandboxLimits {
 }
 
 impl SandboxLimits {
-    /// Epoch ticks after which running wasm traps: the timeout rounded up to
-    /// whole ticks, plus one because the current tick may be nearly over.
+    /// Epoch ticks of running wasm after which it traps: the timeout rounded
+    /// up to whole ticks, plus one because the current tick may be nearly
+    /// over. (The async timeout around each call bounds its wall-clock time,
+    /// ticks in host calls included.)
     pub(crate) fn epoch_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_nanos();
         let ticks = self.timeout.as_nanos().div_ceil(tick);

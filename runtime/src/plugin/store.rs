@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -75,10 +75,13 @@ pub(crate) struct CallState {
     /// An emit was refused because the chain is too deep: the delivery
     /// ends as a dead letter whatever the handler returns.
     pub(crate) chain_refused: bool,
+    /// Epoch ticks the call may still run for before it traps.
+    pub(crate) ticks_left: u64,
 }
 
 /// A new store for one instance of `plugin`, with the sandbox's limiter and
-/// its epoch deadline set to trap.
+/// its epoch deadline set to yield, and to trap at the time limit
+/// ([`on_epoch_tick`]).
 pub(crate) fn new_store(
     engine: &Engine,
     plugin: Arc<str>,
@@ -110,12 +113,31 @@ pub(crate) fn new_store(
             emitted: Vec::new(),
             emitted_bytes: 0,
             chain_refused: false,
+            ticks_left: 0,
         },
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
+    store.epoch_deadline_callback(on_epoch_tick);
     store
+}
+
+/// At every epoch tick while wasm runs (the deadline is one tick ahead):
+/// past the time limit, trap; before it, yield to the async runtime, so a
+/// guest spinning in wasm shares its thread with everything else the host
+/// runs there (other deliveries, commits, the HTTP API) rather than holding
+/// it for the whole time limit. The async timeout around the call bounds
+/// the wall-clock time however long the runtime takes to resume it.
+fn on_epoch_tick(
+    mut store: wasmtime::StoreContextMut<'_, StoreState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    let left = &mut store.data_mut().call.ticks_left;
+    *left = left.saturating_sub(1);
+    Ok(if *left == 0 {
+        UpdateDeadline::Interrupt
+    } else {
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+    })
 }
 
 /// Prepares a store for the next call: a fresh output budget, log count,
@@ -140,7 +162,8 @@ pub(crate) fn begin_call(
     state.call.emitted_bytes = 0;
     state.call.depth = 0;
     state.call.chain_refused = false;
+    state.call.ticks_left = limits.epoch_ticks();
     state.limiter.reset();
     state.output.begin(id);
-    store.set_epoch_deadline(limits.epoch_ticks());
+    store.set_epoch_deadline(1);
 }
