@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mailroom::store::Location;
 
 #[derive(Parser)]
 #[command(
@@ -93,9 +94,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = host_runtime(&mailroom::config::Config::default().store_location())?;
     if let Some(Child::FootprintChild {
         dir,
         queued,
@@ -160,6 +159,15 @@ struct Ceiling {
     total: f64,
     /// The CPU time of claim + handle + delete, where known.
     process_cpu: Option<Duration>,
+}
+
+/// An async runtime as `mailroom run` builds it for a host on `store`:
+/// the host's figures are measured with the worker threads it runs with.
+fn host_runtime(store: &Location) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(mailroom::host::worker_threads(store))
+        .enable_all()
+        .build()?)
 }
 
 /// One benchmark run's settings and scratch space.
@@ -402,8 +410,8 @@ impl Run {
     }
 
     fn postgres(&self, url: Option<String>) -> anyhow::Result<()> {
-        let rt = &self.runtime;
         let server = postgres::Server::new(url)?;
+        let rt = &host_runtime(&Location::parse_url(&server.url)?)?;
         report::section("7. PostgreSQL: the same work on a local server");
         report::figure("server", rt.block_on(server.settings())?);
         let n = self.messages;

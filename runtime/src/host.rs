@@ -39,6 +39,21 @@ use crate::routing::Routes;
 use crate::store::{CheckDepth, Durability, Enqueued, Store, StoreError, StoreHealth};
 use crate::watcher::{self, FolderWatcher, WatchError};
 
+/// How many worker threads the async runtime of a host on `store` should
+/// have: one per core, less one with a SQLite store (at least one). SQLite calls
+/// run on a thread of their own, and writes to one file are serial: under
+/// load that thread keeps a core busy, and a worker for that core only
+/// competes with it (docs/BENCHMARKS.md). PostgreSQL calls are async, on
+/// the workers. `mailroom run` builds its runtime so; a program embedding
+/// the host may too.
+pub fn worker_threads(store: &crate::store::Location) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    match store {
+        crate::store::Location::Sqlite(_) => cores.saturating_sub(1).max(1),
+        crate::store::Location::Postgres(_) => cores,
+    }
+}
+
 /// How much longer than `dispatcher.shutdown_grace` [`Host::shutdown`] may
 /// take, whatever the store is doing: HTTP requests in progress, the last
 /// outcomes and releases, and the host's registry rows each get a fixed

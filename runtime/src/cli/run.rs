@@ -30,6 +30,7 @@ const ABANDON_BLOCKED_CALLS: Duration = Duration::from_millis(500);
 pub(crate) fn execute(config: Config, overrides: &Overrides) -> anyhow::Result<()> {
     crate::logging::init(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(crate::host::worker_threads(&config.store_location()))
         .enable_all()
         .thread_name("mailroom")
         .build()
