@@ -30,7 +30,7 @@ pub struct CheckReport {
     pub schema_version: i64,
     /// What was verified beyond the schema version, in words.
     pub checked: String,
-    /// What is wrong, at most [`MAX_PROBLEMS`] lines; empty when nothing is.
+    /// What is wrong, at most `MAX_PROBLEMS` lines; empty when nothing is.
     pub problems: Vec<String>,
     /// The file's size with its WAL, in bytes (SQLite only).
     pub bytes: Option<u64>,

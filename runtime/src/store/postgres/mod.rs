@@ -10,8 +10,8 @@
 //! build here cannot rely on.
 //!
 //! As on SQLite, nothing here decides: failures and expired leases go
-//! through [`crate::store::settle`]'s decision, host liveness through
-//! [`crate::store::reclaim`]'s. Every state-changing statement is guarded by
+//! through `crate::store::settle`'s decision, host liveness through
+//! `crate::store::reclaim`'s. Every state-changing statement is guarded by
 //! the state and the lease token it expects. Claims lock their rows with
 //! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on each
 //! other and never take one message twice.

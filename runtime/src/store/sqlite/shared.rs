@@ -77,7 +77,7 @@ impl SqliteStore {
         }
     }
 
-    /// The time spent inside [`SqliteStore::call`]s so far, holding the
+    /// The time spent inside `SqliteStore::call`s so far, holding the
     /// connection. Its growth over a span of time, divided by that span, is
     /// how saturated the connection is (near 100%: the store is the
     /// bottleneck).
