@@ -5,8 +5,8 @@
 //! A claim asks for as many messages of each event type as the delivery
 //! slots get through in 20 ms at the pace that type's deliveries have been
 //! taking, or for the free slots if more, up to a batch in all (`pace`).
-//! Claims run beside the loop: the next is asked for while a whole one
-//! still waits, and deliveries go on while it is made. On SQLite a claim
+//! Claims run beside the loop: the next is asked for as soon as less than a
+//! whole one waits, and deliveries go on while it is made. On SQLite a claim
 //! rides with the next commit, in its transaction (see `settler`); on
 //! PostgreSQL it runs on another pooled connection than the commits. While a
 //! backlog lasts, the watch on other processes' commits is set aside.
@@ -44,7 +44,7 @@ mod slots;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -150,6 +150,9 @@ struct Run {
     /// The last claim took all it asked for: more is waiting, and this
     /// dispatcher will look again after each of its commits.
     backlog: bool,
+    /// Shared with the settler: a claim order is on its way (a backlog,
+    /// where claims join commits), and its next commit waits for it.
+    claim_coming: Arc<AtomicBool>,
     /// How long each type's deliveries take: how many messages a claim
     /// asks for.
     paces: Paces,
@@ -171,6 +174,7 @@ impl Dispatcher {
         // Commits run in their own task, so deliveries keep starting while
         // a group of outcomes is being committed (and the next group grows).
         let running = Arc::new(AtomicUsize::new(0));
+        let claim_coming = Arc::new(AtomicBool::new(false));
         let (inbox, settled) = Settler {
             store: self.store.clone(),
             clock: self.clock.clone(),
@@ -181,6 +185,7 @@ impl Dispatcher {
             // Half a batch: groups of a whole one made commits with
             // follow-ups slower (docs/BENCHMARKS.md).
             group: (self.settings.batch_size / 2).max(1),
+            claim_coming: claim_coming.clone(),
         }
         .spawn(self.settings.batch_size * 4);
         // Follow-ups waiting to be committed hold KiB of this budget: as
@@ -204,6 +209,7 @@ impl Dispatcher {
                 .claims_join_commits()
                 .then(|| inbox.claims.clone()),
             backlog: false,
+            claim_coming,
             paces: Paces::default(),
             next_due: None,
             next_reclaim: Instant::now(),
@@ -330,6 +336,7 @@ impl Dispatcher {
         if types.is_empty() || self.store.health().damage().is_some() {
             // Claimed again when a plugin is loaded (the loader wakes us).
             run.want_claim = false;
+            run.claim_coming.store(false, Ordering::Relaxed);
             return;
         }
         let top_up = run.starved && run.ready.len() >= self.settings.concurrency;
@@ -357,8 +364,9 @@ impl Dispatcher {
         }) = plan
         else {
             // Enough of every type is waiting: claimed again after the
-            // next commit.
+            // next commit, which must not wait for the claim.
             run.want_claim = false;
+            run.claim_coming.store(false, Ordering::Relaxed);
             return;
         };
         let asked = Asked { limit, top_up };
@@ -418,6 +426,12 @@ impl Dispatcher {
         let full = claimed.len() == asked.limit;
         run.want_claim |= full;
         run.backlog = full && !asked.top_up;
+        // Through a backlog on SQLite, the settler holds its next commit
+        // for the next claim: one transaction per batch instead of two. The
+        // claim is asked for at once, or once less than a batch waits;
+        // where it is not (`claim`), the settler is told so.
+        run.claim_coming
+            .store(run.backlog && run.claim_orders.is_some(), Ordering::Relaxed);
         run.next_due = next_due;
         run.ready.extend(claimed);
     }
@@ -427,6 +441,7 @@ impl Dispatcher {
     async fn start(&self, run: &mut Run) {
         let mut release = Vec::new();
         let now = self.clock.now_ms();
+        let held = run.ready.len();
         // A message whose lease would run out before its handler could time
         // out goes back unspent rather than risk being claimed twice.
         let needed = crate::clock::duration_ms(self.delivery_timeout + LEASE_MARGIN);
@@ -480,6 +495,15 @@ impl Dispatcher {
                 // claim of many at once may overshoot it): hand it back unspent.
                 _ => release.push(c.lease),
             }
+        }
+        // Less than a batch left waiting: the next claim is asked for now,
+        // not only after the next commit, so that it is answered before the
+        // batch runs out (asked after commits, claims came back to a few
+        // messages left, and with instance reuse the dispatcher had nothing
+        // to run for 16-33% of the benchmark's run: docs/BENCHMARKS.md).
+        let batch = self.settings.batch_size.max(self.settings.concurrency);
+        if held >= batch && run.ready.len() < batch {
+            run.want_claim = true;
         }
         let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
         if starved && !run.starved {
@@ -591,6 +615,8 @@ impl Dispatcher {
         settler: SettlerInbox,
         settled: tokio::task::JoinHandle<()>,
     ) {
+        // No more claims: the last outcomes are committed without waiting.
+        run.claim_coming.store(false, Ordering::Relaxed);
         // A claim still being made is waited for, and handed back with the
         // rest, within one bound.
         let bound = Instant::now() + SHUTDOWN_STORE_BOUND;
@@ -721,6 +747,7 @@ impl Run {
     fn claim_failed(&mut self, error: &dyn std::fmt::Display) {
         let delay = self.claim_retry.failed(error);
         self.want_claim = true;
+        self.claim_coming.store(false, Ordering::Relaxed);
         self.claim_after = Some(Instant::now() + delay);
     }
 

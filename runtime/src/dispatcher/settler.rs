@@ -12,10 +12,15 @@
 //! Where the store says claims join commits (SQLite), the dispatcher hands
 //! its claims here too ([`ClaimOrder`]): the next commit claims in the same
 //! transaction, at once rather than after a linger, and with nothing to
-//! commit the claim is made alone.
+//! commit the claim is made alone. Through a backlog (the last claim took
+//! all it asked for) the next claim is on its way within a batch of
+//! deliveries, so a group waits for it rather than for half a batch: one
+//! transaction per batch settles the last one and claims the next, where
+//! a commit of its own beside each claim cost a second transaction (and
+//! with a fresh batch not yet started, no delivery running to wait for).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -40,6 +45,9 @@ pub(crate) struct Settler {
     pub(crate) running: Arc<AtomicUsize>,
     /// The group a commit waits to fill while deliveries run.
     pub(crate) group: usize,
+    /// Set by the dispatcher while a claim order is on its way: groups
+    /// wait for it ([`CLAIM_WAIT`] at most).
+    pub(crate) claim_coming: Arc<AtomicBool>,
 }
 
 /// A claim for the settler to make with its next commit.
@@ -65,6 +73,13 @@ pub(crate) struct SettlerInbox {
 /// latency a message may take, far above the time between outcomes under
 /// load.
 pub(crate) const LINGER: Duration = Duration::from_millis(1);
+
+/// How long a group waits for a claim order that is on its way: the
+/// dispatcher orders once less than a batch waits, and the claims that
+/// make a backlog hold what the slots get through in
+/// [`super::pace::CLAIM_AHEAD`]. A bound, not a wait: the order comes as
+/// soon as a few deliveries have started.
+pub(crate) const CLAIM_WAIT: Duration = super::pace::CLAIM_AHEAD;
 
 impl Settler {
     /// Starts the task. At most `backlog` outcomes wait uncommitted before
@@ -113,6 +128,8 @@ impl Settler {
     /// Lets `batch` grow toward a group while deliveries are running, for
     /// at most [`LINGER`], and not past the arrival of a claim order (the
     /// dispatcher is running short of claimed messages), which it returns.
+    /// While one is on its way, waits for it instead ([`CLAIM_WAIT`] at
+    /// most, and not past `max_batch`).
     async fn linger(
         &self,
         rx: &mut mpsc::Receiver<Finished>,
@@ -120,9 +137,14 @@ impl Settler {
         batch: &mut Vec<Finished>,
         max_batch: usize,
     ) -> Option<ClaimOrder> {
-        let until = tokio::time::Instant::now() + LINGER;
-        let group = self.group.min(max_batch);
-        while batch.len() < group && self.running.load(Ordering::Relaxed) > 0 {
+        let coming = self.claim_coming.load(Ordering::Relaxed);
+        let (wait, group) = if coming {
+            (CLAIM_WAIT, max_batch)
+        } else {
+            (LINGER, self.group.min(max_batch))
+        };
+        let until = tokio::time::Instant::now() + wait;
+        while batch.len() < group && (coming || self.running.load(Ordering::Relaxed) > 0) {
             let room = max_batch - batch.len();
             tokio::select! {
                 biased;
