@@ -148,7 +148,8 @@ struct Run {
     /// they should ([`Store::claims_join_commits`]).
     claim_orders: Option<mpsc::Sender<ClaimOrder>>,
     /// The last claim took all it asked for: more is waiting, and this
-    /// dispatcher will look again after each of its commits.
+    /// dispatcher will look again after each of its commits and as the
+    /// claimed messages waiting fall below a batch.
     backlog: bool,
     /// Shared with the settler: a claim order is on its way (a backlog,
     /// where claims join commits), and its next commit waits for it.
@@ -309,6 +310,13 @@ impl Dispatcher {
         self.drain(run, inbox, settled).await;
     }
 
+    /// Claimed messages waiting below which the next claim is asked for: a
+    /// batch (or a slot each, if more). `claim` skips its counting at or
+    /// above it, and `start` asks as the waiting fall below it.
+    fn enough_waiting(&self) -> usize {
+        self.settings.batch_size.max(self.settings.concurrency)
+    }
+
     /// Starts a claim of the types with fewer messages waiting than their
     /// room ([`Paces::plan`]), up to that room of each; or, when
     /// slots are free that no waiting message may take, of as many as are
@@ -319,9 +327,7 @@ impl Dispatcher {
         // is claimed a whole claim ahead, so deliveries do not stop while it
         // is made (half a batch ran dry on 2 cores while the claim waited
         // behind a commit: docs/BENCHMARKS.md).
-        if run.ready.len() >= self.settings.batch_size.max(self.settings.concurrency)
-            && !run.starved
-        {
+        if run.ready.len() >= self.enough_waiting() && !run.starved {
             return;
         }
         let waiting: HashMap<&str, usize> = run.ready.types().collect();
@@ -501,8 +507,8 @@ impl Dispatcher {
         // batch runs out (asked after commits, claims came back to a few
         // messages left, and with instance reuse the dispatcher had nothing
         // to run for 16-33% of the benchmark's run: docs/BENCHMARKS.md).
-        let batch = self.settings.batch_size.max(self.settings.concurrency);
-        if held >= batch && run.ready.len() < batch {
+        let enough = self.enough_waiting();
+        if held >= enough && run.ready.len() < enough {
             run.want_claim = true;
         }
         let starved = run.running.len() < self.settings.concurrency && !run.ready.is_empty();
