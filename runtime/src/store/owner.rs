@@ -13,7 +13,8 @@ use std::fs;
 /// The identity of one process that claims messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseOwner {
-    /// Unique per mailbox instance: a UUID v7.
+    /// Unique per mailbox instance: 64 random bits in hex. Written into
+    /// every row it claims, so it is kept short.
     pub id: String,
     /// The machine's host name.
     pub hostname: String,
@@ -28,7 +29,7 @@ impl LeaseOwner {
     pub fn current() -> Self {
         let pid = std::process::id();
         Self {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: format!("{:016x}", rand::random::<u64>()),
             hostname: hostname(),
             pid,
             process_start: process_start(pid),

@@ -45,7 +45,9 @@ fn open(db: &Path) -> Connection {
     conn
 }
 
-const COLUMNS: &str = "id, state, attempts, key, correlation_id, source, payload, last_error";
+/// A message whose correlation id is its own id stores the empty text.
+const COLUMNS: &str =
+    "id, state, attempts, key, coalesce(nullif(correlation_id, ''), id), source, payload, last_error";
 
 fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let payload: Vec<u8> = row.get(6)?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, params};
 
 use super::Mailbox;
 use super::claimed_rows::ClaimedRows;
-use super::row::{expect_changed, get_u32, json_list, sql_int};
+use super::row::{correlation_column, expect_changed, get_u32, json_list, sql_int};
 use crate::store::claim::{Claimed, Lease, TypeCaps, fair_order, split_expired, type_limit};
 use crate::store::{Outcome, StoreError};
 use crate::clock::{Millis, duration_ms};
@@ -26,8 +26,11 @@ pub(super) const CANDIDATES: &str = "SELECT seq, priority FROM messages INDEXED 
 /// The columns a claim hands out, in the order [`read_claimed`] reads them.
 macro_rules! claimed_columns {
     () => {
-        "id, event_type, payload, key, source, correlation_id, priority, attempts, max_attempts,
-         created_at, seq, depth"
+        concat!(
+            "id, event_type, payload, key, source, ",
+            correlation_column!(""),
+            ", priority, attempts, max_attempts, created_at, seq, depth"
+        )
     };
 }
 

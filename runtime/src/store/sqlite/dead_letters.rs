@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, Row, named_params};
 
 use super::Mailbox;
-use super::row::get_u32;
+use super::row::{correlation_column, get_u32};
 use crate::message::MessageId;
 use crate::state_machine::MessageState;
 use crate::store::StoreError;
@@ -13,8 +13,12 @@ use crate::store::dead_letters::{
     not_dead,
 };
 
-pub(super) const SUMMARY_COLUMNS: &str = "id, event_type, key, source, correlation_id, priority, attempts, \
-     max_attempts, last_error, last_plugin_digest, length(payload), created_at, dead_at, seq";
+pub(super) const SUMMARY_COLUMNS: &str = concat!(
+    "id, event_type, key, source, ",
+    correlation_column!(""),
+    ", priority, attempts, max_attempts, last_error, last_plugin_digest, length(payload), \
+     created_at, dead_at, seq"
+);
 
 pub(super) fn summary(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {

@@ -173,7 +173,7 @@ pub(crate) fn insert_all<'m>(
             Row {
                 id,
                 message,
-                correlation_id: correlation_id(message, parent, id),
+                correlation_id: correlation_id(message, parent),
                 max_attempts: message
                     .max_attempts
                     .unwrap_or_else(|| policies.for_event_type(&message.event_type).max_attempts),
@@ -266,11 +266,13 @@ fn resolve(tx: &Connection, id: MessageId, key: &str) -> rusqlite::Result<Enqueu
     })
 }
 
-/// A new message's correlation id: its own, else its parent's, else its id.
-fn correlation_id(message: &NewMessage, parent: Option<Parent<'_>>, id: MessageId) -> String {
+/// A new message's correlation id as stored: its own, else its parent's,
+/// else the empty text, which reads as the message's id
+/// ([`super::row::correlation_column`]).
+fn correlation_id(message: &NewMessage, parent: Option<Parent<'_>>) -> String {
     message
         .correlation_id
         .clone()
         .or_else(|| parent.map(|p| p.correlation_id.to_owned()))
-        .unwrap_or_else(|| id.to_string())
+        .unwrap_or_default()
 }

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::Mailbox;
 use super::dead_letters::summary;
+use super::row::correlation_column;
 use crate::message::MessageId;
 use crate::state_machine::MessageState;
 use crate::store::StoreError;
@@ -15,10 +16,13 @@ use crate::store::queue::{
 
 /// A message's summary, state, due time and lease, read by
 /// [`message_summary`]; the table is `m`, joined by [`LEASE_JOIN`].
-pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.event_type, m.key, m.source, m.correlation_id, \
-     m.priority, m.attempts, m.max_attempts, m.last_error, m.last_plugin_digest, \
+pub(super) const MESSAGE_COLUMNS: &str = concat!(
+    "m.id, m.event_type, m.key, m.source, ",
+    correlation_column!("m."),
+    ", m.priority, m.attempts, m.max_attempts, m.last_error, m.last_plugin_digest, \
      length(m.payload), m.created_at, m.dead_at, m.seq, m.state, m.available_at, \
-     coalesce(h.hostname || ':' || h.pid, m.lease_owner), m.lease_expires_at";
+     coalesce(h.hostname || ':' || h.pid, m.lease_owner), m.lease_expires_at"
+);
 
 /// Names the host holding a lease as `stats` lists hosts.
 pub(super) const LEASE_JOIN: &str = "LEFT JOIN hosts h ON h.owner = m.lease_owner";

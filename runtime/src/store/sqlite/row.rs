@@ -50,6 +50,16 @@ impl FromSql for Priority {
     }
 }
 
+/// The expression that reads a message's correlation id (with the table's
+/// alias and a dot, or `""`): stored as the empty text when it is the
+/// message's own id (schema version 8), which it gives back.
+macro_rules! correlation_column {
+    ($table:literal) => {
+        concat!("coalesce(nullif(", $table, "correlation_id, ''), ", $table, "id)")
+    };
+}
+pub(crate) use correlation_column;
+
 /// Reads a non-negative counter stored as INTEGER.
 pub(crate) fn get_u32(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
     let v: i64 = row.get(idx)?;
