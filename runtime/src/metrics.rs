@@ -97,6 +97,30 @@ pub const MAX_ORIGIN_LABELS: usize = 256;
 
 type ByEventType = Family<EventTypeLabel, Counter>;
 
+/// One finished delivery, as [`Metrics::delivered`] counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    /// The message's event type.
+    pub event_type: &'a str,
+    /// The plugin that handled it.
+    pub plugin: &'a str,
+    /// How long the handler took.
+    pub took: Duration,
+    /// How the delivery ended.
+    pub settlement: &'a Settlement,
+    /// What its commit gave.
+    pub result: &'a Result<Settled, StoreError>,
+}
+
+/// The outcomes of one event type in one commit.
+#[derive(Debug, Default)]
+struct Tally {
+    acked: u64,
+    retried: u64,
+    dead: u64,
+    uncommitted: u64,
+}
+
 /// The host's metrics. Cheap to update from any task; share it in an `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -366,40 +390,52 @@ impl Metrics {
         }
     }
 
-    /// Counts one finished delivery of an `event_type` message by `plugin`,
-    /// which took `took`, ended in `settlement`, and whose commit gave `result`.
-    pub fn delivered(
-        &self,
-        event_type: &str,
-        plugin: &str,
-        took: Duration,
-        settlement: &Settlement,
-        result: &Result<Settled, StoreError>,
-    ) {
-        self.handler_duration
-            .get_or_create(&PluginLabel {
-                plugin: plugin.to_owned(),
-            })
-            .observe(took.as_secs_f64());
-        match result {
-            Ok(Settled::Acked) => {
-                inc(&self.acked, event_type);
-                self.count_outcome(event_type, Outcome::Handled, 1);
-                if let Settlement::Ack { follow_ups } = settlement {
-                    for f in follow_ups {
-                        inc(&self.emitted, &f.event_type);
+    /// Counts the finished deliveries of one commit. Each label is looked
+    /// up once per commit rather than once per delivery (a commit holds up
+    /// to a batch, mostly of a few types and plugins).
+    pub fn delivered<'a>(&self, deliveries: impl IntoIterator<Item = Delivered<'a>>) {
+        let mut durations: Vec<(&str, Vec<f64>)> = Vec::new();
+        let mut by_type: Vec<(&str, Tally)> = Vec::new();
+        let mut emitted: Vec<(&str, u64)> = Vec::new();
+        for d in deliveries {
+            entry(&mut durations, d.plugin).push(d.took.as_secs_f64());
+            let tally = entry(&mut by_type, d.event_type);
+            match d.result {
+                Ok(Settled::Acked) => {
+                    tally.acked += 1;
+                    if let Settlement::Ack { follow_ups } = d.settlement {
+                        for f in follow_ups {
+                            *entry(&mut emitted, &f.event_type) += 1;
+                        }
                     }
                 }
+                Ok(Settled::Requeued { .. }) => tally.retried += 1,
+                Ok(Settled::Dead) => tally.dead += 1,
+                Err(_) => tally.uncommitted += 1,
             }
-            Ok(Settled::Requeued { .. }) => {
-                inc(&self.retried, event_type);
-                self.count_outcome(event_type, Outcome::Failed, 1);
+        }
+        for (plugin, took) in durations {
+            let histogram = self.handler_duration.get_or_create(&PluginLabel {
+                plugin: plugin.to_owned(),
+            });
+            for t in took {
+                histogram.observe(t);
             }
-            Ok(Settled::Dead) => {
-                inc(&self.dead_lettered, event_type);
-                self.count_outcome(event_type, Outcome::Failed, 1);
+        }
+        for (event_type, t) in by_type {
+            add(&self.acked, event_type, t.acked);
+            add(&self.retried, event_type, t.retried);
+            add(&self.dead_lettered, event_type, t.dead);
+            add(&self.uncommitted, event_type, t.uncommitted);
+            if t.acked > 0 {
+                self.count_outcome(event_type, Outcome::Handled, t.acked);
             }
-            Err(_) => inc(&self.uncommitted, event_type),
+            if t.retried + t.dead > 0 {
+                self.count_outcome(event_type, Outcome::Failed, t.retried + t.dead);
+            }
+        }
+        for (event_type, n) in emitted {
+            add(&self.emitted, event_type, n);
         }
     }
 
@@ -520,6 +556,29 @@ fn total(family: &ByEventType, event_type: &str) -> u64 {
         .map_or(0, |counter| counter.get())
 }
 
+/// `n` more of `event_type` (nothing, not even the label, when 0).
+fn add(family: &ByEventType, event_type: &str, n: u64) {
+    if n > 0 {
+        family
+            .get_or_create(&EventTypeLabel {
+                event_type: event_type.to_owned(),
+            })
+            .inc_by(n);
+    }
+}
+
+/// The value kept for `key` in a short list of keys, added if new.
+fn entry<'l, 'k, T: Default>(list: &'l mut Vec<(&'k str, T)>, key: &'k str) -> &'l mut T {
+    let at = match list.iter().position(|(k, _)| *k == key) {
+        Some(at) => at,
+        None => {
+            list.push((key, T::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
+}
+
 fn inc(family: &ByEventType, event_type: &str) {
     family
         .get_or_create(&EventTypeLabel {
@@ -612,6 +671,61 @@ mod tests {
         );
     }
 
+    /// A commit's deliveries are counted by type and plugin, each with its
+    /// own outcome and duration.
+    #[test]
+    fn a_commit_counts_each_delivery() {
+        let m = Metrics::new();
+        let ack = Settlement::Ack {
+            follow_ups: vec![
+                NewMessage::new("b", b"{}".to_vec()),
+                NewMessage::new("c", b"{}".to_vec()),
+            ],
+        };
+        let retry = Settlement::Fail(crate::state_machine::Failure::Retry {
+            reason: "later".into(),
+            after: None,
+        });
+        let acked = Ok(Settled::Acked);
+        let requeued = Ok(Settled::Requeued { available_at: 5 });
+        let lost = Err(StoreError::LeaseLost { id: MessageId::new() });
+        let one = |event_type, plugin, settlement, result| Delivered {
+            event_type,
+            plugin,
+            took: Duration::from_millis(2),
+            settlement,
+            result,
+        };
+        m.delivered([
+            one("a", "p", &ack, &acked),
+            one("a", "p", &ack, &acked),
+            one("a", "q", &retry, &requeued),
+            one("x", "q", &retry, &Ok(Settled::Dead)),
+            one("x", "q", &ack, &lost),
+        ]);
+        let text = m.render(&Stats::default());
+        for line in [
+            "mailroom_events_acked_total{event_type=\"a\"} 2",
+            "mailroom_events_emitted_total{event_type=\"b\"} 2",
+            "mailroom_events_emitted_total{event_type=\"c\"} 2",
+            "mailroom_events_retried_total{event_type=\"a\"} 1",
+            "mailroom_events_dead_lettered_total{event_type=\"x\"} 1",
+            "mailroom_outcomes_uncommitted_total{event_type=\"x\"} 1",
+            "mailroom_handler_duration_seconds_count{plugin=\"p\"} 2",
+            "mailroom_handler_duration_seconds_count{plugin=\"q\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("mailroom_events_acked_total{event_type=\"x\"}"),
+            "no label for what did not happen:\n{text}"
+        );
+        let recent = m.throughput().by_event_type;
+        assert_eq!(recent["a"].handled.iter().sum::<u64>(), 2);
+        assert_eq!(recent["a"].failed.iter().sum::<u64>(), 1);
+        assert_eq!(recent["x"].failed.iter().sum::<u64>(), 1);
+    }
+
     #[test]
     fn counters_and_gauges_render() {
         let m = Metrics::new();
@@ -630,15 +744,15 @@ mod tests {
             },
         ];
         m.enqueued(&messages, &results);
-        m.delivered(
-            "a",
-            "p",
-            Duration::from_millis(3),
-            &Settlement::Ack {
+        m.delivered([Delivered {
+            event_type: "a",
+            plugin: "p",
+            took: Duration::from_millis(3),
+            settlement: &Settlement::Ack {
                 follow_ups: vec![NewMessage::new("b", b"{}".to_vec())],
             },
-            &Ok(Settled::Acked),
-        );
+            result: &Ok(Settled::Acked),
+        }]);
         m.committed(1);
         m.plugin_loaded("p");
         m.plugin_rejected();

@@ -31,7 +31,7 @@ use super::delivery::Finished;
 use super::Claim;
 use crate::clock::SharedClock;
 use crate::store::{Claimed, Settled, Settlement, Store, StoreError, TypeCaps};
-use crate::metrics::Metrics;
+use crate::metrics::{Delivered, Metrics};
 use crate::state_machine::Failure;
 
 /// Commits outcomes and reports each one (log line and metrics).
@@ -202,16 +202,18 @@ impl Settler {
                 Ok((results, claimed)) => {
                     retry.succeeded();
                     self.metrics.committed(batch.len());
+                    self.metrics.delivered(batch.iter().zip(&results).map(|(f, result)| {
+                        Delivered {
+                            event_type: &f.claimed.event_type,
+                            plugin: f.plugin.name(),
+                            took: f.took,
+                            settlement: &f.settlement,
+                            result,
+                        }
+                    }));
                     let now = self.clock.now_ms();
-                    for (finished, result) in batch.iter().zip(results) {
-                        self.metrics.delivered(
-                            &finished.claimed.event_type,
-                            finished.plugin.name(),
-                            finished.took,
-                            &finished.settlement,
-                            &result,
-                        );
-                        log_outcome(finished, &result, now);
+                    for (finished, result) in batch.iter().zip(&results) {
+                        log_outcome(finished, result, now);
                     }
                     if let Some(order) = order {
                         self.answer(order, claimed).await;
