@@ -98,15 +98,22 @@ pub struct GlobalArgs {
     pub store: Option<String>,
 }
 
+/// `mailroom run`'s help text.
+const RUN_ABOUT: &str = "Run the host: load the plugins in the plugin folder (and every change \
+    to it) and process messages until SIGINT or SIGTERM (the stop takes at most \
+    dispatcher.shutdown_grace plus 11 s; a second signal exits at once with status 130). \
+    SIGHUP re-reads the configuration's [plugin.<name>] tables (what each plugin may reach \
+    and read) without a restart";
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host: load the plugins in the plugin folder (and every change
-    /// to it) and process messages until SIGINT or SIGTERM (the stop takes
-    /// at most dispatcher.shutdown_grace plus 11 s; a second signal exits at
-    /// once with status 130). SIGHUP re-reads
-    /// the configuration's [plugin.<name>] tables (what each plugin may reach
-    /// and read) without a restart.
+    /// to it) and process messages until SIGINT or SIGTERM. SIGHUP re-reads
+    /// the configuration's `[plugin.<name>]` tables. The help text is
+    /// `RUN_ABOUT`, a plain string: in a doc comment rustdoc would read its
+    /// `[plugin.<name>]` as a link.
+    #[command(about = RUN_ABOUT, long_about = None)]
     Run(RunArgs),
     /// Add events to the store (creating it if needed: the SQLite file, or
     /// the schema in a PostgreSQL database).
