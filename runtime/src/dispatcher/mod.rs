@@ -524,6 +524,8 @@ impl Dispatcher {
             );
             let delay = run.handback.failed(&why);
             run.claim_after = Some(Instant::now() + delay);
+            // No claim before then: the settler's groups do not wait for one.
+            run.claim_coming.store(false, Ordering::Relaxed);
         } else if started > 0 {
             run.handback.succeeded();
         }
