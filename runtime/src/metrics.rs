@@ -385,7 +385,7 @@ impl Metrics {
     pub fn enqueued(&self, messages: &[NewMessage], results: &[Enqueued]) {
         for (message, result) in messages.iter().zip(results) {
             if !result.duplicate {
-                inc(&self.enqueued, &message.event_type);
+                add(&self.enqueued, &message.event_type, 1);
             }
         }
     }
@@ -577,14 +577,6 @@ fn entry<'l, 'k, T: Default>(list: &'l mut Vec<(&'k str, T)>, key: &'k str) -> &
         }
     };
     &mut list[at].1
-}
-
-fn inc(family: &ByEventType, event_type: &str) {
-    family
-        .get_or_create(&EventTypeLabel {
-            event_type: event_type.to_owned(),
-        })
-        .inc();
 }
 
 fn gauge(n: u64) -> i64 {

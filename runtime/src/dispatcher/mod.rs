@@ -523,9 +523,7 @@ impl Dispatcher {
                 "claimed messages had {left} ms of their lease left, less than plugins.timeout + {LEASE_MARGIN:?} ({needed} ms), and were handed back; raise dispatcher.lease or lower dispatcher.batch_size"
             );
             let delay = run.handback.failed(&why);
-            run.claim_after = Some(Instant::now() + delay);
-            // No claim before then: the settler's groups do not wait for one.
-            run.claim_coming.store(false, Ordering::Relaxed);
+            run.claim_later(delay);
         } else if started > 0 {
             run.handback.succeeded();
         }
@@ -755,8 +753,14 @@ impl Run {
     fn claim_failed(&mut self, error: &dyn std::fmt::Display) {
         let delay = self.claim_retry.failed(error);
         self.want_claim = true;
-        self.claim_coming.store(false, Ordering::Relaxed);
+        self.claim_later(delay);
+    }
+
+    /// No claim for `delay` (backing off): the settler's groups do not wait
+    /// for one meanwhile.
+    fn claim_later(&mut self, delay: Duration) {
         self.claim_after = Some(Instant::now() + delay);
+        self.claim_coming.store(false, Ordering::Relaxed);
     }
 
     /// One delivery of the task `id` no longer runs.
