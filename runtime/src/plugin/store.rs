@@ -18,7 +18,10 @@ use super::sandbox::{self, SandboxLimits, StoreLimiter};
 
 /// The data of a plugin's `Store`.
 pub(crate) struct StoreState {
-    wasi: WasiCtx,
+    /// Built at the guest's first WASI call, not with the store: many
+    /// deliveries make none, and building one (its random generators among
+    /// it) is a noticeable part of a fresh instance's cost.
+    wasi: Option<WasiCtx>,
     http: WasiHttpCtx,
     pub(crate) outbound: Outbound,
     table: ResourceTable,
@@ -38,8 +41,15 @@ impl std::fmt::Debug for StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let output = &self.output;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            sandbox::wasi_ctx(
+                GuestStream::new(output, Stream::Stdout),
+                GuestStream::new(output, Stream::Stderr),
+            )
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -89,12 +99,8 @@ pub(crate) fn new_store(
     observer: Option<Arc<dyn OutboundObserver>>,
 ) -> Store<StoreState> {
     let output = GuestOutput::new(plugin.clone(), limits.max_output_bytes);
-    let wasi = sandbox::wasi_ctx(
-        GuestStream::new(&output, Stream::Stdout),
-        GuestStream::new(&output, Stream::Stderr),
-    );
     let state = StoreState {
-        wasi,
+        wasi: None,
         http: WasiHttpCtx::new(),
         outbound: Outbound::new(plugin.clone(), limits, observer),
         table: ResourceTable::new(),
@@ -166,4 +172,19 @@ pub(crate) fn begin_call(
     state.limiter.reset();
     state.output.begin(id);
     store.set_epoch_deadline(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wasi_context_is_built_at_the_first_wasi_call() {
+        let limits = SandboxLimits::default();
+        let engine = Engine::new(&sandbox::engine_config(&limits, false)).expect("engine");
+        let mut store = new_store(&engine, Arc::from("lazy"), &limits, None);
+        assert!(store.data().wasi.is_none(), "no WASI context before a WASI call");
+        let _ = store.data_mut().ctx();
+        assert!(store.data().wasi.is_some(), "built when the guest first needs it");
+    }
 }
