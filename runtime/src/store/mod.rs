@@ -76,6 +76,7 @@ pub use health::StoreHealth;
 pub use location::{Location, PostgresUrl, redact_url};
 pub use options::{Durability, OpenOptions};
 pub use owner::LeaseOwner;
+pub(crate) use owner::short_random_id;
 pub use page::Page;
 pub use reclaim::Reclaimed;
 pub use retention::{DEFAULT_KEY_RETENTION, Swept};

@@ -13,8 +13,8 @@ use std::fs;
 /// The identity of one process that claims messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseOwner {
-    /// Unique per mailbox instance: 64 random bits in hex. Written into
-    /// every row it claims, so it is kept short.
+    /// Unique per mailbox instance: 64 random bits in 16 hex digits, short
+    /// because every row it claims carries it.
     pub id: String,
     /// The machine's host name.
     pub hostname: String,
@@ -24,12 +24,20 @@ pub struct LeaseOwner {
     pub process_start: Option<u64>,
 }
 
+/// 64 random bits as 16 hex digits: lease owners and lease tokens. Both are
+/// written into every row in flight, so they are kept shorter than a UUID's
+/// text (20 bytes a row, docs/BENCHMARKS.md); two match by chance once in
+/// 2^64.
+pub(crate) fn short_random_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 impl LeaseOwner {
     /// The identity of the current process, with a fresh id.
     pub fn current() -> Self {
         let pid = std::process::id();
         Self {
-            id: format!("{:016x}", rand::random::<u64>()),
+            id: short_random_id(),
             hostname: hostname(),
             pid,
             process_start: process_start(pid),

@@ -157,10 +157,8 @@ pub(super) fn claim_in<S: AsRef<str>>(
     }
     let now = claimer.now;
     let expires = now.saturating_add(duration_ms(lease));
-    // 64 random bits: a stale holder's token matches a later claim's by
-    // chance once in 2^64, and every row in flight carries 20 bytes fewer
-    // than a UUID's text (docs/BENCHMARKS.md).
-    let token = format!("{:016x}", rand::random::<u64>());
+    // A stale holder's token matches a later claim's by chance once in 2^64.
+    let token = crate::store::short_random_id();
     let owner = &claimer.owner;
     if claimer.first_claim {
         super::registry::register_owner(tx, owner, now)?;
