@@ -917,6 +917,58 @@ async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
     assert!(log.contains("no stock for A-1"), "{log}");
 }
 
+// Current-thread runtime, for the same reason as the test above.
+#[tokio::test(flavor = "current_thread")]
+async fn guests_build_log_lines_only_for_levels_and_lines_the_host_keeps() {
+    let host = host_with(SandboxLimits {
+        max_log_lines: 4,
+        ..limits()
+    });
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let levels = |payload: Value| {
+        let plugin = &plugin;
+        async move {
+            let Outcome::Success { emitted } = plugin.handle(delivery("behaviour", payload)).await
+            else {
+                panic!("log_levels succeeds");
+            };
+            json_of(&emitted[0].payload)
+        }
+    };
+
+    // A host logging `info` and above: the guest's `trace!` and `debug!`
+    // never format their arguments.
+    assert_eq!(
+        levels(json!({"action": "log_levels"})).await,
+        json!({"enabled": ["info", "warn", "error"], "formatted": ["info", "warn", "error"]})
+    );
+    let log = captured.text();
+    for kept in ["info line", "warn line", "error line"] {
+        assert!(log.contains(kept), "{kept}: {log}");
+    }
+    assert!(!log.contains("debug line") && !log.contains("trace line"), "{log}");
+
+    // Four lines used up the call's four: the next line is still built (it
+    // tells the log the rest are dropped), none after it.
+    assert_eq!(
+        levels(json!({
+            "action": "log", "level": "error", "count": 4, "message": "filler",
+            "then": {"action": "log_levels"},
+        }))
+        .await,
+        json!({"enabled": ["info", "warn", "error"], "formatted": ["info"]})
+    );
+    assert!(captured.text().contains("more than 4 log lines"), "{}", captured.text());
+}
+
 #[tokio::test]
 async fn every_delivery_gets_a_fresh_instance_by_default() {
     let host = host();

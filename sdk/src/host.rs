@@ -20,6 +20,11 @@ pub(crate) fn log(level: Level, message: &str) {
 }
 
 #[cfg(target_arch = "wasm32")]
+pub(crate) fn log_enabled(level: Level) -> bool {
+    crate::wit::mailroom::plugin::log_filter::enabled(level)
+}
+
+#[cfg(target_arch = "wasm32")]
 pub(crate) fn config_get(key: &str) -> Option<String> {
     crate::wit::mailroom::plugin::config::get(key)
 }
@@ -62,6 +67,12 @@ pub(crate) fn take_emitted() -> Vec<OutgoingEvent> {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn log(level: Level, message: &str) {
     std::eprintln!("[{level:?}] {message}");
+}
+
+/// Natively every line is written to stderr.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn log_enabled(_: Level) -> bool {
+    true
 }
 
 #[cfg(target_arch = "wasm32")]

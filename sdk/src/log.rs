@@ -2,7 +2,9 @@
 //!
 //! Lines are tagged by the host with the plugin and the message being handled,
 //! and capped in length and number per delivery. Use the macros, which take
-//! `format!` arguments:
+//! `format!` arguments and build the line only when the host keeps lines of
+//! that level (see [`enabled`]), so a `debug!` on a host that logs `info` and
+//! above costs one check:
 //!
 //! ```
 //! use mailroom_sdk::log;
@@ -34,14 +36,36 @@ pub enum Level {
 /// Writes one line to the host log. The macros ([`info!`] and friends) call
 /// this; use it directly when the level is only known at run time.
 pub fn write(level: Level, message: &str) {
-    let level = match level {
+    crate::host::log(to_wit(level), message);
+}
+
+/// Whether a line of `level` written now would reach the host log: the host
+/// keeps lines of that level, and this delivery has not used up its lines.
+/// The macros ask it before building their line; ask it yourself before other
+/// work done only for a log line. Natively (unit tests) it is always `true`.
+///
+/// ```
+/// use mailroom_sdk::log::{self, Level};
+///
+/// let readings = [12.5, 3.0, 7.25];
+/// if log::enabled(Level::Debug) {
+///     // Summed only for the log line.
+///     let sum: f64 = readings.iter().sum();
+///     log::debug!("{} readings, sum {sum}", readings.len());
+/// }
+/// ```
+pub fn enabled(level: Level) -> bool {
+    crate::host::log_enabled(to_wit(level))
+}
+
+fn to_wit(level: Level) -> wit::Level {
+    match level {
         Level::Trace => wit::Level::Trace,
         Level::Debug => wit::Level::Debug,
         Level::Info => wit::Level::Info,
         Level::Warn => wit::Level::Warn,
         Level::Error => wit::Level::Error,
-    };
-    crate::host::log(level, message);
+    }
 }
 
 // `#[macro_export]` puts macros at the crate root; these hidden names are
@@ -51,7 +75,9 @@ pub fn write(level: Level, message: &str) {
 #[macro_export]
 macro_rules! __mailroom_log {
     ($level:ident, $($arg:tt)+) => {
-        $crate::log::write($crate::log::Level::$level, &::std::format!($($arg)+))
+        if $crate::log::enabled($crate::log::Level::$level) {
+            $crate::log::write($crate::log::Level::$level, &::std::format!($($arg)+))
+        }
     };
 }
 

@@ -4,9 +4,10 @@
 //! wasmtime-wasi-http's own bindings; see `host.rs`.)
 //!
 //! Exports are async so a call can be cut off while the guest waits in a
-//! WASI host call; the host's own imports (`logging`, `emitter`, `follow-ups`, `config`)
-//! are synchronous and `trappable`, so they can fail the call (a trap) apart
-//! from the errors a guest can handle (`emit-error`, `emit-refusal`).
+//! WASI host call; the host's own imports (`logging`, `log-filter`,
+//! `emitter`, `follow-ups`, `config`) are synchronous and `trappable`, so
+//! they can fail the call (a trap) apart from the errors a guest can handle
+//! (`emit-error`, `emit-refusal`).
 
 wasmtime::component::bindgen!({
     world: "handler",

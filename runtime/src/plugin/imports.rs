@@ -1,5 +1,6 @@
-//! The host's own imports: `logging.log`, `emitter.emit` (and its 0.1.2
-//! twin `follow-ups.emit`) and `config.get`.
+//! The host's own imports: `logging.log` (and `log-filter.enabled`, which
+//! says whether it would keep a line), `emitter.emit` (and its 0.1.2 twin
+//! `follow-ups.emit`) and `config.get`.
 //!
 //! They return `wasmtime::Result<..>`: an `Err` traps the guest, an inner
 //! `Err` (the WIT `emit-error`) is handed to the guest to handle. Everything
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use crate::message::{self, MAX_LABEL_LEN, Priority};
 
-use super::bindings::mailroom::plugin::{config, emitter, follow_ups, logging, types};
+use super::bindings::mailroom::plugin::{config, emitter, follow_ups, log_filter, logging, types};
 use super::bindings::{EmitError, EmitRefusal, Level, OutgoingEvent};
 use super::delivery::{Emitted, truncate_reason};
 use super::guest_io::GUEST_TARGET;
@@ -76,6 +77,36 @@ impl logging::Host for StoreState {
             }
         }
         Ok(())
+    }
+}
+
+impl log_filter::Host for StoreState {
+    /// What `log` would do with a line of `level` now, without the line:
+    /// whether the host's filter lets the level through for a guest's line,
+    /// and whether this call still has lines left. The first line past the
+    /// cap still counts as kept, since writing it logs that the rest are
+    /// dropped.
+    fn enabled(&mut self, level: Level) -> wasmtime::Result<bool> {
+        if self.call.log_lines > self.call.max_log_lines {
+            return Ok(false);
+        }
+        Ok(match level {
+            Level::Trace => {
+                tracing::event_enabled!(target: GUEST_TARGET, tracing::Level::TRACE, plugin, message_id)
+            }
+            Level::Debug => {
+                tracing::event_enabled!(target: GUEST_TARGET, tracing::Level::DEBUG, plugin, message_id)
+            }
+            Level::Info => {
+                tracing::event_enabled!(target: GUEST_TARGET, tracing::Level::INFO, plugin, message_id)
+            }
+            Level::Warn => {
+                tracing::event_enabled!(target: GUEST_TARGET, tracing::Level::WARN, plugin, message_id)
+            }
+            Level::Error => {
+                tracing::event_enabled!(target: GUEST_TARGET, tracing::Level::ERROR, plugin, message_id)
+            }
+        })
     }
 }
 

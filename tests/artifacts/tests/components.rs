@@ -105,7 +105,7 @@ fn plugins_and_guests_partition_all() {
     }
 }
 
-const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.2";
+const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.3";
 
 /// What `legacy-v01`, built from the 0.1.0 WIT as published, exports.
 const PLUGIN_EXPORT_0_1_0: &str = "mailroom:plugin/plugin@0.1.0";
@@ -148,7 +148,7 @@ fn the_wrong_world_guest_is_a_component_of_another_world() {
 fn plugins_use_the_host_imports() {
     let (imports, _) = world(artifacts::ORDER_VALIDATOR);
     assert!(
-        imports.contains("mailroom:plugin/follow-ups@0.1.2"),
+        imports.contains("mailroom:plugin/follow-ups@0.1.3"),
         "{imports:?}"
     );
     assert!(
@@ -156,8 +156,12 @@ fn plugins_use_the_host_imports() {
         "the SDK emits through follow-ups, whose error names every refusal: {imports:?}"
     );
     assert!(
-        imports.contains("mailroom:plugin/logging@0.1.2"),
+        imports.contains("mailroom:plugin/logging@0.1.3"),
         "{imports:?}"
+    );
+    assert!(
+        imports.contains("mailroom:plugin/log-filter@0.1.3"),
+        "the SDK's log macros ask whether the host keeps a line before building it: {imports:?}"
     );
     assert!(
         !imports.iter().any(|i| i.starts_with("wasi:http/")),
@@ -173,7 +177,7 @@ fn the_webhook_plugin_imports_outbound_http_and_config() {
         "{imports:?}"
     );
     assert!(
-        imports.contains("mailroom:plugin/config@0.1.2"),
+        imports.contains("mailroom:plugin/config@0.1.3"),
         "{imports:?}"
     );
 }

@@ -24,6 +24,7 @@
 //! | `{"action": "big_error", "mb": 10}` | returns a retryable error whose reason is `mb` MiB long |
 //! | `{"action": "probe"}` | tries what the sandbox should forbid and emits one `probe.result` event describing what it saw (see below), then succeeds |
 //! | `{"action": "echo"}` | emits one `behaviour.echo` event describing the delivered event (see below), then succeeds |
+//! | `{"action": "log_levels"}` | asks `log::enabled` for each level, writes one line with each macro (`trace!` … `error!`), and emits one `behaviour.log_levels` event `{"enabled": [...], "formatted": [...]}`: the levels `enabled` said yes to, and those whose line the macro built |
 //!
 //! `probe.result` payload, each probe being `{"ok": bool, "error": string or null, ...}`:
 //!
@@ -46,6 +47,7 @@
 //! "created_at_ms", "payload"}` where `payload` is the delivered payload as a string
 //! (lossy UTF-8).
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;
@@ -134,6 +136,7 @@ enum Action {
     },
     Probe,
     Echo,
+    LogLevels,
 }
 
 #[derive(Deserialize, Default)]
@@ -337,6 +340,42 @@ fn run(action: Action, event: &Event) -> Result<(), Error> {
             )?;
             Ok(())
         }
+        Action::LogLevels => {
+            let levels = [
+                (Level::Trace, "trace"),
+                (Level::Debug, "debug"),
+                (Level::Info, "info"),
+                (Level::Warn, "warn"),
+                (Level::Error, "error"),
+            ];
+            let enabled: Vec<&str> = levels
+                .iter()
+                .filter(|(level, _)| log::enabled(*level))
+                .map(|(_, name)| *name)
+                .collect();
+            let formatted = RefCell::new(Vec::new());
+            let line = |name| Formatted(name, &formatted);
+            log::trace!("{}", line("trace"));
+            log::debug!("{}", line("debug"));
+            log::info!("{}", line("info"));
+            log::warn!("{}", line("warn"));
+            log::error!("{}", line("error"));
+            mailroom_sdk::emit(
+                "behaviour.log_levels",
+                &json!({"enabled": enabled, "formatted": formatted.into_inner()}),
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// A log line's argument that records each time it is formatted.
+struct Formatted<'a>(&'static str, &'a RefCell<Vec<&'static str>>);
+
+impl std::fmt::Display for Formatted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.1.borrow_mut().push(self.0);
+        write!(f, "{} line", self.0)
     }
 }
 
