@@ -355,6 +355,29 @@ async fn a_delivery_at_the_chain_depth_limit_that_emits_is_dead_lettered() {
     assert!(reason.contains("chain depth limit reached"), "{reason}");
 }
 
+/// Plugins built against earlier versions of the WIT load and run
+/// unchanged: 0.1.0 (emitting through `emitter`) and 0.1.2 (through
+/// `follow-ups`, logging without asking `log-filter`, as every SDK-built
+/// plugin did before 0.1.3).
+#[tokio::test]
+async fn plugins_built_against_earlier_wit_versions_load_and_run() {
+    let host = host();
+    for (path, ping, pong) in [
+        (artifacts::LEGACY_V01, "legacy.ping", "legacy.pong"),
+        (artifacts::LEGACY_V012, "legacy.v012.ping", "legacy.v012.pong"),
+    ] {
+        let plugin = load(&host, path).await;
+        assert_eq!(plugin.event_types(), [ping.to_owned()]);
+        let outcome = plugin.handle(delivery(ping, json!({"n": 1}))).await;
+        let Outcome::Success { emitted } = outcome else {
+            panic!("{path}: {outcome:?}");
+        };
+        assert_eq!(emitted.len(), 1, "{path}");
+        assert_eq!(emitted[0].event_type, pong);
+        assert_eq!(json_of(&emitted[0].payload), json!({"n": 1}));
+    }
+}
+
 #[tokio::test]
 async fn emits_the_host_refuses_are_errors_the_guest_sees() {
     let host = host_with(SandboxLimits {

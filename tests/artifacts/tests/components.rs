@@ -30,6 +30,7 @@ const NAMED: &[&str] = &[
     artifacts::FLEET_D,
     artifacts::FLEET_E,
     artifacts::LEGACY_V01,
+    artifacts::LEGACY_V012,
     artifacts::OUTBOUND_PROBE,
     artifacts::HOSTILE,
     artifacts::MANY_TYPES,
@@ -110,6 +111,9 @@ const PLUGIN_EXPORT: &str = "mailroom:plugin/plugin@0.1.3";
 /// What `legacy-v01`, built from the 0.1.0 WIT as published, exports.
 const PLUGIN_EXPORT_0_1_0: &str = "mailroom:plugin/plugin@0.1.0";
 
+/// What `legacy-v012`, built from the 0.1.2 WIT as published, exports.
+const PLUGIN_EXPORT_0_1_2: &str = "mailroom:plugin/plugin@0.1.2";
+
 #[test]
 fn handlers_export_the_plugin_interface_and_import_nothing_unexpected() {
     for &(package, path) in artifacts::ALL {
@@ -117,10 +121,10 @@ fn handlers_export_the_plugin_interface_and_import_nothing_unexpected() {
             continue;
         }
         let (imports, exports) = world(path);
-        let export = if path == artifacts::LEGACY_V01 {
-            PLUGIN_EXPORT_0_1_0
-        } else {
-            PLUGIN_EXPORT
+        let export = match path {
+            p if p == artifacts::LEGACY_V01 => PLUGIN_EXPORT_0_1_0,
+            p if p == artifacts::LEGACY_V012 => PLUGIN_EXPORT_0_1_2,
+            _ => PLUGIN_EXPORT,
         };
         assert_eq!(
             exports,
@@ -187,6 +191,20 @@ fn the_legacy_guest_is_a_0_1_0_plugin() {
     let (imports, _) = world(artifacts::LEGACY_V01);
     assert!(
         imports.contains("mailroom:plugin/emitter@0.1.0"),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn the_0_1_2_legacy_guest_imports_what_sdk_plugins_did_before_0_1_3() {
+    let (imports, _) = world(artifacts::LEGACY_V012);
+    assert!(
+        imports.contains("mailroom:plugin/follow-ups@0.1.2")
+            && imports.contains("mailroom:plugin/logging@0.1.2"),
+        "{imports:?}"
+    );
+    assert!(
+        !imports.iter().any(|i| i.starts_with("mailroom:plugin/log-filter@")),
         "{imports:?}"
     );
 }
