@@ -867,8 +867,27 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-// Current-thread runtime: the delivery runs on this thread, where the
-// capturing subscriber is the default.
+/// Captures what this thread logs at `max_level` and above, until the
+/// returned guards drop. Tests using it run on a current-thread runtime, so
+/// the delivery runs on the thread whose default subscriber this is.
+fn capture_logs(
+    max_level: tracing::Level,
+) -> (Captured, (tracing::Dispatch, tracing::subscriber::DefaultGuard)) {
+    // tracing caches per callsite whether anyone listens. With a single
+    // registered subscriber it asks only the current thread's, so a callsite
+    // first hit on another test's thread would be cached as unwanted. A second
+    // registered (idle) subscriber makes it ask every registered one.
+    let second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(max_level)
+        .finish();
+    let default = tracing::subscriber::set_default(subscriber);
+    (captured, (second, default))
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
     let host = host_with(SandboxLimits {
@@ -877,18 +896,7 @@ async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
         ..limits()
     });
     let plugin = load(&host, artifacts::BEHAVIOUR).await;
-    // tracing caches per callsite whether anyone listens. With a single
-    // registered subscriber it asks only the current thread's, so a callsite
-    // first hit on another test's thread would be cached as unwanted. A second
-    // registered (idle) subscriber makes it ask every registered one.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _capturing) = capture_logs(tracing::Level::DEBUG);
 
     let d = delivery(
         "behaviour",
@@ -940,7 +948,6 @@ async fn guest_output_and_logs_reach_the_host_log_tagged_and_capped() {
     assert!(log.contains("no stock for A-1"), "{log}");
 }
 
-// Current-thread runtime, for the same reason as the test above.
 #[tokio::test(flavor = "current_thread")]
 async fn guests_build_log_lines_only_for_levels_and_lines_the_host_keeps() {
     let host = host_with(SandboxLimits {
@@ -948,14 +955,7 @@ async fn guests_build_log_lines_only_for_levels_and_lines_the_host_keeps() {
         ..limits()
     });
     let plugin = load(&host, artifacts::BEHAVIOUR).await;
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _capturing) = capture_logs(tracing::Level::INFO);
     let levels = |payload: Value| {
         let plugin = &plugin;
         async move {
