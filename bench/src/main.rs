@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mailroom::config::{LogConfig, LogFormat};
 use mailroom::store::Location;
 
 #[derive(Parser)]
@@ -48,6 +49,14 @@ struct Args {
     /// default settings is started for the run.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Log as `mailroom run` does, at this level (`info` is its default), to
+    /// stderr: redirect that to a file. Without it the host logs nothing, and
+    /// the figures leave out the log line each delivery writes at `info`.
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+    /// The shape of those lines, as `log.format`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, requires = "log")]
+    log_format: LogFormat,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -94,6 +103,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(level) = &args.log {
+        mailroom::logging::init(&LogConfig {
+            format: args.log_format,
+            level: level.clone(),
+        })?;
+    }
     let runtime = host_runtime(&mailroom::config::Config::default().store_location())?;
     if let Some(Child::FootprintChild {
         dir,
@@ -122,6 +137,13 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!("# mailroom-bench: {messages} messages of ~100-byte JSON; durability: full (default)");
+    match &args.log {
+        Some(level) => println!(
+            "log: `{level}`, {} lines to stderr, as `mailroom run` writes them",
+            args.log_format.as_str()
+        ),
+        None => println!("log: none (the host's log lines are dropped unformatted)"),
+    }
     if args.repeat > 1 {
         println!("throughputs: the median of {} runs each", args.repeat);
     }
