@@ -992,6 +992,45 @@ async fn guests_build_log_lines_only_for_levels_and_lines_the_host_keeps() {
     assert!(captured.text().contains("more than 4 log lines"), "{}", captured.text());
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn at_info_each_line_of_a_delivery_names_its_plugin_and_message_without_a_span() {
+    let host = host();
+    let plugin = load(&host, artifacts::BEHAVIOUR).await;
+    let (captured, _capturing) = capture_logs(tracing::Level::INFO);
+
+    // A guest's own line, then a panic: its message on the guest's stderr,
+    // and the host's warning that the call failed.
+    let logs = delivery(
+        "behaviour",
+        json!({"action": "log", "level": "info", "count": 1, "message": "hello from the guest"}),
+    );
+    let panics = delivery(
+        "behaviour",
+        json!({"action": "panic", "message": "no stock for A-1"}),
+    );
+    let ids = [logs.id.to_string(), panics.id.to_string()];
+    assert_eq!(plugin.handle(logs).await, Outcome::Success { emitted: vec![] });
+    assert_eq!(retry_reason(&plugin.handle(panics).await), "panicked: no stock for A-1");
+
+    let log = captured.text();
+    assert!(log.contains("hello from the guest"), "{log}");
+    assert!(log.contains("no stock for A-1"), "{log}");
+    assert!(log.contains("plugin call failed"), "{log}");
+    // The per-delivery span is for `debug`: at `info` it would cost every
+    // delivery, so each line carries the plugin and the message itself.
+    assert!(!log.contains("plugin.handle"), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.contains("plugin=behaviour"), "{line}");
+        assert!(
+            ids.iter().any(|id| line.contains(&format!("message_id={id}"))),
+            "{line}"
+        );
+    }
+    for id in &ids {
+        assert!(log.contains(id.as_str()), "{id}: {log}");
+    }
+}
+
 #[tokio::test]
 async fn every_delivery_gets_a_fresh_instance_by_default() {
     let host = host();

@@ -194,6 +194,8 @@ fn a_refused_origin_dead_letters_and_the_host_says_which_key_to_change() {
     assert!(text.contains("webhook"), "{text}");
     assert!(text.contains(&receiver.origin()), "{text}");
     assert!(text.contains("[plugin.webhook]"), "{text}");
+    // The delivery that asked for it.
+    assert_eq!(refusal["message_id"].as_str(), Some(id.as_str()), "{text}");
     host.stop();
 }
 

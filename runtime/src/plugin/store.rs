@@ -157,7 +157,7 @@ pub(crate) fn begin_call(
     access: Arc<PluginAccess>,
 ) {
     let state = store.data_mut();
-    state.outbound.begin_call(access, limits.timeout);
+    state.outbound.begin_call(id, access, limits.timeout);
     state.call.id.clear();
     state.call.id.push_str(id);
     state.call.log_lines = 0;

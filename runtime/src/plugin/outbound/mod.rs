@@ -52,6 +52,9 @@ pub trait OutboundObserver: Send + Sync + std::fmt::Debug {
 /// The outbound HTTP policy of one store, refreshed for each call.
 pub(crate) struct Outbound {
     plugin: Arc<str>,
+    /// The message id of the current call, for the log lines of its
+    /// requests.
+    call: String,
     access: Arc<PluginAccess>,
     deadline: Instant,
     /// Requests of the current call that may be open at once.
@@ -70,6 +73,7 @@ impl Outbound {
     ) -> Self {
         Self {
             plugin,
+            call: String::new(),
             access: Arc::default(),
             deadline: Instant::now() + limits.timeout,
             requests: Arc::new(Semaphore::new(limits.http_max_concurrent_requests as usize)),
@@ -80,9 +84,11 @@ impl Outbound {
         }
     }
 
-    /// Starts a call: the plugin's current access, the call's deadline and
-    /// a fresh budget of open requests.
-    pub(crate) fn begin_call(&mut self, access: Arc<PluginAccess>, timeout: Duration) {
+    /// Starts the call handling message `id`: the plugin's current access,
+    /// the call's deadline and a fresh budget of open requests.
+    pub(crate) fn begin_call(&mut self, id: &str, access: Arc<PluginAccess>, timeout: Duration) {
+        self.call.clear();
+        self.call.push_str(id);
         self.access = access;
         self.deadline = Instant::now() + timeout;
         self.requests = Arc::new(Semaphore::new(self.max_requests as usize));
@@ -96,6 +102,7 @@ impl Outbound {
     fn refuse(&self, origin: &str, why: &str) -> HttpError {
         tracing::warn!(
             plugin = %self.plugin,
+            message_id = %self.call,
             origin = %origin,
             "outbound request refused: {why}; to allow it, add the origin to allowed_outbound_hosts under [plugin.{}] in the host's configuration",
             toml_key(&self.plugin),
@@ -157,6 +164,7 @@ impl WasiHttpHooks for Outbound {
         let Ok(permit) = self.requests.clone().try_acquire_owned() else {
             tracing::warn!(
                 plugin = %self.plugin,
+                message_id = %self.call,
                 origin = %label,
                 "outbound request refused: {} requests of this delivery are already open (plugins.http_max_concurrent_requests)",
                 self.max_requests,
@@ -168,6 +176,7 @@ impl WasiHttpHooks for Outbound {
             .map_or(self.connect_timeout, |t| t.min(self.connect_timeout));
         let plan = send::Plan {
             plugin: self.plugin.clone(),
+            call: self.call.clone(),
             origin,
             label,
             entry,

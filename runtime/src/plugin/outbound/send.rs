@@ -23,6 +23,8 @@ use super::body::CappedBody;
 /// Everything one request needs, decided before it is sent.
 pub(super) struct Plan {
     pub(super) plugin: Arc<str>,
+    /// The message id of the call that sent it.
+    pub(super) call: String,
     pub(super) origin: Origin,
     /// `origin` as shown in logs and metrics.
     pub(super) label: String,
@@ -49,6 +51,7 @@ pub(super) async fn send(
     let result = exchange(&plan, request).await;
     let Plan {
         plugin,
+        call,
         label,
         observer,
         permit,
@@ -57,7 +60,7 @@ pub(super) async fn send(
     match result {
         Ok((response, connection)) => {
             let status = response.status().as_u16();
-            tracing::debug!(plugin = %plugin, origin = %label, status, "outbound request answered");
+            tracing::debug!(plugin = %plugin, message_id = %call, origin = %label, status, "outbound request answered");
             if let Some(observer) = &observer {
                 observer.responded(&plugin, &label, status, started.elapsed());
             }
@@ -71,6 +74,7 @@ pub(super) async fn send(
         Err(Failure::Refused(why)) => {
             tracing::warn!(
                 plugin = %plugin,
+                message_id = %call,
                 origin = %label,
                 "outbound request refused: {why}; to reach a private address, list that address itself in allowed_outbound_hosts under [plugin.{}]",
                 super::toml_key(&plugin),
@@ -81,7 +85,7 @@ pub(super) async fn send(
             Err(HttpError::DestinationIpProhibited)
         }
         Err(Failure::Http(error)) => {
-            tracing::debug!(plugin = %plugin, origin = %label, "outbound request failed: {error}");
+            tracing::debug!(plugin = %plugin, message_id = %call, origin = %label, "outbound request failed: {error}");
             if let Some(observer) = &observer {
                 observer.failed(&plugin, &label, started.elapsed());
             }
