@@ -212,9 +212,12 @@ impl Settler {
                         }
                     }));
                     let now = self.clock.now_ms();
+                    // A line each, written together.
+                    let lines = crate::logging::batch();
                     for (finished, result) in batch.iter().zip(&results) {
                         log_outcome(finished, result, now);
                     }
+                    drop(lines);
                     if let Some(order) = order {
                         self.answer(order, claimed).await;
                     }
