@@ -4,10 +4,9 @@
 
 use std::cell::Cell;
 use std::io::{BufWriter, IsTerminal as _, Write};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{LogConfig, LogFormat};
@@ -35,7 +34,7 @@ pub fn init(config: &LogConfig) -> Result<(), LogSetupError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(STDERR.get_or_init(|| Buffered::new(std::io::stderr())).clone())
+        .with_writer(|| STDERR.get_or_init(|| Buffered::new(std::io::stderr())))
         // Colours only for a person at a terminal, not in a log file.
         .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::NONE);
@@ -93,21 +92,13 @@ impl Drop for Batch {
 /// A writer behind a buffer that holds a [`batch`]'s lines; any other line
 /// is written at once.
 struct Buffered<W: Write> {
-    buffer: Arc<Mutex<BufWriter<W>>>,
-}
-
-impl<W: Write> Clone for Buffered<W> {
-    fn clone(&self) -> Self {
-        Self {
-            buffer: Arc::clone(&self.buffer),
-        }
-    }
+    buffer: Mutex<BufWriter<W>>,
 }
 
 impl<W: Write> Buffered<W> {
     fn new(out: W) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, out))),
+            buffer: Mutex::new(BufWriter::with_capacity(64 * 1024, out)),
         }
     }
 
@@ -132,21 +123,13 @@ impl<W: Write> Write for &Buffered<W> {
     }
 }
 
-impl<'a, W: Write + 'a> MakeWriter<'a> for Buffered<W> {
-    type Writer = &'a Buffered<W>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// What reached the writer under the buffer.
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
 
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -176,10 +159,9 @@ mod tests {
         (&buffered).write_all(b"three\n").unwrap();
         assert_eq!(sink.text(), "one\n", "held until the batch ends");
         // Another thread's line is written at once, the batch's with it.
-        let other = buffered.clone();
-        std::thread::spawn(move || (&other).write_all(b"elsewhere\n").unwrap())
-            .join()
-            .unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| (&buffered).write_all(b"elsewhere\n").unwrap());
+        });
         assert_eq!(sink.text(), "one\ntwo\nthree\nelsewhere\n");
         (&buffered).write_all(b"four\n").unwrap();
         // A batch inside a batch ends with the outer one.
