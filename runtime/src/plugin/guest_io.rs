@@ -44,7 +44,7 @@ pub(crate) struct GuestOutput(Arc<Mutex<OutputState>>);
 struct OutputState {
     plugin: Arc<str>,
     /// The message id of the current delivery, or what the call is ("info").
-    call: String,
+    call: Arc<str>,
     budget: usize,
     used: usize,
     truncated: bool,
@@ -57,7 +57,7 @@ impl GuestOutput {
     pub(crate) fn new(plugin: Arc<str>, budget: usize) -> Self {
         Self(Arc::new(Mutex::new(OutputState {
             plugin,
-            call: String::new(),
+            call: Arc::from(""),
             budget,
             used: 0,
             truncated: false,
@@ -73,10 +73,9 @@ impl GuestOutput {
     }
 
     /// Starts a call: a fresh budget and stderr tail, tagged with `call`.
-    pub(crate) fn begin(&self, call: &str) {
+    pub(crate) fn begin(&self, call: Arc<str>) {
         let mut state = self.lock();
-        state.call.clear();
-        state.call.push_str(call);
+        state.call = call;
         state.used = 0;
         state.truncated = false;
         state.stdout_line.clear();
@@ -289,7 +288,7 @@ mod tests {
     #[test]
     fn output_past_the_budget_is_dropped_and_the_tail_kept() {
         let out = GuestOutput::new("p".into(), 10);
-        out.begin("m1");
+        out.begin("m1".into());
         out.write(Stream::Stdout, b"0123456789abcdef\n");
         out.write(Stream::Stderr, b"panicked at x:\nboom\n");
         {
@@ -298,7 +297,7 @@ mod tests {
             assert!(state.truncated);
         }
         assert!(out.stderr_tail().contains("boom"));
-        out.begin("m2");
+        out.begin("m2".into());
         assert_eq!(out.lock().used, 0);
         assert!(out.stderr_tail().is_empty());
     }

@@ -69,8 +69,9 @@ impl WasiHttpView for StoreState {
 #[derive(Debug)]
 pub(crate) struct CallState {
     pub(crate) plugin: Arc<str>,
-    /// The message id, or "info" for the load-time call.
-    pub(crate) id: String,
+    /// The message id, or "info" for the load-time call: one string per
+    /// call, shared with the guest's output and its outbound requests.
+    pub(crate) id: Arc<str>,
     pub(crate) max_log_lines: u32,
     pub(crate) max_emits: u32,
     pub(crate) max_payload_bytes: usize,
@@ -108,7 +109,7 @@ pub(crate) fn new_store(
         output,
         call: CallState {
             plugin,
-            id: String::new(),
+            id: Arc::from(""),
             max_log_lines: limits.max_log_lines,
             max_emits: limits.max_emits,
             max_payload_bytes: limits.max_payload_bytes,
@@ -157,9 +158,10 @@ pub(crate) fn begin_call(
     access: Arc<PluginAccess>,
 ) {
     let state = store.data_mut();
-    state.outbound.begin_call(id, access, limits.timeout);
-    state.call.id.clear();
-    state.call.id.push_str(id);
+    let id: Arc<str> = Arc::from(id);
+    state.outbound.begin_call(id.clone(), access, limits.timeout);
+    state.output.begin(id.clone());
+    state.call.id = id;
     state.call.log_lines = 0;
     state.call.emitted.clear();
     // Give the buffer's memory back: a reused instance must not keep the
@@ -170,7 +172,6 @@ pub(crate) fn begin_call(
     state.call.chain_refused = false;
     state.call.ticks_left = limits.epoch_ticks();
     state.limiter.reset();
-    state.output.begin(id);
     store.set_epoch_deadline(1);
 }
 

@@ -54,7 +54,7 @@ pub(crate) struct Outbound {
     plugin: Arc<str>,
     /// The message id of the current call, for the log lines of its
     /// requests.
-    call: String,
+    call: Arc<str>,
     access: Arc<PluginAccess>,
     deadline: Instant,
     /// Requests of the current call that may be open at once.
@@ -73,7 +73,7 @@ impl Outbound {
     ) -> Self {
         Self {
             plugin,
-            call: String::new(),
+            call: Arc::from(""),
             access: Arc::default(),
             deadline: Instant::now() + limits.timeout,
             requests: Arc::new(Semaphore::new(limits.http_max_concurrent_requests as usize)),
@@ -86,9 +86,8 @@ impl Outbound {
 
     /// Starts the call handling message `id`: the plugin's current access,
     /// the call's deadline and a fresh budget of open requests.
-    pub(crate) fn begin_call(&mut self, id: &str, access: Arc<PluginAccess>, timeout: Duration) {
-        self.call.clear();
-        self.call.push_str(id);
+    pub(crate) fn begin_call(&mut self, id: Arc<str>, access: Arc<PluginAccess>, timeout: Duration) {
+        self.call = id;
         self.access = access;
         self.deadline = Instant::now() + timeout;
         self.requests = Arc::new(Semaphore::new(self.max_requests as usize));

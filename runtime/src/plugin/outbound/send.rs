@@ -24,7 +24,7 @@ use super::body::CappedBody;
 pub(super) struct Plan {
     pub(super) plugin: Arc<str>,
     /// The message id of the call that sent it.
-    pub(super) call: String,
+    pub(super) call: Arc<str>,
     pub(super) origin: Origin,
     /// `origin` as shown in logs and metrics.
     pub(super) label: String,
