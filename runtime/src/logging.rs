@@ -68,6 +68,7 @@ thread_local! {
 pub(crate) fn batch() -> Batch {
     Batch {
         was_batching: BATCHING.replace(true),
+        _this_thread: std::marker::PhantomData,
     }
 }
 
@@ -75,6 +76,10 @@ pub(crate) fn batch() -> Batch {
 #[must_use = "the batch is written when the guard is dropped"]
 pub(crate) struct Batch {
     was_batching: bool,
+    /// The batch belongs to this thread's flag: the guard must not move to
+    /// another thread (an `.await` while it is held would not compile in a
+    /// spawned task).
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for Batch {

@@ -57,7 +57,9 @@ impl GuestOutput {
     pub(crate) fn new(plugin: Arc<str>, budget: usize) -> Self {
         Self(Arc::new(Mutex::new(OutputState {
             plugin,
-            call: Arc::from(""),
+            // Empty until the first call: `default` shares one static
+            // empty string, so a fresh instance allocates nothing here.
+            call: Arc::default(),
             budget,
             used: 0,
             truncated: false,

@@ -109,7 +109,8 @@ pub(crate) fn new_store(
         output,
         call: CallState {
             plugin,
-            id: Arc::from(""),
+            // Empty until `begin_call` (no allocation).
+            id: Arc::default(),
             max_log_lines: limits.max_log_lines,
             max_emits: limits.max_emits,
             max_payload_bytes: limits.max_payload_bytes,

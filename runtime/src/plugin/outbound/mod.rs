@@ -73,7 +73,8 @@ impl Outbound {
     ) -> Self {
         Self {
             plugin,
-            call: Arc::from(""),
+            // Empty until the first call (no allocation).
+            call: Arc::default(),
             access: Arc::default(),
             deadline: Instant::now() + limits.timeout,
             requests: Arc::new(Semaphore::new(limits.http_max_concurrent_requests as usize)),
